@@ -1,0 +1,414 @@
+//! What to measure: the declarative model of metric rules.
+//!
+//! Every metric the layer produces is described by one [`Metric`] rule: its instrument kind and
+//! name, which spans (and events) feed it, what is measured, which labels it carries and under
+//! which conditions it records. Rules are plain values: build them in code with the methods
+//! here, and hand them to [`SpanMetrics::builder`](crate::SpanMetrics::builder), which validates
+//! them all at once and compiles them into per-callsite plans.
+//!
+//! ```
+//! use tracing_spanmetrics::{Condition, Label, Mapping, Metric, Spans};
+//!
+//! let duration = Metric::histogram("http.client.duration.seconds")
+//!     .describe("Round trip of an outgoing HTTP request")
+//!     .spans(Spans::named("http_request").target("my_service"))
+//!     .wall_time()
+//!     .label("method")
+//!     .label(Label::field("status").key("status_class").map(Mapping::status_class()))
+//!     .label(Label::outcome("result"));
+//!
+//! let failures = Metric::counter("http.client.failures.total")
+//!     .describe("Responses that were not 2xx")
+//!     .spans(Spans::named("http_request"))
+//!     .spans_closed()
+//!     .label("status")
+//!     .when(Condition::field("status").not_between(200.0, 299.0));
+//! # let _ = (duration, failures);
+//! ```
+
+mod label;
+mod select;
+
+pub(crate) use label::FieldTest;
+pub use label::{Condition, FieldCondition, Label, LabelSource, Mapping, OutcomeValues};
+pub use select::{EventMatch, Spans};
+
+/// The instrument a metric family is recorded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// A monotonically increasing count (`metrics::Counter`).
+    Counter,
+    /// A value that goes up and down (`metrics::Gauge`).
+    Gauge,
+    /// A distribution of observations (`metrics::Histogram`), exported with buckets.
+    Histogram,
+}
+
+impl MetricKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// The unit of a metric family, registered with its description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// Seconds: every duration the layer measures is in seconds.
+    Seconds,
+    /// A plain count.
+    Count,
+    /// Bytes.
+    Bytes,
+}
+
+impl Unit {
+    pub(crate) fn to_metrics(self) -> metrics::Unit {
+        match self {
+            Unit::Seconds => metrics::Unit::Seconds,
+            Unit::Count => metrics::Unit::Count,
+            Unit::Bytes => metrics::Unit::Bytes,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Unit::Seconds => "seconds",
+            Unit::Count => "count",
+            Unit::Bytes => "bytes",
+        }
+    }
+}
+
+/// What a rule measures.
+///
+/// Durations are in seconds and recorded into histograms when the span closes. Span counters and
+/// in-flight gauges follow span lifetimes; event measures follow events inside selected spans.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    /// Span created → span closed.
+    WallTime,
+    /// Time the span was entered, counting overlapping enters (from several threads or nested
+    /// re-entry) once: the clock runs while at least one enter is active.
+    BusyTime,
+    /// Wall time minus busy time.
+    IdleTime,
+    /// Wall time minus the time covered by at least one open child span.
+    SelfTime,
+    /// Span created → first event inside it (or inside a descendant) matching the event
+    /// selector; recorded at close, and only if such an event happened.
+    TimeToEvent(EventMatch),
+    /// Counts spans when they are created (labels are resolved at creation).
+    SpansOpened,
+    /// Counts spans when they close (the calls of a RED metric).
+    SpansClosed,
+    /// Spans currently open: +1 when a span opens, −1 when it closes, always on the same series.
+    InFlight,
+    /// Like [`Measure::InFlight`], but +1 only once the named field has been recorded on the
+    /// span, with the labels known at that moment; −1 at close if and only if it was counted.
+    InFlightAfter(String),
+    /// Counts events matching the selector inside selected spans (or anywhere, without a span
+    /// selector).
+    Events(EventMatch),
+    /// A numeric field of the span: a histogram observes its final value at close; a gauge is
+    /// set each time the field gets a value; a counter is increased by it at close.
+    SpanField(String),
+    /// A numeric field of events matching the selector: observed, set or added per event.
+    EventField(EventMatch, String),
+}
+
+impl Measure {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Measure::WallTime => "wall_time",
+            Measure::BusyTime => "busy_time",
+            Measure::IdleTime => "idle_time",
+            Measure::SelfTime => "self_time",
+            Measure::TimeToEvent(_) => "time_to_event",
+            Measure::SpansOpened => "spans_opened",
+            Measure::SpansClosed => "spans_closed",
+            Measure::InFlight => "in_flight",
+            Measure::InFlightAfter(_) => "in_flight_after",
+            Measure::Events(_) => "events",
+            Measure::SpanField(_) => "span_field",
+            Measure::EventField(..) => "event_field",
+        }
+    }
+
+    /// Whether this measure is a duration in seconds.
+    pub(crate) fn is_duration(&self) -> bool {
+        matches!(
+            self,
+            Measure::WallTime
+                | Measure::BusyTime
+                | Measure::IdleTime
+                | Measure::SelfTime
+                | Measure::TimeToEvent(_)
+        )
+    }
+
+    /// Which instrument kinds may carry this measure.
+    pub(crate) fn allows(&self, kind: MetricKind) -> bool {
+        use MetricKind::*;
+        match self {
+            m if m.is_duration() => kind == Histogram,
+            Measure::SpansOpened | Measure::SpansClosed | Measure::Events(_) => kind == Counter,
+            Measure::InFlight | Measure::InFlightAfter(_) => kind == Gauge,
+            _ => true,
+        }
+    }
+}
+
+/// Histogram bucket boundaries (upper bounds, strictly increasing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buckets(pub(crate) Vec<f64>);
+
+impl Buckets {
+    /// The OpenTelemetry semantic conventions' advised boundaries for HTTP and RPC durations,
+    /// in seconds: `0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10`.
+    pub fn otel_durations() -> Self {
+        Buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+        ])
+    }
+
+    /// `count` boundaries starting at `start`, each `factor` times the previous one.
+    ///
+    /// Invalid arguments (a non-positive start, a factor not above 1, no buckets) are reported
+    /// when the layer is built.
+    pub fn exponential(start: f64, factor: f64, count: usize) -> Self {
+        let mut out = Vec::with_capacity(count.min(1024));
+        let mut b = start;
+        for _ in 0..count.min(1024) {
+            out.push(b);
+            b *= factor;
+        }
+        Buckets(out)
+    }
+
+    /// `count` boundaries `start, start + width, …`.
+    pub fn linear(start: f64, width: f64, count: usize) -> Self {
+        Buckets(
+            (0..count.min(1024))
+                .map(|i| start + width * i as f64)
+                .collect(),
+        )
+    }
+
+    /// Explicit boundaries; they must be finite and strictly increasing.
+    pub fn explicit(bounds: impl IntoIterator<Item = f64>) -> Self {
+        Buckets(bounds.into_iter().collect())
+    }
+
+    /// The boundaries.
+    pub fn bounds(&self) -> &[f64] {
+        &self.0
+    }
+
+    /// The default for a histogram of `unit`: [`Buckets::otel_durations`] for seconds, powers of
+    /// two from 1 to 2^30 otherwise.
+    pub(crate) fn default_for(unit: Unit) -> Self {
+        match unit {
+            Unit::Seconds => Buckets::otel_durations(),
+            _ => Buckets::exponential(1.0, 2.0, 31),
+        }
+    }
+}
+
+/// One metric rule: an instrument, the spans and events that feed it, what it measures, its
+/// labels and its conditions.
+///
+/// Several rules may feed one metric family (the same name): they must then agree on kind, unit,
+/// label keys and buckets; descriptions are taken from the first rule that has one.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    pub(crate) name: String,
+    pub(crate) kind: MetricKind,
+    pub(crate) unit: Option<Unit>,
+    pub(crate) description: Option<String>,
+    pub(crate) spans: Option<Spans>,
+    pub(crate) measure: Option<Measure>,
+    pub(crate) labels: Vec<Label>,
+    pub(crate) conditions: Vec<Condition>,
+    pub(crate) buckets: Option<Buckets>,
+    pub(crate) cardinality_limit: Option<usize>,
+}
+
+impl Metric {
+    fn new(kind: MetricKind, name: impl Into<String>) -> Self {
+        Metric {
+            name: name.into(),
+            kind,
+            unit: None,
+            description: None,
+            spans: None,
+            measure: None,
+            labels: Vec::new(),
+            conditions: Vec::new(),
+            buckets: None,
+            cardinality_limit: None,
+        }
+    }
+
+    /// A counter. Without another measure it counts closed spans.
+    pub fn counter(name: impl Into<String>) -> Self {
+        Self::new(MetricKind::Counter, name)
+    }
+
+    /// A gauge. Without another measure it counts open spans (in flight).
+    pub fn gauge(name: impl Into<String>) -> Self {
+        Self::new(MetricKind::Gauge, name)
+    }
+
+    /// A histogram. Without another measure it records the span's wall time in seconds.
+    pub fn histogram(name: impl Into<String>) -> Self {
+        Self::new(MetricKind::Histogram, name)
+    }
+
+    /// The metric family's name, as given to the `metrics` facade.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The instrument kind.
+    pub fn kind(&self) -> MetricKind {
+        self.kind
+    }
+
+    /// The help text registered for the family.
+    pub fn describe(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// The family's unit. Durations default to seconds, everything else to a count.
+    pub fn unit(mut self, unit: Unit) -> Self {
+        self.unit = Some(unit);
+        self
+    }
+
+    /// Which spans feed the rule. Without it, every span does (or, for event measures, events
+    /// anywhere).
+    pub fn spans(mut self, spans: Spans) -> Self {
+        self.spans = Some(spans);
+        self
+    }
+
+    /// What the rule measures.
+    pub fn measure(mut self, measure: Measure) -> Self {
+        self.measure = Some(measure);
+        self
+    }
+
+    /// Shorthand for [`Measure::WallTime`].
+    pub fn wall_time(self) -> Self {
+        self.measure(Measure::WallTime)
+    }
+
+    /// Shorthand for [`Measure::BusyTime`].
+    pub fn busy_time(self) -> Self {
+        self.measure(Measure::BusyTime)
+    }
+
+    /// Shorthand for [`Measure::IdleTime`].
+    pub fn idle_time(self) -> Self {
+        self.measure(Measure::IdleTime)
+    }
+
+    /// Shorthand for [`Measure::SelfTime`].
+    pub fn self_time(self) -> Self {
+        self.measure(Measure::SelfTime)
+    }
+
+    /// Shorthand for [`Measure::TimeToEvent`].
+    pub fn time_to(self, milestone: EventMatch) -> Self {
+        self.measure(Measure::TimeToEvent(milestone))
+    }
+
+    /// Shorthand for [`Measure::SpansOpened`].
+    pub fn spans_opened(self) -> Self {
+        self.measure(Measure::SpansOpened)
+    }
+
+    /// Shorthand for [`Measure::SpansClosed`].
+    pub fn spans_closed(self) -> Self {
+        self.measure(Measure::SpansClosed)
+    }
+
+    /// Shorthand for [`Measure::InFlight`].
+    pub fn in_flight(self) -> Self {
+        self.measure(Measure::InFlight)
+    }
+
+    /// Shorthand for [`Measure::InFlightAfter`].
+    pub fn in_flight_after(self, field: impl Into<String>) -> Self {
+        self.measure(Measure::InFlightAfter(field.into()))
+    }
+
+    /// Shorthand for [`Measure::Events`].
+    pub fn events(self, events: EventMatch) -> Self {
+        self.measure(Measure::Events(events))
+    }
+
+    /// Shorthand for [`Measure::SpanField`].
+    pub fn span_field(self, field: impl Into<String>) -> Self {
+        self.measure(Measure::SpanField(field.into()))
+    }
+
+    /// Shorthand for [`Measure::EventField`].
+    pub fn event_field(self, events: EventMatch, field: impl Into<String>) -> Self {
+        self.measure(Measure::EventField(events, field.into()))
+    }
+
+    /// Adds a label; a `&str` is shorthand for [`Label::field`].
+    pub fn label(mut self, label: impl Into<Label>) -> Self {
+        self.labels.push(label.into());
+        self
+    }
+
+    /// Adds several labels.
+    pub fn labels<L: Into<Label>>(mut self, labels: impl IntoIterator<Item = L>) -> Self {
+        self.labels.extend(labels.into_iter().map(Into::into));
+        self
+    }
+
+    /// Records only when the condition holds (all conditions must hold).
+    pub fn when(mut self, condition: Condition) -> Self {
+        self.conditions.push(condition);
+        self
+    }
+
+    /// Histogram bucket boundaries for this family.
+    pub fn buckets(mut self, buckets: Buckets) -> Self {
+        self.buckets = Some(buckets);
+        self
+    }
+
+    /// The most distinct label sets this family keeps (overrides the layer's default).
+    pub fn cardinality_limit(mut self, limit: usize) -> Self {
+        self.cardinality_limit = Some(limit);
+        self
+    }
+
+    /// The measure in effect: the one set, or the kind's default.
+    pub(crate) fn effective_measure(&self) -> Measure {
+        self.measure.clone().unwrap_or(match self.kind {
+            MetricKind::Counter => Measure::SpansClosed,
+            MetricKind::Gauge => Measure::InFlight,
+            MetricKind::Histogram => Measure::WallTime,
+        })
+    }
+
+    /// The unit in effect: the one set, or seconds for durations and a count otherwise.
+    pub(crate) fn effective_unit(&self) -> Unit {
+        self.unit
+            .unwrap_or(if self.effective_measure().is_duration() {
+                Unit::Seconds
+            } else {
+                Unit::Count
+            })
+    }
+}

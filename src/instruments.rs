@@ -1,0 +1,389 @@
+//! Instruments and emission: metric families, their label-set caches and the recorder.
+//!
+//! Each family keeps a map from label values to a registered `metrics` handle. The map is an
+//! immutable snapshot behind an [`ArcSwap`]: the hot path loads it (no lock, no shared write),
+//! hashes the label values it resolved on the stack and records on the handle it finds. Only a
+//! new label set takes the family's writer lock, registers a handle (allocating its `Key`) and
+//! publishes a copy of the map with it. Once a family holds its cardinality limit of label sets,
+//! new ones are folded into a single overflow series labelled `otel_metric_overflow="true"`
+//! (as the OpenTelemetry metrics SDK does) and counted in `spanmetrics.overflow.observations`.
+//!
+//! Handles are bound to the recorder that was current when they were registered. The snapshot
+//! remembers which one that was; when the current recorder changes (the usual case: the
+//! exporter is installed after the subscriber, so early spans met the no-op recorder) the
+//! snapshot is dropped and handles are registered again on the new recorder.
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use hashbrown::{Equivalent, HashMap};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Level, Recorder, SharedString};
+
+use crate::config::{Buckets, MetricKind, Unit};
+
+/// The label key of the overflow series.
+pub const OVERFLOW_LABEL: &str = "otel_metric_overflow";
+/// Counter of observations folded into an overflow series, labelled `metric`.
+pub const OVERFLOW_METRIC: &str = "spanmetrics.overflow.observations";
+/// Counter of label values cut to the configured length bound.
+pub const TRUNCATED_METRIC: &str = "spanmetrics.label_values.truncated";
+/// Counter of values that could not be recorded (not a number, not finite, negative for a
+/// counter), labelled `metric` and `reason`.
+pub const REJECTED_METRIC: &str = "spanmetrics.values.rejected";
+
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new("tracing_spanmetrics", Level::INFO, Some(module_path!()));
+
+/// Where handles are registered.
+#[derive(Clone, Default)]
+pub(crate) enum RecorderRef {
+    /// The `metrics` facade's current recorder (local, global or no-op).
+    #[default]
+    Global,
+    /// A recorder handed to the builder.
+    Explicit(Arc<dyn Recorder + Send + Sync>),
+}
+
+impl std::fmt::Debug for RecorderRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecorderRef::Global => f.write_str("Global"),
+            RecorderRef::Explicit(_) => f.write_str("Explicit(..)"),
+        }
+    }
+}
+
+impl RecorderRef {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&dyn Recorder, usize) -> T) -> T {
+        match self {
+            RecorderRef::Global => metrics::with_recorder(|r| f(r, identity(r))),
+            RecorderRef::Explicit(r) => f(r.as_ref(), identity(r.as_ref())),
+        }
+    }
+}
+
+/// A recorder's identity: the address of the object behind it.
+fn identity(r: &dyn Recorder) -> usize {
+    (r as *const dyn Recorder).cast::<()>() as usize
+}
+
+/// A registered handle of any kind.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Counter(Counter),
+    Gauge(Gauge),
+    Histogram(Histogram),
+}
+
+impl Handle {
+    fn register(kind: MetricKind, r: &dyn Recorder, key: &Key) -> Handle {
+        match kind {
+            MetricKind::Counter => Handle::Counter(r.register_counter(key, &METADATA)),
+            MetricKind::Gauge => Handle::Gauge(r.register_gauge(key, &METADATA)),
+            MetricKind::Histogram => Handle::Histogram(r.register_histogram(key, &METADATA)),
+        }
+    }
+
+    /// The gauge, for in-flight accounting (the family's kind guarantees it).
+    pub(crate) fn gauge(&self) -> Option<&Gauge> {
+        match self {
+            Handle::Gauge(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+/// What to do with a value on a family's series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Op {
+    /// Counter += n.
+    Add(u64),
+    /// Gauge = v.
+    Set(f64),
+    /// Histogram observes v.
+    Observe(f64),
+}
+
+/// Owned label values of one series (`None`: the label is left off).
+#[derive(Clone, PartialEq, Eq)]
+struct OwnedKey(Arc<[Option<Box<str>>]>);
+
+impl Hash for OwnedKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.iter().map(|v| v.as_deref()), state);
+    }
+}
+
+/// Borrowed label values, as resolved on the stack.
+struct BorrowedKey<'a>(&'a [Option<&'a str>]);
+
+impl Hash for BorrowedKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.iter().copied(), state);
+    }
+}
+
+impl Equivalent<OwnedKey> for BorrowedKey<'_> {
+    fn equivalent(&self, key: &OwnedKey) -> bool {
+        self.0.len() == key.0.len()
+            && self
+                .0
+                .iter()
+                .zip(key.0.iter())
+                .all(|(a, b)| *a == b.as_deref())
+    }
+}
+
+fn hash_values<'a, H: Hasher>(values: impl Iterator<Item = Option<&'a str>>, state: &mut H) {
+    for v in values {
+        match v {
+            None => state.write_u8(0),
+            Some(s) => {
+                state.write_u8(1);
+                s.hash(state);
+            }
+        }
+    }
+}
+
+/// One immutable generation of a family's series.
+struct Snapshot {
+    recorder: usize,
+    series: HashMap<OwnedKey, Handle>,
+    overflow: Option<(Handle, Counter)>,
+}
+
+/// A metric family: name, kind, unit, description, label keys and its series.
+pub(crate) struct Family {
+    pub(crate) name: String,
+    pub(crate) kind: MetricKind,
+    pub(crate) unit: Unit,
+    pub(crate) description: Option<String>,
+    pub(crate) label_keys: Vec<SharedString>,
+    pub(crate) buckets: Option<Buckets>,
+    pub(crate) limit: usize,
+    snapshot: ArcSwapOption<Snapshot>,
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Family")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Family {
+    pub(crate) fn new(
+        name: String,
+        kind: MetricKind,
+        unit: Unit,
+        description: Option<String>,
+        label_keys: Vec<String>,
+        buckets: Option<Buckets>,
+        limit: usize,
+    ) -> Self {
+        Family {
+            name,
+            kind,
+            unit,
+            description,
+            label_keys: label_keys.into_iter().map(SharedString::from).collect(),
+            buckets,
+            limit,
+            snapshot: ArcSwapOption::empty(),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// Applies `op` to the series for `values` (one entry per label key, in order).
+    pub(crate) fn apply(&self, recorder: &RecorderRef, values: &[Option<&str>], op: Op) {
+        self.with_handle(recorder, values, |handle| match (handle, op) {
+            (Handle::Counter(c), Op::Add(n)) => c.increment(n),
+            (Handle::Gauge(g), Op::Set(v)) => g.set(v),
+            (Handle::Histogram(h), Op::Observe(v)) => h.record(v),
+            // Validation ties measures to kinds; a mismatch records nothing rather than
+            // panicking in production.
+            _ => debug_assert!(false, "op {op:?} does not fit family {}", self.name),
+        })
+    }
+
+    /// A clone of the handle for `values` (to hold an in-flight gauge until the span closes).
+    pub(crate) fn handle(&self, recorder: &RecorderRef, values: &[Option<&str>]) -> Handle {
+        self.with_handle(recorder, values, Handle::clone)
+    }
+
+    /// Runs `f` on the handle for `values`: cached, newly registered, or the overflow series.
+    /// The cached case takes no lock and clones nothing.
+    fn with_handle<R>(
+        &self,
+        recorder: &RecorderRef,
+        values: &[Option<&str>],
+        f: impl FnOnce(&Handle) -> R,
+    ) -> R {
+        recorder.with(|r, id| {
+            if let Some(snap) = self.snapshot.load().as_ref() {
+                if snap.recorder == id {
+                    if let Some(h) = snap.series.get(&BorrowedKey(values)) {
+                        return f(h);
+                    }
+                    if snap.series.len() >= self.limit {
+                        if let Some((h, folded)) = &snap.overflow {
+                            folded.increment(1);
+                            return f(h);
+                        }
+                    }
+                }
+            }
+            f(&self.slow_path(r, id, values))
+        })
+    }
+
+    #[cold]
+    fn slow_path(&self, r: &dyn Recorder, id: usize, values: &[Option<&str>]) -> Handle {
+        // A poisoned lock only means another thread panicked while holding it (inside a
+        // recorder); the data it guards is the snapshot, which is always consistent.
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.snapshot.load_full();
+        let fresh = current.as_ref().is_none_or(|s| s.recorder != id);
+        if fresh {
+            self.describe(r);
+        }
+        let mut next = match current {
+            Some(s) if !fresh => Snapshot {
+                recorder: id,
+                series: s.series.clone(),
+                overflow: s.overflow.clone(),
+            },
+            _ => Snapshot {
+                recorder: id,
+                series: HashMap::default(),
+                overflow: None,
+            },
+        };
+        if let Some(h) = next.series.get(&BorrowedKey(values)) {
+            return h.clone();
+        }
+        if next.series.len() < self.limit {
+            let labels: Vec<metrics::Label> = self
+                .label_keys
+                .iter()
+                .zip(values)
+                .filter_map(|(k, v)| v.map(|v| metrics::Label::new(k.clone(), v.to_owned())))
+                .collect();
+            let handle =
+                Handle::register(self.kind, r, &Key::from_parts(self.name.clone(), labels));
+            let owned = OwnedKey(values.iter().map(|v| v.map(Box::from)).collect());
+            next.series.insert(owned, handle.clone());
+            self.snapshot.store(Some(Arc::new(next)));
+            return handle;
+        }
+        let (handle, folded) = match &next.overflow {
+            Some(o) => o.clone(),
+            None => {
+                let key = Key::from_parts(
+                    self.name.clone(),
+                    vec![metrics::Label::new(OVERFLOW_LABEL, "true")],
+                );
+                let o = (
+                    Handle::register(self.kind, r, &key),
+                    register_health_counter(r, OVERFLOW_METRIC, &[("metric", &self.name)]),
+                );
+                next.overflow = Some(o.clone());
+                self.snapshot.store(Some(Arc::new(next)));
+                o
+            }
+        };
+        folded.increment(1);
+        handle
+    }
+
+    /// How many label sets the family holds (the overflow series not included).
+    #[allow(dead_code)]
+    pub(crate) fn series_count(&self) -> usize {
+        self.snapshot.load().as_ref().map_or(0, |s| s.series.len())
+    }
+
+    fn describe(&self, r: &dyn Recorder) {
+        let Some(text) = &self.description else {
+            return;
+        };
+        let name = KeyName::from(self.name.clone());
+        let unit = Some(self.unit.to_metrics());
+        let text = SharedString::from(text.clone());
+        match self.kind {
+            MetricKind::Counter => r.describe_counter(name, unit, text),
+            MetricKind::Gauge => r.describe_gauge(name, unit, text),
+            MetricKind::Histogram => r.describe_histogram(name, unit, text),
+        }
+    }
+}
+
+fn register_health_counter(
+    r: &dyn Recorder,
+    name: &'static str,
+    labels: &[(&str, &str)],
+) -> Counter {
+    let (unit, text) = match name {
+        OVERFLOW_METRIC => (
+            metrics::Unit::Count,
+            "Observations folded into a metric's overflow series because its cardinality limit was reached",
+        ),
+        TRUNCATED_METRIC => (
+            metrics::Unit::Count,
+            "Label values cut to the configured length bound",
+        ),
+        _ => (
+            metrics::Unit::Count,
+            "Values that could not be recorded (not a number, not finite, or negative for a counter)",
+        ),
+    };
+    r.describe_counter(
+        KeyName::from_const_str(name),
+        Some(unit),
+        SharedString::from(text),
+    );
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|(k, v)| metrics::Label::new((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    r.register_counter(&Key::from_parts(name, labels), &METADATA)
+}
+
+/// The layer's own health counters that are not per family.
+#[derive(Default, Debug)]
+pub(crate) struct Health {
+    truncated: ArcSwapOption<(usize, Counter)>,
+}
+
+impl Health {
+    pub(crate) fn truncated(&self, recorder: &RecorderRef, n: u64) {
+        recorder.with(|r, id| {
+            let cur = self.truncated.load();
+            if let Some((rid, c)) = cur.as_deref() {
+                if *rid == id {
+                    c.increment(n);
+                    return;
+                }
+            }
+            let c = register_health_counter(r, TRUNCATED_METRIC, &[]);
+            c.increment(n);
+            self.truncated.store(Some(Arc::new((id, c))));
+        })
+    }
+
+    /// A rejected value: rare by nature, registered on each call.
+    pub(crate) fn rejected(&self, recorder: &RecorderRef, metric: &str, reason: &str) {
+        recorder.with(|r, _| {
+            register_health_counter(
+                r,
+                REJECTED_METRIC,
+                &[("metric", metric), ("reason", reason)],
+            )
+            .increment(1)
+        })
+    }
+}

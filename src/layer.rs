@@ -1,0 +1,647 @@
+//! The `Layer`: wires tracing's hooks to plans, span state, labels and instruments.
+//!
+//! Each hook does as little as it can: look up the callsite's plan (a map lookup on a snapshot),
+//! touch the span's own state under the span's own lock, and record on cached handles. No span
+//! lock is held while calling into the recorder, so a recorder that itself emits tracing events
+//! cannot deadlock the layer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use smallvec::SmallVec;
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Interest, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::config::{Measure, MetricKind};
+use crate::instruments::Op;
+use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve};
+use crate::plan::{Applied, Compiled, EventPlan, Model, Rule, SpanPlan};
+use crate::state::{Outcome, SpanState, States};
+use crate::values::{FieldValues, Value};
+
+static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A `tracing_subscriber::Layer` that derives metrics from spans; built by
+/// [`SpanMetrics`](crate::SpanMetrics).
+///
+/// It is not a filter: it never disables spans or events for other layers. Put it under a
+/// per-layer filter (`.with_filter(...)`) to restrict which spans it sees.
+pub struct SpanMetricsLayer {
+    id: u64,
+    current: Arc<ArcSwap<Compiled>>,
+    clock: quanta::Clock,
+    /// Whether any configuration ever measured busy/idle time (enters and exits matter).
+    busy_possible: Arc<AtomicBool>,
+    /// Whether any configuration ever measured self time (children report to parents).
+    children_possible: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for SpanMetricsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanMetricsLayer")
+            .field("id", &self.id)
+            .field("config", &self.current.load())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the exporter needs to know about a histogram family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramInfo {
+    /// The family's name, as given to the `metrics` facade.
+    pub name: String,
+    /// Its bucket boundaries.
+    pub buckets: Vec<f64>,
+}
+
+impl SpanMetricsLayer {
+    pub(crate) fn new(compiled: Compiled, clock: quanta::Clock) -> Self {
+        let busy = compiled.model.any_busy;
+        let children = compiled.model.any_self_time;
+        SpanMetricsLayer {
+            id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
+            current: Arc::new(ArcSwap::from_pointee(compiled)),
+            clock,
+            busy_possible: Arc::new(AtomicBool::new(busy)),
+            children_possible: Arc::new(AtomicBool::new(children)),
+        }
+    }
+
+    /// Every histogram family with its buckets, for configuring an exporter.
+    pub fn histograms(&self) -> Vec<HistogramInfo> {
+        let c = self.current.load();
+        c.model
+            .families
+            .iter()
+            .filter_map(|f| {
+                Some(HistogramInfo {
+                    name: f.name.clone(),
+                    buckets: f.buckets.as_ref()?.bounds().to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// The names of every metric family the layer records.
+    pub fn metric_names(&self) -> Vec<String> {
+        let c = self.current.load();
+        c.model.families.iter().map(|f| f.name.clone()).collect()
+    }
+
+    fn bound(model: &Model) -> usize {
+        model.settings.max_label_len
+    }
+
+    /// Applies one rule: checks conditions, resolves labels, records `op`.
+    fn record_rule(
+        &self,
+        model: &Model,
+        rule: &Rule,
+        own_slots: Option<&[Option<u8>]>,
+        facts: &Facts<'_>,
+        lookup: &dyn Lookup,
+        op: Op,
+    ) {
+        if !conditions_hold(rule, facts, lookup) {
+            return;
+        }
+        let mut buf = LabelBuf::new(Self::bound(model));
+        resolve(rule, own_slots, facts, lookup, &mut buf);
+        if buf.take_truncated() {
+            model.health.truncated(&model.settings.recorder, 1);
+        }
+        model
+            .family(rule)
+            .apply(&model.settings.recorder, &buf.values(), op);
+    }
+
+    /// Resolves a gauge handle for `rule`, or `None` if a condition fails.
+    fn gauge_for(
+        &self,
+        model: &Model,
+        rule: &Rule,
+        own_slots: Option<&[Option<u8>]>,
+        facts: &Facts<'_>,
+        lookup: &dyn Lookup,
+    ) -> Option<metrics::Gauge> {
+        if !conditions_hold(rule, facts, lookup) {
+            return None;
+        }
+        let mut buf = LabelBuf::new(Self::bound(model));
+        resolve(rule, own_slots, facts, lookup, &mut buf);
+        if buf.take_truncated() {
+            model.health.truncated(&model.settings.recorder, 1);
+        }
+        let handle = model
+            .family(rule)
+            .handle(&model.settings.recorder, &buf.values());
+        handle.gauge().cloned()
+    }
+
+    /// The op for a numeric value on a family of `kind`, or the reason it cannot be recorded.
+    fn numeric_op(kind: MetricKind, value: Option<Value<'_>>) -> Result<Op, &'static str> {
+        let v = value.ok_or("missing")?.as_f64().ok_or("not_a_number")?;
+        if !v.is_finite() {
+            return Err("not_finite");
+        }
+        Ok(match kind {
+            MetricKind::Histogram => Op::Observe(v),
+            MetricKind::Gauge => Op::Set(v),
+            MetricKind::Counter if v >= 0.0 => Op::Add(v as u64),
+            MetricKind::Counter => return Err("negative"),
+        })
+    }
+
+    fn record_numeric(
+        &self,
+        model: &Model,
+        applied: &Applied,
+        value: Option<Value<'_>>,
+        facts: &Facts<'_>,
+        lookup: &dyn Lookup,
+    ) {
+        let rule = &model.rules[applied.rule];
+        let family = model.family(rule);
+        match Self::numeric_op(family.kind, value) {
+            Ok(op) => self.record_rule(model, rule, Some(&applied.own_slots), facts, lookup, op),
+            Err("missing") => {}
+            Err(reason) => {
+                if conditions_hold(rule, facts, lookup) {
+                    model
+                        .health
+                        .rejected(&model.settings.recorder, &family.name, reason)
+                }
+            }
+        }
+    }
+
+    fn with_state<S, R>(
+        &self,
+        span: &SpanRef<'_, S>,
+        f: impl FnOnce(&mut SpanState) -> R,
+    ) -> Option<R>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        let mut ext = span.extensions_mut();
+        ext.get_mut::<States>()?.get_mut(self.id).map(f)
+    }
+
+    /// Opening-time work for a new span's state (not yet stored, so no lock is held).
+    fn open<S>(&self, span: &SpanRef<'_, S>, state: &mut SpanState)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let plan = state.plan.clone();
+        let model = &plan.model;
+        let parent = span.parent();
+        let meta = span.metadata();
+        let facts = Facts {
+            name: meta.name(),
+            target: meta.target(),
+            own: Some(&state.values),
+            outcome: Outcome::Unset,
+        };
+        let chain = Chain {
+            locals: [Some(&state.values), None],
+            start: parent.as_ref(),
+            layer: self.id,
+        };
+        let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
+        for applied in &plan.on_open {
+            let rule = &model.rules[applied.rule];
+            match rule.measure {
+                Measure::SpansOpened => self.record_rule(
+                    model,
+                    rule,
+                    Some(&applied.own_slots),
+                    &facts,
+                    &chain,
+                    Op::Add(1),
+                ),
+                Measure::InFlight => {
+                    if let Some(g) =
+                        self.gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain)
+                    {
+                        held.push((applied.rule, g));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (applied, slot) in &plan.gated {
+            if state.values.is_set(*slot as usize) {
+                let rule = &model.rules[applied.rule];
+                if let Some(g) =
+                    self.gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain)
+                {
+                    held.push((applied.rule, g));
+                }
+            }
+        }
+        for (applied, slot) in &plan.field_gauges {
+            let value = state.values.get(*slot as usize);
+            self.record_numeric(model, applied, value, &facts, &chain);
+        }
+        for (_, g) in &held {
+            g.increment(1.0);
+        }
+        state.held = held;
+    }
+
+    /// Close-time work on a state already taken out of the span.
+    fn close<S>(&self, span: &SpanRef<'_, S>, state: SpanState, now: u64)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let plan = &state.plan;
+        let model = &plan.model;
+        let parent = span.parent();
+        let meta = span.metadata();
+        let facts = Facts {
+            name: meta.name(),
+            target: meta.target(),
+            own: Some(&state.values),
+            outcome: state.outcome(),
+        };
+        let chain = Chain {
+            locals: [Some(&state.values), None],
+            start: parent.as_ref(),
+            layer: self.id,
+        };
+        let clock = &self.clock;
+        let wall = clock.delta_as_nanos(state.start, now);
+        let secs = |nanos: u64| Op::Observe(nanos as f64 * 1e-9);
+        for applied in &plan.on_close {
+            let rule = &model.rules[applied.rule];
+            let op = match &rule.measure {
+                Measure::WallTime => secs(wall),
+                Measure::BusyTime => secs(state.busy.nanos(now, clock)),
+                Measure::IdleTime => secs(wall.saturating_sub(state.busy.nanos(now, clock))),
+                Measure::SelfTime => secs(wall.saturating_sub(state.children.nanos(now, clock))),
+                Measure::TimeToEvent(_) => {
+                    let reached = plan
+                        .milestones
+                        .iter()
+                        .position(|r| *r == applied.rule)
+                        .and_then(|k| state.milestones.get(k).copied().flatten());
+                    match reached {
+                        Some(t) => secs(clock.delta_as_nanos(state.start, t)),
+                        None => continue,
+                    }
+                }
+                Measure::SpansClosed => Op::Add(1),
+                Measure::SpanField(f) => {
+                    let value = state.values.by_name(f);
+                    self.record_numeric(model, applied, value, &facts, &chain);
+                    continue;
+                }
+                _ => continue,
+            };
+            self.record_rule(model, rule, Some(&applied.own_slots), &facts, &chain, op);
+        }
+        for (_, gauge) in &state.held {
+            gauge.decrement(1.0);
+        }
+    }
+
+    /// Reacts to newly recorded fields: gated in-flight gauges and field gauges.
+    fn react<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        plan: &Arc<SpanPlan>,
+        own: &FieldValues,
+        outcome: Outcome,
+        seen: u64,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let model = &plan.model;
+        let parent = span.parent();
+        let meta = span.metadata();
+        let facts = Facts {
+            name: meta.name(),
+            target: meta.target(),
+            own: Some(own),
+            outcome,
+        };
+        let chain = Chain {
+            locals: [Some(own), None],
+            start: parent.as_ref(),
+            layer: self.id,
+        };
+        for (applied, slot) in &plan.field_gauges {
+            if seen & (1 << slot) != 0 {
+                self.record_numeric(model, applied, own.get(*slot as usize), &facts, &chain);
+            }
+        }
+        for (applied, slot) in &plan.gated {
+            if seen & (1 << slot) == 0 {
+                continue;
+            }
+            let rule = &model.rules[applied.rule];
+            let already = self
+                .with_state(span, |st| st.holds(applied.rule))
+                .unwrap_or(true);
+            if already {
+                continue;
+            }
+            let Some(g) = self.gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain)
+            else {
+                continue;
+            };
+            let took = self
+                .with_state(span, |st| {
+                    if st.holds(applied.rule) {
+                        false
+                    } else {
+                        st.held.push((applied.rule, g.clone()));
+                        true
+                    }
+                })
+                .unwrap_or(false);
+            if took {
+                g.increment(1.0);
+            }
+        }
+    }
+
+    fn on_event_planned<S>(
+        &self,
+        model: &Arc<Model>,
+        plan: &EventPlan,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let span = ctx.event_span(event);
+        if plan.is_error {
+            if let Some(s) = &span {
+                self.with_state(s, |st| st.errored = true);
+            }
+        }
+        if plan.rules.is_empty() && plan.milestones.is_empty() {
+            return;
+        }
+        let mut values = FieldValues::new(&plan.slot_names, Self::bound(model));
+        event.record(&mut values.recorder(&plan.slot_for));
+        if values.take_truncated() {
+            model.health.truncated(&model.settings.recorder, 1);
+        }
+        let message_ok = |rule: &Rule| {
+            rule.event_match()
+                .and_then(|m| m.message.as_deref())
+                .is_none_or(|text| values.by_name("message").is_some_and(|v| v.text_eq(text)))
+        };
+        if !plan.milestones.is_empty() {
+            let now = self.clock.raw();
+            let reached: SmallVec<[usize; 4]> = plan
+                .milestones
+                .iter()
+                .copied()
+                .filter(|r| message_ok(&model.rules[*r]))
+                .collect();
+            if !reached.is_empty() {
+                for s in span.iter().flat_map(|s| s.scope()) {
+                    self.with_state(&s, |st| {
+                        if !Arc::ptr_eq(&st.plan.model, model) {
+                            return;
+                        }
+                        for (k, rule) in st.plan.milestones.iter().enumerate() {
+                            if reached.contains(rule) && st.milestones[k].is_none() {
+                                st.milestones[k] = Some(now);
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        let meta = event.metadata();
+        for &r in &plan.rules {
+            let rule = &model.rules[r];
+            if !message_ok(rule) {
+                continue;
+            }
+            // The anchor: the nearest span the rule selects (any span, without a selector).
+            let anchor = match &rule.spans {
+                None => span.as_ref().and_then(|s| ctx.span(&s.id())),
+                Some(_) => span.iter().flat_map(|s| s.scope()).find(|s| {
+                    let ext = s.extensions();
+                    ext.get::<States>()
+                        .and_then(|x| x.get(self.id))
+                        .is_some_and(|st| {
+                            Arc::ptr_eq(&st.plan.model, model) && st.plan.anchors.contains(&r)
+                        })
+                }),
+            };
+            if rule.spans.is_some() && anchor.is_none() {
+                continue;
+            }
+            let (anchor_values, errored) = anchor
+                .as_ref()
+                .and_then(|a| {
+                    let ext = a.extensions();
+                    let st = ext.get::<States>()?.get(self.id)?;
+                    Some((Some(st.values.clone()), st.errored))
+                })
+                .unwrap_or((None, false));
+            let anchor_meta = anchor.as_ref().map(|a| a.metadata());
+            let facts = Facts {
+                name: anchor_meta.map_or(meta.name(), |m| m.name()),
+                target: meta.target(),
+                own: anchor_values.as_ref(),
+                outcome: Outcome::of(anchor_values.as_ref(), errored),
+            };
+            let parent = anchor.as_ref().and_then(|a| a.parent());
+            let chain = Chain {
+                locals: [Some(&values), anchor_values.as_ref()],
+                start: parent.as_ref(),
+                layer: self.id,
+            };
+            let applied = Applied {
+                rule: r,
+                own_slots: SmallVec::new(),
+            };
+            match &rule.measure {
+                Measure::Events(_) => {
+                    self.record_rule(model, rule, None, &facts, &chain, Op::Add(1))
+                }
+                Measure::EventField(_, f) => {
+                    let value = values.by_name(f);
+                    self.record_numeric(model, &applied, value, &facts, &chain)
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Field lookup through local values (event, span) and then the span's ancestors.
+struct Chain<'a, 'b, S: for<'l> LookupSpan<'l>> {
+    locals: [Option<&'a FieldValues>; 2],
+    start: Option<&'a SpanRef<'b, S>>,
+    layer: u64,
+}
+
+impl<S> Lookup for Chain<'_, '_, S>
+where
+    S: for<'l> LookupSpan<'l>,
+{
+    fn field(&self, name: &str, inherit: bool, f: &mut dyn FnMut(Value<'_>)) -> bool {
+        for local in self.locals.iter().flatten() {
+            if let Some(v) = local.by_name(name) {
+                f(v);
+                return true;
+            }
+        }
+        if !inherit {
+            return false;
+        }
+        for span in self.start.iter().flat_map(|s| s.scope()) {
+            let ext = span.extensions();
+            let Some(st) = ext.get::<States>().and_then(|s| s.get(self.layer)) else {
+                continue;
+            };
+            if let Some(v) = st.values.by_name(name) {
+                f(v);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl<S> Layer<S> for SpanMetricsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        // Compile the plan now so the first span does not pay for it.
+        let c = self.current.load();
+        if meta.is_span() {
+            c.span_plan(meta);
+        } else {
+            c.event_plan(meta, |_| ());
+        }
+        Interest::always()
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let now = self.clock.raw();
+        if self.children_possible.load(Ordering::Relaxed) {
+            if let Some(parent) = span.parent() {
+                self.with_state(&parent, |st| {
+                    if st.plan.needs_children {
+                        st.children.open(now)
+                    }
+                });
+            }
+        }
+        let plan = self.current.load().span_plan(attrs.metadata());
+        if !plan.needs_state {
+            return;
+        }
+        let mut values = FieldValues::new(&plan.slot_names, Self::bound(&plan.model));
+        attrs.record(&mut values.recorder(&plan.slot_for));
+        if values.take_truncated() {
+            plan.model
+                .health
+                .truncated(&plan.model.settings.recorder, 1);
+        }
+        let mut state = SpanState::new(plan, values, now);
+        self.open(&span, &mut state);
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<States>() {
+            Some(states) => states.0.push((self.id, state)),
+            None => ext.insert(States(smallvec::smallvec![(self.id, state)])),
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let reaction = self.with_state(&span, |st| {
+            let mut rec = st.values.recorder(&st.plan.slot_for);
+            values.record(&mut rec);
+            let seen = rec.seen;
+            let truncated = st.values.take_truncated();
+            let react = (seen & st.plan.reactive != 0)
+                .then(|| (st.plan.clone(), st.values.clone(), st.outcome(), seen));
+            (truncated, react)
+        });
+        let Some((truncated, react)) = reaction else {
+            return;
+        };
+        if let Some((plan, own, outcome, seen)) = react {
+            if truncated {
+                plan.model
+                    .health
+                    .truncated(&plan.model.settings.recorder, 1);
+            }
+            self.react(&span, &plan, &own, outcome, seen);
+        } else if truncated {
+            let c = self.current.load();
+            c.model.health.truncated(&c.model.settings.recorder, 1);
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.busy_possible.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let now = self.clock.raw();
+        self.with_state(&span, |st| {
+            if st.plan.needs_busy {
+                st.busy.open(now)
+            }
+        });
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.busy_possible.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = self.clock.raw();
+        let Some(span) = ctx.span(id) else { return };
+        self.with_state(&span, |st| {
+            if st.plan.needs_busy {
+                st.busy.close(now, &self.clock)
+            }
+        });
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let c = self.current.load();
+        c.event_plan(event.metadata(), |plan| {
+            if plan.is_relevant() {
+                self.on_event_planned(&c.model, plan, event, &ctx);
+            }
+        });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let now = self.clock.raw();
+        let Some(span) = ctx.span(&id) else { return };
+        if self.children_possible.load(Ordering::Relaxed) {
+            if let Some(parent) = span.parent() {
+                self.with_state(&parent, |st| {
+                    if st.plan.needs_children {
+                        st.children.close(now, &self.clock)
+                    }
+                });
+            }
+        }
+        let state = {
+            let mut ext = span.extensions_mut();
+            ext.get_mut::<States>().and_then(|s| s.take(self.id))
+        };
+        if let Some(state) = state {
+            self.close(&span, state, now);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! # tracing-spanmetrics
+//!
+//! Turn [`tracing`] spans into metrics: a [`tracing_subscriber::Layer`] that derives duration
+//! histograms, counters and gauges from span lifetimes, span fields and events, and records them
+//! through the [`metrics`] facade (served to Prometheus by `metrics-exporter-prometheus`).
+//! Instrumented code carries spans only; every metric comes from the layer's rules.
+//!
+//! ```
+//! use tracing_spanmetrics::{Label, Metric, SpanMetrics, Spans};
+//! use tracing_subscriber::prelude::*;
+//!
+//! let layer = SpanMetrics::builder()
+//!     .metric(
+//!         Metric::histogram("http.client.duration.seconds")
+//!             .describe("Outgoing HTTP requests, start to end of body")
+//!             .spans(Spans::named("http_request"))
+//!             .label("method")
+//!             .label(Label::field("status").default("none"))
+//!             .label(Label::outcome("result")),
+//!     )
+//!     .metric(
+//!         Metric::gauge("http.client.in_flight")
+//!             .describe("Outgoing HTTP requests in flight")
+//!             .spans(Spans::named("http_request"))
+//!             .in_flight()
+//!             .label("method"),
+//!     )
+//!     .build()?;
+//!
+//! tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+//!     let span = tracing::info_span!("http_request", method = "GET", status = tracing::field::Empty);
+//!     let _guard = span.enter();
+//!     span.record("status", 200);
+//! });
+//! # Ok::<(), tracing_spanmetrics::ConfigError>(())
+//! ```
+//!
+//! ## How it is built (the data flow)
+//! - [`config`]: what to measure: [`Metric`] rules, [`Spans`] and [`EventMatch`] selectors,
+//!   [`Label`]s, [`Condition`]s, [`Buckets`].
+//! - `plan`: the rules compiled once per callsite (which rules apply, field index → slot).
+//! - `state` and `values`: per-span state (timers, captured fields) with no heap beyond the one
+//!   box tracing-subscriber's extensions force.
+//! - `labels`: label resolution (own fields, ancestors, defaults, mappings) and conditions.
+//! - `instruments`: metric families, cardinality-bounded label-set caches, the recorder.
+//! - `layer`: the thin [`SpanMetricsLayer`] wiring tracing's hooks to the above.
+//! - [`exporter`]: helpers that install `metrics-exporter-prometheus` with every histogram's
+//!   buckets.
+//!
+//! ## Fields recorded later must be declared
+//! `Span::record` only reaches fields declared when the span was created; tracing drops any
+//! other field silently (tokio-rs/tracing#1343). Declare late fields as
+//! `tracing::field::Empty`: `info_span!("invoke", deployment_id = tracing::field::Empty)`.
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms, unreachable_pub)]
+
+mod builder;
+pub mod config;
+mod error;
+#[cfg(feature = "prometheus")]
+pub mod exporter;
+mod instruments;
+mod labels;
+mod layer;
+mod plan;
+mod state;
+mod values;
+
+pub use builder::{
+    DEFAULT_CARDINALITY_LIMIT, DEFAULT_MAX_LABEL_LEN, MAX_LABELS, RED_CALLS, RED_DURATION,
+    SpanMetrics, SpanMetricsBuilder,
+};
+pub use config::{
+    Buckets, Condition, EventMatch, FieldCondition, Label, LabelSource, Mapping, Measure, Metric,
+    MetricKind, OutcomeValues, Spans, Unit,
+};
+pub use error::ConfigError;
+pub use instruments::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub use layer::{HistogramInfo, SpanMetricsLayer};

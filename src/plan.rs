@@ -1,0 +1,375 @@
+//! Plans: the rules compiled once per callsite.
+//!
+//! A validated configuration becomes a [`Model`] (its rules and metric families). For each span
+//! or event callsite the layer meets, the model is compiled into a plan: which rules apply, which
+//! of the callsite's fields are worth capturing (field index → slot), and what happens on which
+//! hook. The per-span work is then a few table lookups, with no string comparison against rules.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use hashbrown::HashMap;
+use smallvec::SmallVec;
+use tracing_core::{Level, Metadata, callsite::Identifier};
+
+use crate::config::{Condition, EventMatch, Label, Measure, MetricKind, Spans};
+use crate::instruments::{Family, Health, RecorderRef};
+
+/// The most fields a plan captures per callsite (slots are tracked in a 64-bit set).
+pub(crate) const MAX_SLOTS: usize = 64;
+/// Fields whose meaning tracing-opentelemetry defines; captured whenever a callsite has them.
+pub(crate) const OTEL_NAME: &str = "otel.name";
+pub(crate) const OTEL_KIND: &str = "otel.kind";
+pub(crate) const OTEL_STATUS: &str = "otel.status_code";
+
+/// A validated rule, ready to be planned.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) family: usize,
+    pub(crate) spans: Option<Spans>,
+    pub(crate) measure: Measure,
+    pub(crate) labels: Vec<Label>,
+    pub(crate) conditions: Vec<Condition>,
+}
+
+impl Rule {
+    fn selects(&self, meta: &Metadata<'_>) -> bool {
+        self.spans.as_ref().is_none_or(|s| s.matches(meta))
+    }
+
+    /// Every field name the rule reads, for capture.
+    fn fields(&self) -> impl Iterator<Item = &str> {
+        let measure = match &self.measure {
+            Measure::InFlightAfter(f) | Measure::SpanField(f) | Measure::EventField(_, f) => {
+                Some(f.as_str())
+            }
+            _ => None,
+        };
+        self.labels
+            .iter()
+            .filter_map(Label::field_name)
+            .chain(self.conditions.iter().filter_map(|c| match c {
+                Condition::Field(f) => Some(f.field.as_str()),
+                _ => None,
+            }))
+            .chain(measure)
+    }
+
+    pub(crate) fn event_match(&self) -> Option<&EventMatch> {
+        match &self.measure {
+            Measure::Events(m) | Measure::EventField(m, _) | Measure::TimeToEvent(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Settings that apply to the whole layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) max_label_len: usize,
+    pub(crate) recorder: RecorderRef,
+}
+
+/// The compiled configuration: rules, families and what callsites need.
+#[derive(Debug)]
+pub(crate) struct Model {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) families: Vec<Family>,
+    pub(crate) settings: Settings,
+    pub(crate) health: Health,
+    /// Field names that rules may read from spans (own or inherited).
+    span_fields: Vec<String>,
+    /// Whether any rule measures self time (children must report to their parents).
+    pub(crate) any_self_time: bool,
+    /// Whether any rule measures busy or idle time (enters and exits matter).
+    pub(crate) any_busy: bool,
+}
+
+impl Model {
+    pub(crate) fn new(rules: Vec<Rule>, families: Vec<Family>, settings: Settings) -> Self {
+        let mut span_fields: Vec<String> = Vec::new();
+        for f in rules.iter().flat_map(Rule::fields) {
+            if !span_fields.iter().any(|s| s == f) {
+                span_fields.push(f.to_owned());
+            }
+        }
+        let any_self_time = rules.iter().any(|r| r.measure == Measure::SelfTime);
+        let any_busy = rules
+            .iter()
+            .any(|r| matches!(r.measure, Measure::BusyTime | Measure::IdleTime));
+        Model {
+            rules,
+            families,
+            settings,
+            health: Health::default(),
+            span_fields,
+            any_self_time,
+            any_busy,
+        }
+    }
+
+    pub(crate) fn family(&self, rule: &Rule) -> &Family {
+        &self.families[rule.family]
+    }
+}
+
+/// A rule as applied at one span callsite: the slot of each label's field on this callsite.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    pub(crate) rule: usize,
+    pub(crate) own_slots: SmallVec<[Option<u8>; 8]>,
+}
+
+/// What to do for spans of one callsite.
+#[derive(Debug)]
+pub(crate) struct SpanPlan {
+    pub(crate) model: Arc<Model>,
+    /// Field index → slot.
+    pub(crate) slot_for: Vec<Option<u8>>,
+    /// Slot → field name.
+    pub(crate) slot_names: Vec<&'static str>,
+    /// Counters of opened spans, in-flight gauges and span-field gauges: at creation.
+    pub(crate) on_open: Vec<Applied>,
+    /// Durations, closed counters and span-field histograms and counters: at close.
+    pub(crate) on_close: Vec<Applied>,
+    /// In-flight gauges that start counting when a field is recorded: (rule, gating slot).
+    pub(crate) gated: Vec<(Applied, u8)>,
+    /// Gauges set from a span field: (rule, slot), applied at creation and on every record.
+    pub(crate) field_gauges: Vec<(Applied, u8)>,
+    /// Slots whose recording triggers `gated` or `field_gauges`.
+    pub(crate) reactive: u64,
+    /// Milestone rules, by position in the span state's milestone array.
+    pub(crate) milestones: Vec<usize>,
+    /// Event rules whose span selector picks this callsite as anchor.
+    pub(crate) anchors: Vec<usize>,
+    pub(crate) needs_busy: bool,
+    pub(crate) needs_children: bool,
+    /// Whether spans of this callsite keep state at all.
+    pub(crate) needs_state: bool,
+}
+
+/// What to do for events of one callsite.
+#[derive(Debug)]
+pub(crate) struct EventPlan {
+    pub(crate) slot_for: Vec<Option<u8>>,
+    pub(crate) slot_names: Vec<&'static str>,
+    /// The event marks its span as failed (ERROR level, or an `error` field).
+    pub(crate) is_error: bool,
+    /// Event rules whose static criteria match.
+    pub(crate) rules: Vec<usize>,
+    /// Milestone rules whose static criteria match.
+    pub(crate) milestones: Vec<usize>,
+}
+
+impl EventPlan {
+    pub(crate) fn is_relevant(&self) -> bool {
+        self.is_error || !self.rules.is_empty() || !self.milestones.is_empty()
+    }
+}
+
+fn slots_for(
+    meta: &'static Metadata<'static>,
+    wanted: impl Fn(&str) -> bool,
+) -> (Vec<Option<u8>>, Vec<&'static str>) {
+    let mut slot_for = Vec::with_capacity(meta.fields().len());
+    let mut names = Vec::new();
+    for field in meta.fields().iter() {
+        let name = field.name();
+        if names.len() < MAX_SLOTS && wanted(name) {
+            slot_for.push(Some(names.len() as u8));
+            names.push(name);
+        } else {
+            slot_for.push(None);
+        }
+    }
+    (slot_for, names)
+}
+
+fn apply(model: &Model, rule: usize, names: &[&'static str]) -> Applied {
+    let own_slots = model.rules[rule]
+        .labels
+        .iter()
+        .map(|l| {
+            l.field_name()
+                .and_then(|f| names.iter().position(|n| *n == f))
+                .map(|p| p as u8)
+        })
+        .collect();
+    Applied { rule, own_slots }
+}
+
+fn slot_of(names: &[&'static str], field: &str) -> Option<u8> {
+    names.iter().position(|n| *n == field).map(|p| p as u8)
+}
+
+impl SpanPlan {
+    pub(crate) fn compile(model: &Arc<Model>, meta: &'static Metadata<'static>) -> SpanPlan {
+        let (slot_for, slot_names) = slots_for(meta, |name| {
+            matches!(name, OTEL_NAME | OTEL_KIND | OTEL_STATUS)
+                || model.span_fields.iter().any(|f| f == name)
+        });
+        let mut plan = SpanPlan {
+            model: model.clone(),
+            slot_for,
+            on_open: Vec::new(),
+            on_close: Vec::new(),
+            gated: Vec::new(),
+            field_gauges: Vec::new(),
+            reactive: 0,
+            milestones: Vec::new(),
+            anchors: Vec::new(),
+            needs_busy: false,
+            needs_children: false,
+            needs_state: false,
+            slot_names,
+        };
+        for (i, rule) in model.rules.iter().enumerate() {
+            if !rule.selects(meta) {
+                continue;
+            }
+            let applied = apply(model, i, &plan.slot_names);
+            let kind = model.families[rule.family].kind;
+            match &rule.measure {
+                Measure::SpansOpened | Measure::InFlight => plan.on_open.push(applied),
+                Measure::InFlightAfter(f) => {
+                    // A field this callsite does not declare can never be recorded on it
+                    // (tracing drops undeclared fields), so the rule cannot fire here.
+                    if let Some(slot) = slot_of(&plan.slot_names, f) {
+                        plan.reactive |= 1 << slot;
+                        plan.gated.push((applied, slot));
+                    }
+                }
+                Measure::SpanField(f) if kind == MetricKind::Gauge => {
+                    if let Some(slot) = slot_of(&plan.slot_names, f) {
+                        plan.reactive |= 1 << slot;
+                        plan.field_gauges.push((applied, slot));
+                    }
+                }
+                Measure::Events(_) | Measure::EventField(..) => plan.anchors.push(i),
+                Measure::TimeToEvent(_) => {
+                    plan.milestones.push(i);
+                    plan.on_close.push(applied);
+                }
+                Measure::BusyTime | Measure::IdleTime => {
+                    plan.needs_busy = true;
+                    plan.on_close.push(applied);
+                }
+                Measure::SelfTime => {
+                    plan.needs_children = true;
+                    plan.on_close.push(applied);
+                }
+                _ => plan.on_close.push(applied),
+            }
+        }
+        plan.needs_state = !plan.slot_names.is_empty()
+            || !plan.on_open.is_empty()
+            || !plan.on_close.is_empty()
+            || !plan.gated.is_empty()
+            || !plan.field_gauges.is_empty()
+            || !plan.anchors.is_empty();
+        plan
+    }
+}
+
+impl EventPlan {
+    pub(crate) fn compile(model: &Model, meta: &'static Metadata<'static>) -> EventPlan {
+        let is_error = *meta.level() == Level::ERROR || meta.fields().field("error").is_some();
+        let mut rules = Vec::new();
+        let mut milestones = Vec::new();
+        let mut wanted: Vec<&str> = Vec::new();
+        for (i, rule) in model.rules.iter().enumerate() {
+            let Some(m) = rule.event_match() else {
+                continue;
+            };
+            if !m.matches_callsite(meta) {
+                continue;
+            }
+            if m.message.is_some() {
+                wanted.push("message");
+            }
+            if let Measure::TimeToEvent(_) = rule.measure {
+                milestones.push(i);
+            } else {
+                rules.push(i);
+                wanted.extend(rule.fields());
+            }
+        }
+        let (slot_for, slot_names) = slots_for(meta, |name| wanted.contains(&name));
+        EventPlan {
+            slot_for,
+            slot_names,
+            is_error,
+            rules,
+            milestones,
+        }
+    }
+}
+
+/// A model with its plan caches: one generation of the configuration.
+pub(crate) struct Compiled {
+    pub(crate) model: Arc<Model>,
+    spans: ArcSwap<HashMap<Identifier, Arc<SpanPlan>>>,
+    events: ArcSwap<HashMap<Identifier, Arc<EventPlan>>>,
+    writer: Mutex<()>,
+}
+
+impl Compiled {
+    pub(crate) fn new(model: Model) -> Self {
+        Compiled {
+            model: Arc::new(model),
+            spans: ArcSwap::from_pointee(HashMap::new()),
+            events: ArcSwap::from_pointee(HashMap::new()),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The plan for a span callsite, compiled on first use.
+    pub(crate) fn span_plan(&self, meta: &'static Metadata<'static>) -> Arc<SpanPlan> {
+        let id = meta.callsite();
+        if let Some(p) = self.spans.load().get(&id) {
+            return p.clone();
+        }
+        self.insert(&self.spans, id, || SpanPlan::compile(&self.model, meta))
+    }
+
+    /// The plan for an event callsite, compiled on first use.
+    pub(crate) fn event_plan<R>(
+        &self,
+        meta: &'static Metadata<'static>,
+        f: impl FnOnce(&EventPlan) -> R,
+    ) -> R {
+        let id = meta.callsite();
+        if let Some(p) = self.events.load().get(&id) {
+            return f(p);
+        }
+        f(&self.insert(&self.events, id, || EventPlan::compile(&self.model, meta)))
+    }
+
+    /// Publishes a plan; callsites are few and registered once, so copying the map is cheap.
+    #[cold]
+    fn insert<P>(
+        &self,
+        map: &ArcSwap<HashMap<Identifier, Arc<P>>>,
+        id: Identifier,
+        compile: impl FnOnce() -> P,
+    ) -> Arc<P> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = map.load_full();
+        if let Some(p) = current.get(&id) {
+            return p.clone();
+        }
+        let plan = Arc::new(compile());
+        let mut next = (*current).clone();
+        next.insert(id, plan.clone());
+        map.store(Arc::new(next));
+        plan
+    }
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,415 @@
+//! Captured field values: what a span or an event said, kept without heap allocation.
+//!
+//! A plan tells which of a callsite's fields matter (by field index); only those are captured.
+//! Numbers and bools are kept as they are; text (`&str`, `Display`, `Debug`, errors) is written
+//! into an inline arena through a writer that stops at the label-value bound, so a hostile
+//! `Debug` implementation can neither make us allocate nor run long. Text longer than the bound
+//! is cut on a character boundary and flagged as truncated.
+
+use std::fmt::{self, Write as _};
+
+use smallvec::SmallVec;
+use tracing_core::field::{Field, Visit};
+
+/// Inline capacity of the text arena. Three typical label values (a service name, a deployment
+/// id, a status) fit; more text spills to the heap, bounded by slots × the value bound × 2.
+const ARENA_INLINE: usize = 160;
+/// Inline number of captured fields.
+const SLOTS_INLINE: usize = 6;
+
+/// One captured value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Raw {
+    Unset,
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    /// Text at `start..start + len` in the arena.
+    Str {
+        start: u32,
+        len: u32,
+    },
+}
+
+/// A captured value, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Value<'a> {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Str(&'a str),
+}
+
+impl Value<'_> {
+    /// The value as a number: numbers as they are, bools as 0/1, text if it parses.
+    pub(crate) fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::U64(v) => Some(v as f64),
+            Value::I64(v) => Some(v as f64),
+            Value::F64(v) => Some(v),
+            Value::Bool(b) => Some(if b { 1.0 } else { 0.0 }),
+            Value::Str(s) => s.trim().parse().ok(),
+        }
+    }
+
+    /// Writes the value's text into `out`.
+    pub(crate) fn write_to(&self, out: &mut Arena) -> (u32, u32) {
+        match *self {
+            Value::Str(s) => out.push_str(s),
+            Value::U64(v) => out.push_fmt(format_args!("{v}")),
+            Value::I64(v) => out.push_fmt(format_args!("{v}")),
+            Value::F64(v) => out.push_fmt(format_args!("{v}")),
+            Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        }
+    }
+
+    /// Compares the value's text with `text` without formatting into memory.
+    pub(crate) fn text_eq(&self, text: &str) -> bool {
+        match *self {
+            Value::Str(s) => s == text,
+            Value::Bool(b) => text == if b { "true" } else { "false" },
+            _ => {
+                let mut cmp = TextCompare {
+                    rest: text,
+                    equal: true,
+                };
+                let _ = match *self {
+                    Value::U64(v) => write!(cmp, "{v}"),
+                    Value::I64(v) => write!(cmp, "{v}"),
+                    Value::F64(v) => write!(cmp, "{v}"),
+                    _ => Ok(()),
+                };
+                cmp.equal && cmp.rest.is_empty()
+            }
+        }
+    }
+}
+
+struct TextCompare<'a> {
+    rest: &'a str,
+    equal: bool,
+}
+
+impl fmt::Write for TextCompare<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self.rest.strip_prefix(s) {
+            Some(rest) => {
+                self.rest = rest;
+                Ok(())
+            }
+            None => {
+                self.equal = false;
+                Err(fmt::Error)
+            }
+        }
+    }
+}
+
+/// A byte arena for text, inline up to `ARENA_INLINE` bytes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Arena {
+    bytes: SmallVec<[u8; ARENA_INLINE]>,
+    /// Values written from now on are cut at this many bytes (0 = no bound).
+    bound: usize,
+    /// Set when a write was cut.
+    truncated: bool,
+}
+
+impl Arena {
+    pub(crate) fn with_bound(bound: usize) -> Self {
+        Arena {
+            bytes: SmallVec::new(),
+            bound,
+            truncated: false,
+        }
+    }
+
+    pub(crate) fn get(&self, start: u32, len: u32) -> &str {
+        let (start, len) = (start as usize, len as usize);
+        // Only whole UTF-8 sequences are ever written (see `BoundedWriter`), so this never
+        // fails; an empty string is the harmless answer if that invariant were ever broken.
+        debug_assert!(std::str::from_utf8(&self.bytes[start..start + len]).is_ok());
+        std::str::from_utf8(self.bytes.get(start..start + len).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn push_str(&mut self, s: &str) -> (u32, u32) {
+        self.push_fmt(format_args!("{s}"))
+    }
+
+    pub(crate) fn push_fmt(&mut self, args: fmt::Arguments<'_>) -> (u32, u32) {
+        let start = self.bytes.len();
+        let mut w = BoundedWriter {
+            out: &mut self.bytes,
+            room: if self.bound == 0 {
+                usize::MAX
+            } else {
+                self.bound
+            },
+            cut: false,
+        };
+        let _ = w.write_fmt(args);
+        if w.cut {
+            self.truncated = true;
+        }
+        (start as u32, (self.bytes.len() - start) as u32)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    /// Whether a write was cut since the last call; resets the flag.
+    pub(crate) fn take_truncated(&mut self) -> bool {
+        std::mem::take(&mut self.truncated)
+    }
+}
+
+/// Writes at most `room` bytes, only whole characters, then refuses (which stops the
+/// formatting machinery early).
+struct BoundedWriter<'a> {
+    out: &'a mut SmallVec<[u8; ARENA_INLINE]>,
+    room: usize,
+    cut: bool,
+}
+
+impl fmt::Write for BoundedWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.len() <= self.room {
+            self.out.extend_from_slice(s.as_bytes());
+            self.room -= s.len();
+            return Ok(());
+        }
+        let mut end = self.room;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.out.extend_from_slice(&s.as_bytes()[..end]);
+        self.room = 0;
+        self.cut = true;
+        Err(fmt::Error)
+    }
+}
+
+/// The captured values of one span or event: `(field name, value)` slots and the text they use.
+#[derive(Debug, Clone)]
+pub(crate) struct FieldValues {
+    names: SmallVec<[&'static str; SLOTS_INLINE]>,
+    raws: SmallVec<[Raw; SLOTS_INLINE]>,
+    arena: Arena,
+}
+
+impl FieldValues {
+    /// Empty slots for `names`, with text cut at `bound` bytes.
+    pub(crate) fn new(names: &[&'static str], bound: usize) -> Self {
+        FieldValues {
+            names: names.iter().copied().collect(),
+            raws: names.iter().map(|_| Raw::Unset).collect(),
+            arena: Arena::with_bound(bound),
+        }
+    }
+
+    pub(crate) fn slot_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| *n == name)
+    }
+
+    pub(crate) fn get(&self, slot: usize) -> Option<Value<'_>> {
+        Some(match *self.raws.get(slot)? {
+            Raw::Unset => return None,
+            Raw::U64(v) => Value::U64(v),
+            Raw::I64(v) => Value::I64(v),
+            Raw::F64(v) => Value::F64(v),
+            Raw::Bool(v) => Value::Bool(v),
+            Raw::Str { start, len } => Value::Str(self.arena.get(start, len)),
+        })
+    }
+
+    pub(crate) fn by_name(&self, name: &str) -> Option<Value<'_>> {
+        self.get(self.slot_of(name)?)
+    }
+
+    pub(crate) fn is_set(&self, slot: usize) -> bool {
+        !matches!(self.raws.get(slot), None | Some(Raw::Unset))
+    }
+
+    pub(crate) fn take_truncated(&mut self) -> bool {
+        self.arena.take_truncated()
+    }
+
+    fn set(&mut self, slot: usize, raw: Raw) {
+        if let Some(r) = self.raws.get_mut(slot) {
+            *r = raw;
+        }
+    }
+
+    fn set_text(&mut self, slot: usize, args: fmt::Arguments<'_>) {
+        // Re-recording a text field appends; compact first when the dead text would let the
+        // arena grow past twice what live values can need.
+        let limit = self.names.len().max(1) * self.arena.bound.max(ARENA_INLINE) * 2;
+        if self.arena.len() > limit {
+            self.compact();
+        }
+        let (start, len) = self.arena.push_fmt(args);
+        self.set(slot, Raw::Str { start, len });
+    }
+
+    fn compact(&mut self) {
+        let bound = self.arena.bound;
+        let old = std::mem::replace(&mut self.arena, Arena::with_bound(bound));
+        self.arena.truncated = old.truncated;
+        for raw in self.raws.iter_mut() {
+            if let Raw::Str { start, len } = *raw {
+                let (s, l) = self.arena.push_str(old.get(start, len));
+                *raw = Raw::Str { start: s, len: l };
+            }
+        }
+    }
+
+    /// A visitor that records into slots chosen by `slot_for(field index)`.
+    pub(crate) fn recorder<'a>(&'a mut self, slot_for: &'a [Option<u8>]) -> SlotVisitor<'a> {
+        SlotVisitor {
+            values: self,
+            slot_for,
+            seen: 0,
+        }
+    }
+}
+
+/// Visits fields and stores the ones a plan wants. `seen` is a bit set of the slots written
+/// during this visit (slot < 64).
+pub(crate) struct SlotVisitor<'a> {
+    values: &'a mut FieldValues,
+    slot_for: &'a [Option<u8>],
+    pub(crate) seen: u64,
+}
+
+impl SlotVisitor<'_> {
+    #[inline]
+    fn slot(&mut self, field: &Field) -> Option<usize> {
+        let slot = (*self.slot_for.get(field.index())?)? as usize;
+        self.seen |= 1u64 << (slot & 63);
+        Some(slot)
+    }
+}
+
+impl Visit for SlotVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if let Some(s) = self.slot(field) {
+            self.values.set(s, Raw::F64(value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if let Some(s) = self.slot(field) {
+            self.values.set(s, Raw::I64(value));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if let Some(s) = self.slot(field) {
+            self.values.set(s, Raw::U64(value));
+        }
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        if let Some(s) = self.slot(field) {
+            match i64::try_from(value) {
+                Ok(v) => self.values.set(s, Raw::I64(v)),
+                Err(_) => self.values.set_text(s, format_args!("{value}")),
+            }
+        }
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        if let Some(s) = self.slot(field) {
+            match u64::try_from(value) {
+                Ok(v) => self.values.set(s, Raw::U64(v)),
+                Err(_) => self.values.set_text(s, format_args!("{value}")),
+            }
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if let Some(s) = self.slot(field) {
+            self.values.set(s, Raw::Bool(value));
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if let Some(s) = self.slot(field) {
+            self.values.set_text(s, format_args!("{value}"));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if let Some(s) = self.slot(field) {
+            self.values.set_text(s, format_args!("{value}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if let Some(s) = self.slot(field) {
+            self.values.set_text(s, format_args!("{value:?}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_cut_on_a_char_boundary() {
+        let mut a = Arena::with_bound(5);
+        let (s, l) = a.push_str("héllo wörld");
+        assert_eq!(a.get(s, l), "héll");
+        assert!(a.take_truncated());
+        let (s, l) = a.push_str("abc");
+        assert_eq!(a.get(s, l), "abc");
+        assert!(!a.take_truncated());
+    }
+
+    #[test]
+    fn huge_debug_output_stops_early() {
+        struct Endless;
+        impl fmt::Debug for Endless {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for _ in 0..u32::MAX {
+                    f.write_str("xxxxxxxx")?;
+                }
+                Ok(())
+            }
+        }
+        let mut a = Arena::with_bound(16);
+        let (s, l) = a.push_fmt(format_args!("{:?}", Endless));
+        assert_eq!(a.get(s, l), "x".repeat(16));
+    }
+
+    #[test]
+    fn numbers_compare_as_text() {
+        assert!(Value::U64(503).text_eq("503"));
+        assert!(!Value::U64(503).text_eq("50"));
+        assert!(!Value::U64(50).text_eq("503"));
+        assert!(Value::I64(-1).text_eq("-1"));
+        assert!(Value::Bool(true).text_eq("true"));
+        assert_eq!(Value::Str(" 12 ").as_f64(), Some(12.0));
+    }
+
+    #[test]
+    fn rerecording_text_stays_bounded() {
+        let mut v = FieldValues::new(&["a", "b"], 8);
+        v.set_text(1, format_args!("keep"));
+        for i in 0..10_000 {
+            v.set_text(0, format_args!("value{i}"));
+        }
+        assert!(v.arena.len() <= 2 * 2 * ARENA_INLINE + 8);
+        assert_eq!(v.by_name("b"), Some(Value::Str("keep")));
+        assert_eq!(v.by_name("a"), Some(Value::Str("value999")));
+    }
+}
