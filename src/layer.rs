@@ -144,12 +144,14 @@ impl SpanMetricsLayer {
     /// The op for a numeric value on a family of `kind`, or the reason it cannot be recorded.
     fn numeric_op(kind: MetricKind, value: Option<Value<'_>>) -> Result<Op, &'static str> {
         let v = value.ok_or("missing")?.as_f64().ok_or("not_a_number")?;
-        if !v.is_finite() {
-            return Err("not_finite");
+        if v.is_nan() {
+            return Err("not_a_number");
         }
         Ok(match kind {
-            MetricKind::Histogram => Op::Observe(v),
+            // A gauge may read ±Inf (Prometheus renders `+Inf`), e.g. an unlimited limit.
             MetricKind::Gauge => Op::Set(v),
+            _ if v.is_infinite() => return Err("not_finite"),
+            MetricKind::Histogram => Op::Observe(v),
             MetricKind::Counter if v >= 0.0 => Op::Add(v as u64),
             MetricKind::Counter => return Err("negative"),
         })

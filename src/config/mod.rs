@@ -115,6 +115,10 @@ pub enum Measure {
     Events(EventMatch),
     /// A numeric field of the span: a histogram observes its final value at close; a gauge is
     /// set each time the field gets a value; a counter is increased by it at close.
+    ///
+    /// Numbers, bools (0/1) and text that parses as a number are accepted. NaN is never
+    /// recorded; ±Inf only by gauges; a counter takes non-negative values, rounded down.
+    /// Refused values are counted in `spanmetrics.values.rejected{metric, reason}`.
     SpanField(String),
     /// A numeric field of events matching the selector: observed, set or added per event.
     EventField(EventMatch, String),
