@@ -1,0 +1,231 @@
+//! Threads, filters and composition: exact counts whatever the thread a span closes on.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Harness, TestRecorder};
+use tracing::dispatcher;
+use tracing_spanmetrics::{Label, Metric, SpanMetrics, Spans};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
+
+#[test]
+fn n_threads_times_m_spans_record_exactly_n_times_m() {
+    const THREADS: u64 = 4;
+    const SPANS: u64 = 2_500;
+    let mut h = Harness::new(
+        SpanMetrics::builder()
+            .metric(
+                Metric::counter("w.total")
+                    .spans(Spans::named("w"))
+                    .label("t"),
+            )
+            .metric(Metric::histogram("w.seconds").spans(Spans::named("w")))
+            .metric(Metric::gauge("w.open").spans(Spans::named("w")).in_flight()),
+    );
+    let d = h.dispatch();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                dispatcher::with_default(&d, || {
+                    for _ in 0..SPANS {
+                        let s = tracing::info_span!("w", t = t % 2);
+                        let _g = s.enter();
+                    }
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let m = h.snapshot();
+    assert_eq!(m.counter("w.total", &[("t", "0")]), Some(2 * SPANS));
+    assert_eq!(m.counter("w.total", &[("t", "1")]), Some(2 * SPANS));
+    assert_eq!(
+        m.histogram("w.seconds", &[]).map(|v| v.len() as u64),
+        Some(THREADS * SPANS)
+    );
+    assert_eq!(m.gauge("w.open", &[]), Some(0.0));
+}
+
+#[test]
+fn spans_closed_on_another_thread_than_they_were_created_on() {
+    let mut h = Harness::new(
+        SpanMetrics::builder()
+            .metric(
+                Metric::histogram("moved.seconds")
+                    .spans(Spans::named("moved"))
+                    .label("k"),
+            )
+            .metric(
+                Metric::histogram("moved.busy")
+                    .spans(Spans::named("moved"))
+                    .busy_time(),
+            )
+            .metric(Metric::gauge("moved.open").spans(Spans::named("moved"))),
+    );
+    let d = h.dispatch();
+    let spans: Vec<tracing::Span> = dispatcher::with_default(&d, || {
+        (0..100)
+            .map(|i| tracing::info_span!("moved", k = i % 2))
+            .collect()
+    });
+    assert_eq!(h.snapshot().gauge("moved.open", &[]), Some(100.0));
+    h.advance_ms(8);
+    std::thread::spawn(move || drop(spans)).join().unwrap();
+    let m = h.snapshot();
+    let want = (8_000_000u64) as f64 * 1e-9;
+    assert_eq!(
+        m.histogram("moved.seconds", &[("k", "0")]),
+        Some(vec![want; 50])
+    );
+    assert_eq!(
+        m.histogram("moved.seconds", &[("k", "1")]),
+        Some(vec![want; 50])
+    );
+    // Never entered: no busy time at all.
+    assert_eq!(m.histogram("moved.busy", &[]), Some(vec![0.0; 100]));
+    assert_eq!(m.gauge("moved.open", &[]), Some(0.0));
+}
+
+#[test]
+fn parents_hidden_by_a_per_layer_filter_are_skipped_when_inheriting() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::counter("leaf.total")
+                .spans(Spans::named("leaf"))
+                .label("tenant")
+                .label(Label::span_name("name")),
+        ),
+    );
+    let layer = h
+        .take_layer()
+        .with_filter(filter_fn(|m| m.name() != "hidden"));
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let root = tracing::info_span!("root", tenant = "acme");
+        let _r = root.enter();
+        // Would shadow `tenant`, but the layer never sees it.
+        let hidden = tracing::info_span!("hidden", tenant = "shadow");
+        let _h = hidden.enter();
+        drop(tracing::info_span!("leaf"));
+        drop(tracing::info_span!("hidden")); // filtered: not counted even if it matched
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.counter("leaf.total", &[("tenant", "acme"), ("name", "leaf")]),
+        Some(1)
+    );
+    assert_eq!(m.series("leaf.total").len(), 1);
+}
+
+#[test]
+fn the_layer_under_a_level_filter_beside_a_fmt_layer() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(Metric::counter("any.total").label(Label::span_name("n"))),
+    );
+    let layer = h
+        .take_layer()
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+    tracing::subscriber::with_default(subscriber, || {
+        drop(tracing::info_span!("a"));
+        drop(tracing::debug_span!("b"));
+        drop(tracing::warn_span!("c"));
+    });
+    let m = h.snapshot();
+    assert_eq!(m.counter("any.total", &[("n", "a")]), Some(1));
+    assert_eq!(m.counter("any.total", &[("n", "c")]), Some(1));
+    assert_eq!(m.counter("any.total", &[("n", "b")]), None);
+}
+
+#[test]
+fn two_layers_in_one_subscriber_keep_their_own_state() {
+    let recorder = Arc::new(TestRecorder::default());
+    let red = SpanMetrics::red("svc")
+        .with_recorder(recorder.clone())
+        .build()
+        .unwrap();
+    let custom = SpanMetrics::builder()
+        .metric(Metric::gauge("x.open").spans(Spans::named("x")).label("k"))
+        .with_recorder(recorder.clone())
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(red).with(custom);
+    tracing::subscriber::with_default(subscriber, || {
+        let a = tracing::info_span!("x", k = "1");
+        assert_eq!(
+            recorder.snapshot().gauge("x.open", &[("k", "1")]),
+            Some(1.0)
+        );
+        drop(a);
+    });
+    let m = recorder.snapshot();
+    assert_eq!(m.gauge("x.open", &[("k", "1")]), Some(0.0));
+    assert_eq!(
+        m.counter(
+            "traces.span.metrics.calls",
+            &[
+                ("service.name", "svc"),
+                ("span.name", "x"),
+                ("span.kind", "SPAN_KIND_INTERNAL"),
+                ("status.code", "STATUS_CODE_UNSET"),
+            ]
+        ),
+        Some(1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_tasks_polled_across_threads() {
+    use tracing::Instrument;
+    let recorder = Arc::new(TestRecorder::default());
+    let layer = SpanMetrics::builder()
+        .metric(Metric::counter("task.total").spans(Spans::named("task")))
+        .metric(
+            Metric::histogram("task.busy")
+                .spans(Spans::named("task"))
+                .busy_time(),
+        )
+        .metric(
+            Metric::histogram("task.idle")
+                .spans(Spans::named("task"))
+                .idle_time(),
+        )
+        .metric(Metric::histogram("task.wall").spans(Spans::named("task")))
+        .with_recorder(recorder.clone())
+        .build()
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let _g = dispatcher::set_default(&dispatch);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            tokio::spawn(
+                async {
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                .instrument(tracing::info_span!("task")),
+            )
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let m = recorder.snapshot();
+    assert_eq!(m.counter("task.total", &[]), Some(200));
+    let busy = m.histogram("task.busy", &[]).unwrap();
+    let idle = m.histogram("task.idle", &[]).unwrap();
+    let wall = m.histogram("task.wall", &[]).unwrap();
+    assert_eq!((busy.len(), idle.len(), wall.len()), (200, 200, 200));
+    // Histograms keep no order across series; compare the sums: busy + idle == wall.
+    let sum = |v: &[f64]| v.iter().sum::<f64>();
+    assert!((sum(&busy) + sum(&idle) - sum(&wall)).abs() < 1e-6);
+    assert!(busy.iter().all(|b| *b >= 0.0));
+}
