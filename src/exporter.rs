@@ -9,16 +9,23 @@ use std::net::SocketAddr;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::SpanMetricsLayer;
+use crate::{Buckets, SpanMetricsLayer};
 
-/// A `PrometheusBuilder` with buckets for every histogram family of `layer` and the recommended
-/// naming. Add your own settings, then install or build it.
+/// Where [`install`] is usually pointed: loopback only, port 9000.
+pub const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9000);
+
+/// A `PrometheusBuilder` with buckets for every histogram family of `layer` (and the semantic
+/// conventions' duration buckets for any other histogram) and the recommended naming. Add your
+/// own settings, then install or build it.
 ///
 /// # Errors
 /// Never in practice: bucket lists were validated when the layer was built; the exporter's own
 /// error is passed through.
 pub fn prometheus_builder(layer: &SpanMetricsLayer) -> Result<PrometheusBuilder, BuildError> {
-    let mut builder = PrometheusBuilder::new().with_recommended_naming(true);
+    // Histograms added later (by a reload) fall back to these rather than becoming summaries.
+    let mut builder = PrometheusBuilder::new()
+        .with_recommended_naming(true)
+        .set_buckets(Buckets::otel_durations().bounds())?;
     for h in layer.histograms() {
         builder = builder.set_buckets_for_metric(Matcher::Full(h.name), &h.buckets)?;
     }

@@ -15,7 +15,9 @@ use tracing_core::{Event, Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
+use crate::builder::SpanMetricsBuilder;
 use crate::config::{Measure, MetricKind};
+use crate::error::ConfigError;
 use crate::instruments::Op;
 use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve};
 use crate::plan::{Applied, Compiled, EventPlan, Model, Rule, SpanPlan};
@@ -31,19 +33,94 @@ static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
 /// per-layer filter (`.with_filter(...)`) to restrict which spans it sees.
 pub struct SpanMetricsLayer {
     id: u64,
-    current: Arc<ArcSwap<Compiled>>,
+    shared: Arc<Shared>,
     clock: quanta::Clock,
+}
+
+/// What the layer and its reload handles share.
+struct Shared {
+    current: ArcSwap<Compiled>,
     /// Whether any configuration ever measured busy/idle time (enters and exits matter).
-    busy_possible: Arc<AtomicBool>,
+    busy_possible: AtomicBool,
     /// Whether any configuration ever measured self time (children report to parents).
-    children_possible: Arc<AtomicBool>,
+    children_possible: AtomicBool,
+    /// Whether a replaced configuration had milestones (its open spans still need events).
+    retired_milestones: AtomicBool,
+}
+
+impl Shared {
+    fn install(&self, compiled: Compiled) {
+        let m = &compiled.model;
+        if m.any_busy {
+            self.busy_possible.store(true, Ordering::Relaxed);
+        }
+        if m.any_self_time {
+            self.children_possible.store(true, Ordering::Relaxed);
+        }
+        let old = self.current.swap(Arc::new(compiled));
+        if old
+            .model
+            .rules
+            .iter()
+            .any(|r| matches!(r.measure, Measure::TimeToEvent(_)))
+        {
+            self.retired_milestones.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Swaps the configuration of a [`SpanMetricsLayer`] at run time; get one with
+/// [`SpanMetricsLayer::reload_handle`].
+///
+/// Spans opened before a swap finish under the configuration they started with, spans opened
+/// after it use the new one; events count under the configuration current when they happen.
+/// Nothing is counted twice or lost at the switch. Unlike `tracing_subscriber::reload`, this
+/// takes no lock on any hook and works under per-layer filters.
+///
+/// ```
+/// use tracing_spanmetrics::{Metric, SpanMetrics};
+///
+/// let layer = SpanMetrics::red("svc").build()?;
+/// let handle = layer.reload_handle();
+/// // Later, e.g. on SIGHUP:
+/// handle.reload(SpanMetrics::builder().metric(Metric::counter("calls.total")))?;
+/// # Ok::<(), tracing_spanmetrics::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ReloadHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ReloadHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadHandle").finish_non_exhaustive()
+    }
+}
+
+impl ReloadHandle {
+    /// Validates `builder` and, if it is valid, makes it the layer's configuration. The
+    /// builder's clock is ignored: the layer keeps measuring with its own.
+    ///
+    /// # Errors
+    /// The builder's [`ConfigError`]; the running configuration is then left unchanged.
+    pub fn reload(&self, builder: SpanMetricsBuilder) -> Result<(), ConfigError> {
+        let model = builder.compile()?;
+        self.shared.install(Compiled::new(model));
+        Ok(())
+    }
+
+    /// The names of every metric family the current configuration records.
+    pub fn metric_names(&self) -> Vec<String> {
+        let c = self.shared.current.load();
+        c.model.families.iter().map(|f| f.name.clone()).collect()
+    }
 }
 
 impl std::fmt::Debug for SpanMetricsLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpanMetricsLayer")
             .field("id", &self.id)
-            .field("config", &self.current.load())
+            .field("config", &self.shared.current.load())
             .finish_non_exhaustive()
     }
 }
@@ -59,20 +136,29 @@ pub struct HistogramInfo {
 
 impl SpanMetricsLayer {
     pub(crate) fn new(compiled: Compiled, clock: quanta::Clock) -> Self {
-        let busy = compiled.model.any_busy;
-        let children = compiled.model.any_self_time;
+        let shared = Shared {
+            busy_possible: AtomicBool::new(compiled.model.any_busy),
+            children_possible: AtomicBool::new(compiled.model.any_self_time),
+            retired_milestones: AtomicBool::new(false),
+            current: ArcSwap::from_pointee(compiled),
+        };
         SpanMetricsLayer {
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
-            current: Arc::new(ArcSwap::from_pointee(compiled)),
+            shared: Arc::new(shared),
             clock,
-            busy_possible: Arc::new(AtomicBool::new(busy)),
-            children_possible: Arc::new(AtomicBool::new(children)),
+        }
+    }
+
+    /// A handle that swaps this layer's configuration at run time.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            shared: self.shared.clone(),
         }
     }
 
     /// Every histogram family with its buckets, for configuring an exporter.
     pub fn histograms(&self) -> Vec<HistogramInfo> {
-        let c = self.current.load();
+        let c = self.shared.current.load();
         c.model
             .families
             .iter()
@@ -87,7 +173,7 @@ impl SpanMetricsLayer {
 
     /// The names of every metric family the layer records.
     pub fn metric_names(&self) -> Vec<String> {
-        let c = self.current.load();
+        let c = self.shared.current.load();
         c.model.families.iter().map(|f| f.name.clone()).collect()
     }
 
@@ -371,12 +457,91 @@ impl SpanMetricsLayer {
         }
     }
 
+    /// Marks the milestones this event reaches on its span and the span's ancestors.
+    ///
+    /// Spans opened under a configuration that has since been replaced keep their own rules:
+    /// their milestones are matched against the event here, rule by rule (a slower path that
+    /// only runs while a replaced configuration with milestones may have open spans).
+    fn reach_milestones<S>(
+        &self,
+        model: &Arc<Model>,
+        plan: &EventPlan,
+        meta: &'static Metadata<'static>,
+        values: &FieldValues,
+        event: &Event<'_>,
+        span: Option<&SpanRef<'_, S>>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let now = self.clock.raw();
+        let message_ok = |rule: &Rule, values: &FieldValues| {
+            rule.event_match()
+                .and_then(|m| m.message.as_deref())
+                .is_none_or(|text| values.by_name("message").is_some_and(|v| v.text_eq(text)))
+        };
+        let reached: SmallVec<[usize; 4]> = plan
+            .milestones
+            .iter()
+            .copied()
+            .filter(|r| message_ok(&model.rules[*r], values))
+            .collect();
+        // The message, for rules of replaced configurations, captured before any lock is taken.
+        let mut message: Option<FieldValues> = None;
+        for s in span.into_iter().flat_map(|s| s.scope()) {
+            let retired = {
+                let ext = s.extensions();
+                match ext.get::<States>().and_then(|x| x.get(self.id)) {
+                    Some(st) if !st.plan.milestones.is_empty() => {
+                        (!Arc::ptr_eq(&st.plan.model, model)).then(|| st.plan.clone())
+                    }
+                    _ => continue,
+                }
+            };
+            if let Some(old) = &retired {
+                if message.is_none() && meta.fields().field("message").is_some() {
+                    let names = ["message"];
+                    let slots: SmallVec<[Option<u8>; 8]> = meta
+                        .fields()
+                        .iter()
+                        .map(|f| (f.name() == "message").then_some(0))
+                        .collect();
+                    let mut m = FieldValues::new(&names, Self::bound(&old.model));
+                    event.record(&mut m.recorder(&slots));
+                    message = Some(m);
+                }
+            }
+            self.with_state(&s, |st| {
+                let same = Arc::ptr_eq(&st.plan.model, model);
+                for k in 0..st.plan.milestones.len() {
+                    let r = st.plan.milestones[k];
+                    if st.milestones[k].is_some() {
+                        continue;
+                    }
+                    let hit = if same {
+                        reached.contains(&r)
+                    } else {
+                        let rule = &st.plan.model.rules[r];
+                        rule.event_match().is_some_and(|m| m.matches_callsite(meta))
+                            && message.as_ref().map_or(
+                                rule.event_match().is_some_and(|m| m.message.is_none()),
+                                |m| message_ok(rule, m),
+                            )
+                    };
+                    if hit {
+                        st.milestones[k] = Some(now);
+                    }
+                }
+            });
+        }
+    }
+
     fn on_event_planned<S>(
         &self,
         model: &Arc<Model>,
         plan: &EventPlan,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
+        retired_milestones: bool,
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -386,7 +551,7 @@ impl SpanMetricsLayer {
                 self.with_state(s, |st| st.errored = true);
             }
         }
-        if plan.rules.is_empty() && plan.milestones.is_empty() {
+        if plan.rules.is_empty() && plan.milestones.is_empty() && !retired_milestones {
             return;
         }
         let mut values = FieldValues::new(&plan.slot_names, Self::bound(model));
@@ -399,30 +564,10 @@ impl SpanMetricsLayer {
                 .and_then(|m| m.message.as_deref())
                 .is_none_or(|text| values.by_name("message").is_some_and(|v| v.text_eq(text)))
         };
-        if !plan.milestones.is_empty() {
-            let now = self.clock.raw();
-            let reached: SmallVec<[usize; 4]> = plan
-                .milestones
-                .iter()
-                .copied()
-                .filter(|r| message_ok(&model.rules[*r]))
-                .collect();
-            if !reached.is_empty() {
-                for s in span.iter().flat_map(|s| s.scope()) {
-                    self.with_state(&s, |st| {
-                        if !Arc::ptr_eq(&st.plan.model, model) {
-                            return;
-                        }
-                        for (k, rule) in st.plan.milestones.iter().enumerate() {
-                            if reached.contains(rule) && st.milestones[k].is_none() {
-                                st.milestones[k] = Some(now);
-                            }
-                        }
-                    });
-                }
-            }
-        }
         let meta = event.metadata();
+        if !plan.milestones.is_empty() || retired_milestones {
+            self.reach_milestones(model, plan, meta, &values, event, span.as_ref());
+        }
         for &r in &plan.rules {
             let rule = &model.rules[r];
             if !message_ok(rule) {
@@ -523,7 +668,7 @@ where
 {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
         // Compile the plan now so the first span does not pay for it.
-        let c = self.current.load();
+        let c = self.shared.current.load();
         if meta.is_span() {
             c.span_plan(meta);
         } else {
@@ -535,7 +680,7 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let now = self.clock.raw();
-        if self.children_possible.load(Ordering::Relaxed) {
+        if self.shared.children_possible.load(Ordering::Relaxed) {
             if let Some(parent) = span.parent() {
                 self.with_state(&parent, |st| {
                     if st.plan.needs_children {
@@ -544,7 +689,7 @@ where
                 });
             }
         }
-        let plan = self.current.load().span_plan(attrs.metadata());
+        let plan = self.shared.current.load().span_plan(attrs.metadata());
         if !plan.needs_state {
             return;
         }
@@ -566,33 +711,42 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let reaction = self.with_state(&span, |st| {
-            let mut rec = st.values.recorder(&st.plan.slot_for);
-            values.record(&mut rec);
-            let seen = rec.seen;
-            let truncated = st.values.take_truncated();
-            let react = (seen & st.plan.reactive != 0)
-                .then(|| (st.plan.clone(), st.values.clone(), st.outcome(), seen));
-            (truncated, react)
-        });
-        let Some((truncated, react)) = reaction else {
+        let Some(plan) = span
+            .extensions()
+            .get::<States>()
+            .and_then(|s| s.get(self.id))
+            .map(|st| st.plan.clone())
+        else {
             return;
         };
-        if let Some((plan, own, outcome, seen)) = react {
-            if truncated {
-                plan.model
-                    .health
-                    .truncated(&plan.model.settings.recorder, 1);
-            }
+        // Visit outside the span's lock: a field's `Debug` may itself log, and that event must
+        // not find this span locked by us.
+        let mut fresh = FieldValues::new(&plan.slot_names, Self::bound(&plan.model));
+        let mut rec = fresh.recorder(&plan.slot_for);
+        values.record(&mut rec);
+        let seen = rec.seen;
+        if seen == 0 {
+            return;
+        }
+        if fresh.take_truncated() {
+            plan.model
+                .health
+                .truncated(&plan.model.settings.recorder, 1);
+        }
+        let react = self
+            .with_state(&span, |st| {
+                st.values.merge(&fresh, seen);
+                st.values.take_truncated();
+                (seen & plan.reactive != 0).then(|| (st.values.clone(), st.outcome()))
+            })
+            .flatten();
+        if let Some((own, outcome)) = react {
             self.react(&span, &plan, &own, outcome, seen);
-        } else if truncated {
-            let c = self.current.load();
-            c.model.health.truncated(&c.model.settings.recorder, 1);
         }
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if !self.busy_possible.load(Ordering::Relaxed) {
+        if !self.shared.busy_possible.load(Ordering::Relaxed) {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -605,7 +759,7 @@ where
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        if !self.busy_possible.load(Ordering::Relaxed) {
+        if !self.shared.busy_possible.load(Ordering::Relaxed) {
             return;
         }
         let now = self.clock.raw();
@@ -618,10 +772,11 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let c = self.current.load();
+        let c = self.shared.current.load();
+        let retired_milestones = self.shared.retired_milestones.load(Ordering::Relaxed);
         c.event_plan(event.metadata(), |plan| {
-            if plan.is_relevant() {
-                self.on_event_planned(&c.model, plan, event, &ctx);
+            if plan.is_relevant() || retired_milestones {
+                self.on_event_planned(&c.model, plan, event, &ctx, retired_milestones);
             }
         });
     }
@@ -629,7 +784,7 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let now = self.clock.raw();
         let Some(span) = ctx.span(&id) else { return };
-        if self.children_possible.load(Ordering::Relaxed) {
+        if self.shared.children_possible.load(Ordering::Relaxed) {
             if let Some(parent) = span.parent() {
                 self.with_state(&parent, |st| {
                     if st.plan.needs_children {

@@ -76,4 +76,4 @@ pub use config::{
 };
 pub use error::ConfigError;
 pub use instruments::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
-pub use layer::{HistogramInfo, SpanMetricsLayer};
+pub use layer::{HistogramInfo, ReloadHandle, SpanMetricsLayer};

@@ -271,6 +271,25 @@ impl FieldValues {
         }
     }
 
+    /// Copies the slots in the bit set `seen` from `from` (which has the same slot names).
+    pub(crate) fn merge(&mut self, from: &FieldValues, seen: u64) {
+        if from.arena.truncated {
+            self.arena.truncated = true;
+        }
+        for slot in 0..self.raws.len().min(64) {
+            if seen & (1 << slot) == 0 {
+                continue;
+            }
+            match from.raws.get(slot).copied() {
+                Some(Raw::Str { start, len }) => {
+                    self.set_text(slot, format_args!("{}", from.arena.get(start, len)))
+                }
+                Some(raw) => self.set(slot, raw),
+                None => {}
+            }
+        }
+    }
+
     /// A visitor that records into slots chosen by `slot_for(field index)`.
     pub(crate) fn recorder<'a>(&'a mut self, slot_for: &'a [Option<u8>]) -> SlotVisitor<'a> {
         SlotVisitor {

@@ -26,6 +26,7 @@
 //! # let _ = (duration, failures);
 //! ```
 
+pub mod file;
 mod label;
 mod select;
 
@@ -193,6 +194,16 @@ impl Buckets {
         Buckets(out)
     }
 
+    /// Powers of two from 1 ms to about 65 s (17 boundaries): for durations of unknown scale.
+    pub fn exponential_seconds() -> Self {
+        Buckets::exponential(0.001, 2.0, 17)
+    }
+
+    /// Powers of four from 64 bytes to 1 GiB (13 boundaries): for sizes.
+    pub fn exponential_bytes() -> Self {
+        Buckets::exponential(64.0, 4.0, 13)
+    }
+
     /// `count` boundaries `start, start + width, …`.
     pub fn linear(start: f64, width: f64, count: usize) -> Self {
         Buckets(
@@ -227,7 +238,7 @@ impl Buckets {
 ///
 /// Several rules may feed one metric family (the same name): they must then agree on kind, unit,
 /// label keys and buckets; descriptions are taken from the first rule that has one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
     pub(crate) name: String,
     pub(crate) kind: MetricKind,

@@ -1,0 +1,131 @@
+//! Live reload: swaps under load lose and double nothing; open spans keep their configuration.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::{Harness, TestRecorder};
+use tracing::dispatcher;
+use tracing::field::Empty;
+use tracing_spanmetrics::{EventMatch, Label, Metric, SpanMetrics, SpanMetricsBuilder, Spans};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
+
+fn config(tag: &str, recorder: &Arc<TestRecorder>) -> SpanMetricsBuilder {
+    SpanMetrics::builder()
+        .metric(
+            Metric::counter("work.total")
+                .spans(Spans::named("work"))
+                .label(Label::fixed("cfg", tag)),
+        )
+        .metric(
+            Metric::gauge("work.open")
+                .spans(Spans::named("work"))
+                .label(Label::fixed("cfg", tag)),
+        )
+        .with_recorder(recorder.clone())
+}
+
+#[test]
+fn swaps_while_two_threads_record_keep_exact_totals() {
+    let recorder = Arc::new(TestRecorder::default());
+    let layer = config("a", &recorder).build().unwrap();
+    let handle = layer.reload_handle();
+    // Under a per-layer filter, where `tracing_subscriber::reload` would panic.
+    let layer = layer.with_filter(filter_fn(|m| m.name() != "ignored"));
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (d, stop, done) = (dispatch.clone(), stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                dispatcher::with_default(&d, || {
+                    // Keep one span open across swaps, closed every 7 iterations.
+                    let mut held = Some(tracing::info_span!("work"));
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        drop(tracing::info_span!("work"));
+                        n += 1;
+                        if n % 7 == 0 {
+                            drop(held.take());
+                            n += 1;
+                            held = Some(tracing::info_span!("work"));
+                        }
+                    }
+                    drop(held);
+                    n += 1;
+                    done.fetch_add(n, Ordering::Relaxed);
+                })
+            })
+        })
+        .collect();
+    for i in 0..200 {
+        let tag = if i % 2 == 0 { "b" } else { "a" };
+        handle.reload(config(tag, &recorder)).unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let m = recorder.snapshot();
+    let a = m.counter("work.total", &[("cfg", "a")]).unwrap_or(0);
+    let b = m.counter("work.total", &[("cfg", "b")]).unwrap_or(0);
+    let total = done.load(Ordering::Relaxed);
+    assert!(total > 1000, "the workers ran ({total} spans)");
+    assert!(
+        a > 0 && b > 0,
+        "both configurations recorded (a={a}, b={b})"
+    );
+    assert_eq!(a + b, total);
+    // Every span decremented the gauge of the configuration it opened under.
+    assert_eq!(m.gauge("work.open", &[("cfg", "a")]), Some(0.0));
+    assert_eq!(m.gauge("work.open", &[("cfg", "b")]), Some(0.0));
+}
+
+#[test]
+fn open_spans_finish_under_the_configuration_they_started_with() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::histogram("http.ttfb.seconds")
+                .spans(Spans::named("http"))
+                .time_to(EventMatch::message("headers"))
+                .label(Label::fixed("cfg", "old")),
+        ),
+    );
+    let handle = h.layer.as_ref().unwrap().reload_handle();
+    let recorder = h.recorder.clone();
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        let old = tracing::info_span!("http", deployment_id = Empty);
+        handle
+            .reload(
+                SpanMetrics::builder()
+                    .metric(
+                        Metric::histogram("http.ttfb.seconds")
+                            .spans(Spans::named("http"))
+                            .time_to(EventMatch::message("headers"))
+                            .label(Label::fixed("cfg", "new")),
+                    )
+                    .with_recorder(recorder.clone()),
+            )
+            .unwrap();
+        let new = tracing::info_span!("http");
+        h.advance_ms(3);
+        old.in_scope(|| tracing::info!("headers"));
+        new.in_scope(|| tracing::info!("headers"));
+        drop((old, new));
+        // A refused configuration leaves the running one in place.
+        let err = handle
+            .reload(SpanMetrics::builder().metric(Metric::counter("bad name")))
+            .unwrap_err();
+        assert_eq!(err.rule, Some(0));
+        assert_eq!(handle.metric_names(), vec!["http.ttfb.seconds".to_owned()]);
+    });
+    let m = h.snapshot();
+    let want = Some(vec![3_000_000f64 * 1e-9]);
+    assert_eq!(m.histogram("http.ttfb.seconds", &[("cfg", "old")]), want);
+    assert_eq!(m.histogram("http.ttfb.seconds", &[("cfg", "new")]), want);
+}
