@@ -21,6 +21,7 @@ pub(crate) const MAX_SLOTS: usize = 64;
 pub(crate) const OTEL_NAME: &str = "otel.name";
 pub(crate) const OTEL_KIND: &str = "otel.kind";
 pub(crate) const OTEL_STATUS: &str = "otel.status_code";
+pub(crate) const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
 
 /// A validated rule, ready to be planned.
 #[derive(Debug)]
@@ -205,8 +206,10 @@ fn slot_of(names: &[&'static str], field: &str) -> Option<u8> {
 impl SpanPlan {
     pub(crate) fn compile(model: &Arc<Model>, meta: &'static Metadata<'static>) -> SpanPlan {
         let (slot_for, slot_names) = slots_for(meta, |name| {
-            matches!(name, OTEL_NAME | OTEL_KIND | OTEL_STATUS)
-                || model.span_fields.iter().any(|f| f == name)
+            matches!(
+                name,
+                OTEL_NAME | OTEL_KIND | OTEL_STATUS | OTEL_STATUS_DESCRIPTION
+            ) || model.span_fields.iter().any(|f| f == name)
         });
         let mut plan = SpanPlan {
             model: model.clone(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use metrics::Gauge;
 use smallvec::SmallVec;
 
-use crate::plan::{OTEL_STATUS, SpanPlan};
+use crate::plan::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SpanPlan};
 use crate::values::{FieldValues, Value};
 
 /// The extension the layer stores: the states of every `SpanMetricsLayer` in the subscriber
@@ -85,7 +85,9 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    /// `otel.status_code` wins when it says OK or ERROR; otherwise an error event decides.
+    /// As tracing-opentelemetry decides a span's status: `otel.status_code` wins when it says
+    /// OK or ERROR; otherwise a recorded `otel.status_description` or an error event (ERROR
+    /// level, or an `error` field as `#[instrument(err)]` emits) means an error.
     pub(crate) fn of(values: Option<&FieldValues>, errored: bool) -> Outcome {
         let explicit = values
             .and_then(|v| v.by_name(OTEL_STATUS))
@@ -94,7 +96,8 @@ impl Outcome {
                 Value::Str(s) if s.eq_ignore_ascii_case("ok") => Some(Outcome::Ok),
                 _ => None,
             });
-        explicit.unwrap_or(if errored {
+        let described = values.is_some_and(|v| v.by_name(OTEL_STATUS_DESCRIPTION).is_some());
+        explicit.unwrap_or(if errored || described {
             Outcome::Error
         } else {
             Outcome::Unset

@@ -915,3 +915,30 @@ fn events_at_a_level_and_target() {
     });
     assert_eq!(h.snapshot().counter("warnings.total", &[]), Some(2));
 }
+
+#[test]
+fn a_status_description_means_an_error_unless_the_code_says_ok() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::counter("calls")
+                .spans(Spans::named("op"))
+                .label(Label::outcome("result")),
+        ),
+    );
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        drop(tracing::info_span!(
+            "op",
+            otel.status_description = "quota exceeded"
+        ));
+        drop(tracing::info_span!(
+            "op",
+            otel.status_code = "OK",
+            otel.status_description = "ignored"
+        ));
+        drop(tracing::info_span!("op", otel.status_description = Empty));
+    });
+    let m = h.snapshot();
+    assert_eq!(m.counter("calls", &[("result", "error")]), Some(1));
+    assert_eq!(m.counter("calls", &[("result", "success")]), Some(2));
+}

@@ -37,9 +37,10 @@ pub enum LabelSource {
     /// The OpenTelemetry span kind from the `otel.kind` field (`SPAN_KIND_SERVER`, …;
     /// `SPAN_KIND_INTERNAL` when absent).
     SpanKind,
-    /// The span's outcome: error if `otel.status_code` is `ERROR`, or, unless
-    /// `otel.status_code` says otherwise, if an ERROR-level event or an event with an `error`
-    /// field (as `#[instrument(err)]` emits) happened inside it.
+    /// The span's outcome, decided as tracing-opentelemetry decides a span's status:
+    /// `otel.status_code` (`OK` / `ERROR`) wins; otherwise the span failed if it recorded
+    /// `otel.status_description`, or if an ERROR-level event or an event with an `error` field
+    /// (as `#[instrument(err)]` emits) happened inside it (not inside a child).
     Outcome(OutcomeValues),
     /// The span's (or, for event measures, the event's) target.
     Target,
