@@ -1,65 +1,256 @@
-//! A small stand-in for the flagship example: a few instrumented spans, served on `/metrics`.
+//! The flagship example: restate's invoker, connection pool and deployment discovery,
+//! instrumented with spans only, measured by `tracing-spanmetrics`.
 //!
-//! `cargo run --example restate` then `curl http://127.0.0.1:9000/metrics`.
+//! ```sh
+//! cargo run --example restate                 # serve http://127.0.0.1:9000/metrics until Ctrl-C
+//! cargo run --example restate -- --once       # a fixed workload, then the exposition on stdout
+//! cargo run --example restate -- --help
+//! ```
+//!
+//! The simulated code (`sim/`) has no `metrics::` call and no timer: every one of the 27 metric
+//! families comes from the spans it opens, the fields it records and the events it emits,
+//! through the rules in `spanmetrics.rs`.
 
-use std::time::Duration;
+mod exposition;
+mod sim;
+mod spanmetrics;
 
-use tracing::Instrument;
-use tracing::field::Empty;
-use tracing_spanmetrics::{Condition, Label, Metric, SpanMetrics, Spans};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing_spanmetrics::{SpanMetrics, SpanMetricsBuilder, exporter};
 use tracing_subscriber::prelude::*;
+
+const USAGE: &str = "\
+restate: restate's invoker, connection pool and discovery, measured from spans alone
+
+USAGE:
+    cargo run --example restate -- [OPTIONS]
+
+OPTIONS:
+    --listen ADDR     serve Prometheus metrics on http://ADDR/metrics [default: 127.0.0.1:9000]
+    --duration SECS   stop after SECS seconds (default: run until Ctrl-C)
+    --once            run a fixed workload of about a second, print the exposition, exit
+    --seed N          seed of the live workload [default: 1]
+    -h, --help        print this help
+";
+
+struct Args {
+    listen: SocketAddr,
+    duration: Option<Duration>,
+    once: bool,
+    seed: u64,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut out = Args {
+        listen: "127.0.0.1:9000".parse().expect("a valid address"),
+        duration: None,
+        once: false,
+        seed: 1,
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--once" => out.once = true,
+            "--listen" => {
+                let v = value("--listen")?;
+                out.listen = v.parse().map_err(|_| {
+                    format!("--listen: `{v}` is not an address like 127.0.0.1:9000")
+                })?;
+            }
+            "--duration" => {
+                let v = value("--duration")?;
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| format!("--duration: `{v}` is not a number of seconds"))?;
+                out.duration = Some(Duration::from_secs_f64(secs));
+            }
+            "--seed" => {
+                let v = value("--seed")?;
+                out.seed = v
+                    .parse()
+                    .map_err(|_| format!("--seed: `{v}` is not a number"))?;
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)")),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The layer's configuration: all 27 families, from `spanmetrics.rs`.
+fn builder() -> SpanMetricsBuilder {
+    SpanMetrics::builder().metrics(spanmetrics::restate_metrics())
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
+}
 
 #[tokio::main]
 async fn main() {
-    let layer = SpanMetrics::builder()
-        .metric(
-            Metric::histogram("demo.rpc.duration.seconds")
-                .describe("One RPC, from call to reply")
-                .spans(Spans::named("rpc"))
-                .labels(["swimlane"])
-                .label(Label::outcome("result")),
-        )
-        .metric(
-            Metric::counter("demo.rpc.failures.total")
-                .describe("RPCs that failed")
-                .spans(Spans::named("rpc"))
-                .label("swimlane")
-                .when(Condition::error()),
-        )
-        .metric(
-            Metric::gauge("demo.rpc.in_flight")
-                .describe("RPCs in flight")
-                .spans(Spans::named("rpc"))
-                .in_flight()
-                .label("swimlane"),
-        )
-        .build()
-        .unwrap_or_else(|e| {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{USAGE}");
+            return;
+        }
+        Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(2)
-        });
-    let addr = "127.0.0.1:9000".parse().expect("a valid address");
-    if let Err(e) = tracing_spanmetrics::exporter::install(&layer, addr) {
-        eprintln!("error: cannot serve metrics on {addr}: {e}");
-        std::process::exit(1);
-    }
-    tracing_subscriber::registry().with(layer).init();
-    println!("serving http://{addr}/metrics (Ctrl-C to stop)");
-    let mut n = 0u64;
-    loop {
-        n += 1;
-        let lane = ["GENERAL", "GOSSIP"][(n % 2) as usize];
-        async {
-            tokio::time::sleep(Duration::from_millis(n % 7)).await;
-            if n % 5 == 0 {
-                tracing::error!("peer went away");
-            }
         }
-        .instrument(tracing::info_span!("rpc", swimlane = lane, otel.status_code = Empty))
-        .await;
+    };
+    if args.once {
+        once().await
+    } else {
+        serve(args).await
+    }
+}
+
+/// `--once`: the standard scenario against an in-process recorder, then the exposition.
+async fn once() {
+    let builder = builder();
+    // The exporter needs the histogram families (from a built layer) before the recorder that
+    // the real layer writes to exists: build once to learn them.
+    let probe = builder.clone().build().unwrap_or_else(|e| fail(e));
+    let recorder = exporter::prometheus_builder(&probe)
+        .unwrap_or_else(|e| fail(e))
+        .build_recorder();
+    let handle = recorder.handle();
+    let layer = builder
+        .with_recorder(Arc::new(recorder))
+        .build()
+        .unwrap_or_else(|e| fail(e));
+    tracing_subscriber::registry().with(layer).init();
+    if let Err(e) = sim::standard(&sim::Timings::fast()).await {
+        fail(format!("the simulation could not start: {e}"));
+    }
+    print!("{}", handle.render());
+}
+
+/// The default: the live workload, served on `--listen`, with a summary every few seconds.
+async fn serve(args: Args) {
+    let layer = builder().build().unwrap_or_else(|e| fail(e));
+    // Bind first, to report a taken port in one line (the exporter's error is longer).
+    if let Err(e) = std::net::TcpListener::bind(args.listen) {
+        fail(format!("cannot listen on {}: {e}", args.listen));
+    }
+    let handle = exporter::install(&layer, args.listen)
+        .unwrap_or_else(|e| fail(format!("cannot serve metrics on {}: {e}", args.listen)));
+    tracing_subscriber::registry().with(layer).init();
+    println!(
+        "serving http://{}/metrics; {}",
+        args.listen,
+        match args.duration {
+            Some(d) => format!("stopping after {} s", d.as_secs_f64()),
+            None => "Ctrl-C to stop".to_owned(),
+        }
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let progress = Arc::new(sim::Progress::default());
+    let workload = tokio::spawn({
+        let progress = progress.clone();
+        async move { sim::live(&sim::Timings::realistic(), args.seed, stop_rx, progress).await }
+    });
+    let deadline = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut summary = Summary::new(handle.clone());
+    let mut every = tokio::time::interval(Duration::from_secs(3));
+    every.tick().await;
+    tokio::pin!(deadline);
+    loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = every.tick() => summary.print(&progress),
+            _ = &mut deadline => break,
             _ = tokio::signal::ctrl_c() => break,
         }
+    }
+    println!("stopping: draining invocations and connections");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(15), workload).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => fail(format!("the simulation could not start: {e}")),
+        Ok(Err(e)) => fail(format!("the simulation failed: {e}")),
+        Err(_) => fail("the workload did not drain within 15 s"),
+    }
+    summary.print(&progress);
+}
+
+/// The live summary: rates and quantiles over the last window, read back from the exposition.
+struct Summary {
+    handle: PrometheusHandle,
+    at: Instant,
+    prev: Vec<exposition::Sample>,
+}
+
+const SUMMARY_HISTOGRAMS: [(&str, &str); 4] = [
+    ("task", "restate_invoker_task_duration_seconds"),
+    ("ttfb", "restate_invoker_http_request_duration_seconds"),
+    ("rpc", "restate_network_rpc_duration_seconds"),
+    (
+        "acquire",
+        "restate_network_connection_acquisition_duration_seconds",
+    ),
+];
+
+impl Summary {
+    fn new(handle: PrometheusHandle) -> Summary {
+        Summary {
+            handle,
+            at: Instant::now(),
+            prev: Vec::new(),
+        }
+    }
+
+    fn print(&mut self, progress: &sim::Progress) {
+        let now = exposition::parse(&self.handle.render());
+        let secs = self.at.elapsed().as_secs_f64().max(1e-3);
+        let rate =
+            |name: &str| (exposition::sum(&now, name) - exposition::sum(&self.prev, name)) / secs;
+        let mut line = format!(
+            "invocations/s {:>6.1}  rpc/s {:>6.1}  active {:>3}  pooled {:>2}",
+            rate("restate_invoker_invocations_queued_total"),
+            rate("restate_network_rpc_duration_seconds_count"),
+            exposition::sum(&now, "restate_invoker_invocations_active"),
+            exposition::sum(&now, "restate_network_pool_connections_active"),
+        );
+        for (label, family) in SUMMARY_HISTOGRAMS {
+            let window = exposition::delta(
+                &exposition::buckets(&now, family),
+                &exposition::buckets(&self.prev, family),
+            );
+            let ms = |q| {
+                exposition::quantile(q, &window).map_or("-".into(), |s| format!("{:.0}", s * 1e3))
+            };
+            line.push_str(&format!("  {label} p50/p99 {}/{} ms", ms(0.5), ms(0.99)));
+        }
+        println!(
+            "{line}  (submitted {} invocations, {} rpcs)",
+            progress.invocations.load(Relaxed),
+            progress.rpcs.load(Relaxed)
+        );
+        self.prev = now;
+        self.at = Instant::now();
     }
 }
