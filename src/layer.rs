@@ -26,6 +26,9 @@ use crate::values::{FieldValues, Value};
 
 static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The largest increment a counter takes from a field: 2^53.
+const MAX_COUNTER_STEP: f64 = 9_007_199_254_740_992.0;
+
 /// A `tracing_subscriber::Layer` that derives metrics from spans; built by
 /// [`SpanMetrics`](crate::SpanMetrics).
 ///
@@ -238,8 +241,11 @@ impl SpanMetricsLayer {
             MetricKind::Gauge => Op::Set(v),
             _ if v.is_infinite() => return Err("not_finite"),
             MetricKind::Histogram => Op::Observe(v),
-            MetricKind::Counter if v >= 0.0 => Op::Add(v as u64),
-            MetricKind::Counter => return Err("negative"),
+            MetricKind::Counter if v < 0.0 => return Err("negative"),
+            // Past 2^53 an f64 no longer holds every integer, and a few such increments
+            // would wrap the recorder's u64: an absurd increment is refused, not wrapped.
+            MetricKind::Counter if v > MAX_COUNTER_STEP => return Err("too_large"),
+            MetricKind::Counter => Op::Add(v as u64),
         })
     }
 

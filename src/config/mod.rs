@@ -118,7 +118,8 @@ pub enum Measure {
     /// set each time the field gets a value; a counter is increased by it at close.
     ///
     /// Numbers, bools (0/1) and text that parses as a number are accepted. NaN is never
-    /// recorded; ±Inf only by gauges; a counter takes non-negative values, rounded down.
+    /// recorded; ±Inf only by gauges; a counter takes non-negative values up to 2^53, rounded
+    /// down (a larger increment would only wrap the recorder's counter).
     /// Refused values are counted in `spanmetrics.values.rejected{metric, reason}`.
     SpanField(String),
     /// A numeric field of events matching the selector: observed, set or added per event.

@@ -1,0 +1,222 @@
+//! Hostile field values: the exposition stays valid, values are bounded, nothing panics; and
+//! numeric fields that are NaN, infinite, negative or huge behave as documented.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Harness;
+use tracing::field::Empty;
+use tracing_spanmetrics::{
+    EventMatch, Metric, REJECTED_METRIC, SpanMetrics, SpanMetricsBuilder, Spans, TRUNCATED_METRIC,
+    Unit,
+};
+use tracing_subscriber::prelude::*;
+
+fn hostile_values() -> Vec<String> {
+    vec![
+        r#"quo"te"#.into(),
+        r"back\slash".into(),
+        "new\nline".into(),
+        "carriage\rreturn".into(),
+        "brace}".into(),
+        "eq=ual".into(),
+        "nul\0byte".into(),
+        "tab\tbed".into(),
+        "\u{200F}rtl\u{202E}override".into(),
+        "emoji 🦀🔥".into(),
+        "nonchar\u{FFFE}\u{FFFF}".into(),
+        "{a=\"b\"} 1\n# HELP x y".into(),
+        "x".repeat(1 << 20),
+        "é".repeat(1 << 19),
+        String::new(),
+    ]
+}
+
+fn builder() -> SpanMetricsBuilder {
+    SpanMetrics::builder()
+        .metric(
+            Metric::counter("hostile.total")
+                .describe("Spans with hostile labels \"quoted\" \\ and\nnewlines")
+                .spans(Spans::named("h"))
+                .label("v"),
+        )
+        .metric(
+            Metric::histogram("hostile.duration.seconds")
+                .describe("Durations with hostile labels")
+                .spans(Spans::named("h"))
+                .label("v"),
+        )
+}
+
+/// Renders the hostile workload through the real Prometheus exporter.
+fn exposition() -> String {
+    let buckets = tracing_spanmetrics::exporter::prometheus_builder(&builder().build().unwrap())
+        .unwrap()
+        .build_recorder();
+    let handle = buckets.handle();
+    let layer = builder().with_recorder(Arc::new(buckets)).build().unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        for v in hostile_values() {
+            drop(tracing::info_span!("h", v = v.as_str()));
+            // Debug formatting of the same value (quotes and escapes added by `{:?}`).
+            drop(tracing::info_span!("h", v = ?v));
+            let s = tracing::info_span!("h", v = Empty);
+            s.record("v", v.as_str());
+        }
+    });
+    handle.run_upkeep();
+    handle.render()
+}
+
+#[test]
+fn label_values_are_bounded_and_the_exposition_parses() {
+    let text = exposition();
+    for line in text.lines().filter(|l| l.starts_with("hostile_total{")) {
+        // Escaping may lengthen a value; the raw value is at most 128 bytes.
+        let value = &line["hostile_total{v=\"".len()..line.rfind("\"}").unwrap()];
+        assert!(value.len() <= 2 * 128, "{} bytes: {value}", value.len());
+        assert!(!value.contains('\n'));
+    }
+    // Every sample line is `name{labels} value` with a parseable value.
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(
+            value.parse::<f64>().is_ok() || value == "+Inf",
+            "bad line: {line:?}"
+        );
+    }
+    match promtool_check(&text) {
+        Some(report) => assert_eq!(report, "", "promtool reported problems"),
+        None => skip_or_fail("promtool"),
+    }
+}
+
+#[test]
+fn counts_survive_truncation_exactly() {
+    let mut h = Harness::new(builder());
+    let d = h.dispatch();
+    tracing::dispatcher::with_default(&d, || {
+        for v in hostile_values() {
+            drop(tracing::info_span!("h", v = v.as_str()));
+        }
+    });
+    let m = h.snapshot();
+    let total: u64 = m
+        .series
+        .iter()
+        .filter(|(k, _)| k.name() == "hostile.total")
+        .map(|(_, v)| match v {
+            common::Value::Counter(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(total, hostile_values().len() as u64);
+    // The two long values were cut: 128 ASCII bytes, and 64 two-byte characters.
+    assert_eq!(
+        m.counter("hostile.total", &[("v", &"x".repeat(128))]),
+        Some(1)
+    );
+    assert_eq!(
+        m.counter("hostile.total", &[("v", &"é".repeat(64))]),
+        Some(1)
+    );
+    assert_eq!(m.counter(TRUNCATED_METRIC, &[]), Some(2));
+    for (key, _) in &m.series {
+        for l in key.labels() {
+            assert!(l.value().len() <= 128);
+        }
+    }
+}
+
+#[test]
+fn numeric_fields_that_are_nan_infinite_negative_or_huge() {
+    let mut h = Harness::new(
+        SpanMetrics::builder()
+            .metric(
+                Metric::histogram("size.bytes")
+                    .unit(Unit::Bytes)
+                    .event_field(EventMatch::message("size"), "n"),
+            )
+            .metric(Metric::gauge("level").event_field(EventMatch::message("size"), "n"))
+            .metric(Metric::counter("added.total").event_field(EventMatch::message("size"), "n")),
+    );
+    let d = h.dispatch();
+    tracing::dispatcher::with_default(&d, || {
+        tracing::info!(n = f64::NAN, "size");
+        tracing::info!(n = f64::INFINITY, "size");
+        tracing::info!(n = -3i64, "size");
+        tracing::info!(n = u64::MAX, "size");
+        tracing::info!(n = 1e300, "size");
+        tracing::info!(n = u128::MAX, "size");
+        tracing::info!(n = "12", "size");
+        tracing::info!(n = "twelve", "size");
+        tracing::info!(n = true, "size");
+    });
+    let m = h.snapshot();
+    // Histograms take every finite number; NaN, ±Inf and text that is no number are refused.
+    assert_eq!(
+        m.histogram("size.bytes", &[]),
+        Some(vec![
+            -3.0,
+            u64::MAX as f64,
+            1e300,
+            u128::MAX as f64,
+            12.0,
+            1.0
+        ])
+    );
+    // A gauge also takes ±Inf; it reads the last value.
+    assert_eq!(m.gauge("level", &[]), Some(1.0));
+    // A counter takes non-negative numbers up to 2^53: "12" and `true`.
+    assert_eq!(m.counter("added.total", &[]), Some(13));
+    let rejected = |metric: &str, reason: &str| {
+        m.counter(REJECTED_METRIC, &[("metric", metric), ("reason", reason)])
+    };
+    assert_eq!(rejected("size.bytes", "not_a_number"), Some(2));
+    assert_eq!(rejected("size.bytes", "not_finite"), Some(1));
+    assert_eq!(rejected("level", "not_a_number"), Some(2));
+    assert_eq!(rejected("added.total", "not_a_number"), Some(2));
+    assert_eq!(rejected("added.total", "not_finite"), Some(1));
+    assert_eq!(rejected("added.total", "negative"), Some(1));
+    assert_eq!(rejected("added.total", "too_large"), Some(3));
+}
+
+/// `promtool check metrics` on `text`: its report (empty when clean), or `None` without promtool.
+pub fn promtool_check(text: &str) -> Option<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(if out.status.success() {
+        report.trim().to_owned()
+    } else {
+        format!("exit {}: {report}", out.status)
+    })
+}
+
+fn skip_or_fail(tool: &str) {
+    if std::env::var_os("SPANMETRICS_SKIP_PROMETHEUS").is_some() {
+        eprintln!("SKIPPED: {tool} is not installed (SPANMETRICS_SKIP_PROMETHEUS is set)");
+    } else {
+        panic!(
+            "{tool} is not installed: install Debian's `prometheus` package or set SPANMETRICS_SKIP_PROMETHEUS=1"
+        );
+    }
+}
