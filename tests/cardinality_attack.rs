@@ -72,7 +72,10 @@ fn a_million_distinct_values_into_one_label() {
     let series = m.series("attack.total");
     assert_eq!(series.len(), LIMIT + 1);
     let admitted: u64 = (0..LIMIT as u64)
-        .map(|i| m.counter("attack.total", &[("user", &i.to_string())]).unwrap())
+        .map(|i| {
+            m.counter("attack.total", &[("user", &i.to_string())])
+                .unwrap()
+        })
         .sum();
     assert_eq!(admitted, LIMIT as u64);
     let folded = VALUES - LIMIT as u64;

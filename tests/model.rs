@@ -17,9 +17,7 @@ use common::TestRecorder;
 use proptest::prelude::*;
 use tracing::field::Empty;
 use tracing::{Level, Span};
-use tracing_spanmetrics::{
-    Condition, EventMatch, Label, Metric, SpanMetrics, SpanMetricsBuilder,
-};
+use tracing_spanmetrics::{Condition, EventMatch, Label, Metric, SpanMetrics, SpanMetricsBuilder};
 use tracing_subscriber::prelude::*;
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
@@ -206,13 +204,21 @@ struct Model {
 impl Model {
     /// The registry's current span: the innermost entry that is not a re-entry.
     fn current(&self) -> Option<usize> {
-        self.stack.iter().rev().find(|(_, dup)| !dup).map(|(i, _)| *i)
+        self.stack
+            .iter()
+            .rev()
+            .find(|(_, dup)| !dup)
+            .map(|(i, _)| *i)
     }
 
     /// The nearest value of field `k` (or `p`) from span `i` upwards.
     fn inherited(&self, mut i: Option<usize>, p: bool) -> Option<String> {
         while let Some(s) = i {
-            let v = if p { &self.spans[s].p } else { &self.spans[s].k };
+            let v = if p {
+                &self.spans[s].p
+            } else {
+                &self.spans[s].k
+            };
             if v.is_some() {
                 return v.clone();
             }
@@ -239,14 +245,22 @@ impl Model {
             .calls
             .entry((name.clone(), k, result.to_owned()))
             .or_default() += 1;
-        self.exp.wall.entry(name.clone()).or_default().push(now - s.start);
+        self.exp
+            .wall
+            .entry(name.clone())
+            .or_default()
+            .push(now - s.start);
         self.exp.busy.entry(name.clone()).or_default().push(s.busy);
         *self.exp.open.entry(name.clone()).or_default() -= 1;
         if let Some(p) = s.pinned.clone() {
             *self.exp.pinned.entry(p).or_default() -= 1;
         }
         if let Some(m) = s.mile {
-            self.exp.to_mile.entry(name.clone()).or_default().push(m - s.start);
+            self.exp
+                .to_mile
+                .entry(name.clone())
+                .or_default()
+                .push(m - s.start);
         }
         if s.errored {
             *self.exp.errors.entry(name).or_default() += 1;
@@ -278,7 +292,9 @@ fn run(ops: &[Op]) -> (Expected, Expected) {
     let mut handles: Vec<Option<Span>> = Vec::new();
     let mut guards: Vec<tracing::span::EnteredSpan> = Vec::new();
     let held = |handles: &Vec<Option<Span>>| -> Vec<usize> {
-        (0..handles.len()).filter(|i| handles[*i].is_some()).collect()
+        (0..handles.len())
+            .filter(|i| handles[*i].is_some())
+            .collect()
     };
 
     tracing::dispatcher::with_default(&dispatch, || {
@@ -286,12 +302,19 @@ fn run(ops: &[Op]) -> (Expected, Expected) {
             match op.clone() {
                 Op::New { name, parent, k } => {
                     let live = held(&handles);
-                    let explicit = parent.and_then(|p| (!live.is_empty()).then(|| live[p % live.len()]));
+                    let explicit =
+                        parent.and_then(|p| (!live.is_empty()).then(|| live[p % live.len()]));
                     let parent_idx = explicit.or(model.current());
                     let span = match (explicit, name) {
-                        (Some(p), 0) => tracing::info_span!(parent: handles[p].as_ref().unwrap(), "a", k = Empty, p = Empty),
-                        (Some(p), 1) => tracing::info_span!(parent: handles[p].as_ref().unwrap(), "b", k = Empty, p = Empty),
-                        (Some(p), _) => tracing::info_span!(parent: handles[p].as_ref().unwrap(), "c", k = Empty, p = Empty),
+                        (Some(p), 0) => {
+                            tracing::info_span!(parent: handles[p].as_ref().unwrap(), "a", k = Empty, p = Empty)
+                        }
+                        (Some(p), 1) => {
+                            tracing::info_span!(parent: handles[p].as_ref().unwrap(), "b", k = Empty, p = Empty)
+                        }
+                        (Some(p), _) => {
+                            tracing::info_span!(parent: handles[p].as_ref().unwrap(), "c", k = Empty, p = Empty)
+                        }
                         (None, 0) => tracing::info_span!("a", k = Empty, p = Empty),
                         (None, 1) => tracing::info_span!("b", k = Empty, p = Empty),
                         (None, _) => tracing::info_span!("c", k = Empty, p = Empty),
@@ -356,7 +379,9 @@ fn run(ops: &[Op]) -> (Expected, Expected) {
                     model.stack.push((i, dup));
                 }
                 Op::Exit => {
-                    let Some((i, _)) = model.stack.pop() else { continue };
+                    let Some((i, _)) = model.stack.pop() else {
+                        continue;
+                    };
                     drop(guards.pop());
                     let now = model.now;
                     let s = &mut model.spans[i];
@@ -368,7 +393,8 @@ fn run(ops: &[Op]) -> (Expected, Expected) {
                 }
                 Op::Event { parent, ev } => {
                     let live = held(&handles);
-                    let explicit = parent.and_then(|p| (!live.is_empty()).then(|| live[p % live.len()]));
+                    let explicit =
+                        parent.and_then(|p| (!live.is_empty()).then(|| live[p % live.len()]));
                     let at = explicit.or(model.current());
                     macro_rules! emit {
                         ($($args:tt)*) => {
@@ -453,8 +479,17 @@ fn run(ops: &[Op]) -> (Expected, Expected) {
     // Gauges while spans may still be open, then everything closed.
     let mid_open = read(&recorder).open;
     assert_eq!(
-        mid_open.into_iter().filter(|(_, v)| *v != 0).collect::<BTreeMap<_, _>>(),
-        model.exp.open.iter().filter(|(_, v)| **v != 0).map(|(k, v)| (k.clone(), *v)).collect::<BTreeMap<_, _>>(),
+        mid_open
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .collect::<BTreeMap<_, _>>(),
+        model
+            .exp
+            .open
+            .iter()
+            .filter(|(_, v)| **v != 0)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<BTreeMap<_, _>>(),
         "open spans per name before the end"
     );
     let _default = tracing::dispatcher::set_default(&dispatch);
@@ -477,7 +512,12 @@ fn run(ops: &[Op]) -> (Expected, Expected) {
     }
     assert!(model.spans.iter().all(|s| s.closed));
     let mut exp = model.exp;
-    for v in exp.wall.values_mut().chain(exp.busy.values_mut()).chain(exp.to_mile.values_mut()) {
+    for v in exp
+        .wall
+        .values_mut()
+        .chain(exp.busy.values_mut())
+        .chain(exp.to_mile.values_mut())
+    {
         v.sort_unstable();
     }
     (exp, read(&recorder))
@@ -501,7 +541,8 @@ fn read(recorder: &TestRecorder) -> Expected {
         };
         match (key.name(), value) {
             ("calls", common::Value::Counter(n)) => {
-                out.calls.insert((label("name"), label("k"), label("result")), *n);
+                out.calls
+                    .insert((label("name"), label("k"), label("result")), *n);
             }
             ("wall", common::Value::Histogram(v)) => {
                 out.wall.insert(label("name"), nanos(v));
@@ -551,14 +592,35 @@ proptest! {
 fn a_known_program() {
     use Op::*;
     let ops = vec![
-        New { name: 0, parent: None, k: Some(V::S("x")) },
+        New {
+            name: 0,
+            parent: None,
+            k: Some(V::S("x")),
+        },
         Enter(0),
-        New { name: 1, parent: None, k: None },
+        New {
+            name: 1,
+            parent: None,
+            k: None,
+        },
         Advance(5),
-        Event { parent: None, ev: Ev::Mile },
-        Record { span: 1, p: true, value: V::U(2) },
-        Event { parent: Some(1), ev: Ev::Tick(None) },
-        Event { parent: None, ev: Ev::ErrorField },
+        Event {
+            parent: None,
+            ev: Ev::Mile,
+        },
+        Record {
+            span: 1,
+            p: true,
+            value: V::U(2),
+        },
+        Event {
+            parent: Some(1),
+            ev: Ev::Tick(None),
+        },
+        Event {
+            parent: None,
+            ev: Ev::ErrorField,
+        },
         Drop { span: 1, thread: 2 },
         Advance(3),
         Exit,
