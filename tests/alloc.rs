@@ -1,0 +1,287 @@
+//! Heap allocations per span, counted exactly by a counting global allocator.
+//!
+//! One span as an instrumented RPC makes it: created with three fields and a field declared
+//! `Empty`, entered, the field recorded, an event emitted inside it, exited, closed. After a
+//! warm-up (callsites registered, plans compiled, label sets registered, the registry's slab
+//! pages allocated), the layer may allocate nothing beyond the one allocation tracing-subscriber
+//! forces for any layer that keeps per-span data in the span's extensions (`Extensions::insert`
+//! boxes the value). The baseline is `Registry` + a layer that stores one small extension per
+//! span: the difference must be zero.
+//!
+//! Only allocations made by this test's thread are counted (other test binaries' threads do not
+//! exist here; the single `#[test]` keeps the libtest harness from running anything beside it).
+//! The recorder is a minimal one whose handles are atomics, so recording itself never allocates
+//! (the Prometheus exporter's histogram storage allocates a block every few samples: that is the
+//! exporter's cost, not the layer's).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use metrics::{
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
+};
+use tracing::field::Empty;
+use tracing::{Dispatch, dispatcher};
+use tracing_spanmetrics::{EventMatch, Label, Metric, SpanMetrics, Spans};
+use tracing_subscriber::Registry;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+// ---------------------------------------------------------------------------------------------
+// The counting allocator.
+
+struct Counting;
+
+thread_local! {
+    /// Whether this thread's allocations are being counted (const-initialised: no allocation,
+    /// no destructor, safe to touch from inside the allocator).
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    static BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+            let _ = BYTES.try_with(|b| b.set(b.get() + size as u64));
+        }
+    });
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns (allocations, bytes requested) made by this thread meanwhile.
+fn count(f: impl FnOnce()) -> (u64, u64) {
+    let a0 = ALLOCS.with(Cell::get);
+    let b0 = BYTES.with(Cell::get);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    (ALLOCS.with(Cell::get) - a0, BYTES.with(Cell::get) - b0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A recorder whose handles never allocate when used.
+
+#[derive(Default)]
+struct Cell64 {
+    count: AtomicU64,
+    bits: AtomicU64,
+}
+
+impl CounterFn for Cell64 {
+    fn increment(&self, value: u64) {
+        self.count.fetch_add(value, Ordering::Relaxed);
+    }
+    fn absolute(&self, value: u64) {
+        self.count.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
+impl GaugeFn for Cell64 {
+    fn increment(&self, _: f64) {}
+    fn decrement(&self, _: f64) {}
+    fn set(&self, value: f64) {
+        self.bits.store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl HistogramFn for Cell64 {
+    fn record(&self, value: f64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.bits.store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct AtomicRecorder {
+    series: Mutex<HashMap<Key, Arc<Cell64>>>,
+}
+
+impl AtomicRecorder {
+    fn cell(&self, key: &Key) -> Arc<Cell64> {
+        self.series
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Total observations over every series of `name`.
+    fn total(&self, name: &str) -> u64 {
+        self.series
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.name() == name)
+            .map(|(_, c)| c.count.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl Recorder for AtomicRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(self.cell(key))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(self.cell(key))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(self.cell(key))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The workload.
+
+const SERVICES: [&str; 4] = ["greeter", "checkout", "inventory", "payments"];
+const DEPLOYMENTS: [&str; 3] = ["dp_11pXug0RJWeVbsfimjmgh3gG", "dp_12VZ8Rt6qr", "dp_13iq"];
+
+/// One RPC span: fields, enter, record, event, exit, close.
+fn rpc(i: u64) {
+    let span = tracing::info_span!(
+        "rpc",
+        partition = i % 16,
+        service = SERVICES[(i % 4) as usize],
+        deployment = DEPLOYMENTS[(i % 3) as usize],
+        status = Empty,
+    );
+    let guard = span.enter();
+    span.record("status", 200u64 + (i % 2) * 300);
+    tracing::info!("first byte");
+    drop(guard);
+    drop(span);
+}
+
+/// The baseline's layer: one extension per span, as any layer with per-span data has.
+struct OneExtension;
+
+struct Marker(#[allow(dead_code)] u64);
+
+impl<S> tracing_subscriber::Layer<S> for OneExtension
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(Marker(id.into_u64()));
+        }
+    }
+}
+
+fn labels() -> [Label; 4] {
+    [
+        Label::field("partition"),
+        Label::field("service"),
+        Label::field("deployment"),
+        Label::field("status").default("none"),
+    ]
+}
+
+const WARM: u64 = 3_000;
+const MEASURED: u64 = 1_000;
+
+fn measure(dispatch: &Dispatch) -> (u64, u64) {
+    dispatcher::with_default(dispatch, || {
+        for i in 0..WARM {
+            rpc(i);
+        }
+        count(|| {
+            for i in WARM..WARM + MEASURED {
+                rpc(i);
+            }
+        })
+    })
+}
+
+#[test]
+fn one_span_allocates_nothing_beyond_the_forced_extension() {
+    let recorder = Arc::new(AtomicRecorder::default());
+    let layer = SpanMetrics::builder()
+        .metric(
+            Metric::histogram("rpc.duration.seconds")
+                .spans(Spans::named("rpc"))
+                .wall_time()
+                .labels(labels()),
+        )
+        .metric(
+            Metric::counter("rpc.calls")
+                .spans(Spans::named("rpc"))
+                .spans_closed()
+                .labels(labels()),
+        )
+        .metric(
+            Metric::histogram("rpc.first_byte.seconds")
+                .spans(Spans::named("rpc"))
+                .time_to(EventMatch::message("first byte"))
+                .labels(["partition", "service", "deployment"]),
+        )
+        .metric(
+            Metric::counter("rpc.events")
+                .spans(Spans::named("rpc"))
+                .events(EventMatch::message("first byte"))
+                .labels(["service"]),
+        )
+        .with_recorder(recorder.clone())
+        .build()
+        .expect("valid rules");
+
+    let baseline = measure(&Dispatch::new(Registry::default().with(OneExtension)));
+    let with_layer = measure(&Dispatch::new(Registry::default().with(layer)));
+
+    // The layer did its work on every span.
+    let spans = WARM + MEASURED;
+    assert_eq!(recorder.total("rpc.calls"), spans);
+    assert_eq!(recorder.total("rpc.duration.seconds"), spans);
+    assert_eq!(recorder.total("rpc.first_byte.seconds"), spans);
+    assert_eq!(recorder.total("rpc.events"), spans);
+
+    eprintln!(
+        "per span: baseline {} allocations ({} bytes), layer {} allocations ({} bytes)",
+        baseline.0 as f64 / MEASURED as f64,
+        baseline.1 as f64 / MEASURED as f64,
+        with_layer.0 as f64 / MEASURED as f64,
+        with_layer.1 as f64 / MEASURED as f64,
+    );
+    assert_eq!(
+        baseline.0, MEASURED,
+        "the baseline should allocate exactly once per span (the extension box)"
+    );
+    assert_eq!(
+        with_layer.0, baseline.0,
+        "allocations over {MEASURED} spans: layer {} vs baseline {}",
+        with_layer.0, baseline.0
+    );
+}
