@@ -167,7 +167,8 @@ struct Env {
 }
 
 impl Env {
-    async fn start(t: &Timings) -> std::io::Result<Env> {
+    /// `limit`: the concurrency limit of partition 0 (partition 1 is unlimited).
+    async fn start(t: &Timings, limit: usize) -> std::io::Result<Env> {
         let mut deployments = HashMap::new();
         for (name, services) in [
             ("dp_greeter", &["Greeter"][..]),
@@ -184,7 +185,7 @@ impl Env {
         let (ntx, notices) = mpsc::unbounded_channel();
         let invokers = vec![
             Invoker::start(
-                invoker_options(t, 0, Some(2)),
+                invoker_options(t, 0, Some(limit)),
                 registry.clone(),
                 bucket.clone(),
                 ntx.clone(),
@@ -270,7 +271,7 @@ fn invoke(id: &str, service: &str, state_size: usize) -> Invoke {
 /// throttled, time out, wait for permits, plus incoming connections, one replacing a pooled
 /// connection. Everything drains at the end. The tests assert its exact metrics.
 pub async fn standard(t: &Timings) -> std::io::Result<Report> {
-    let mut env = Env::start(t).await?;
+    let mut env = Env::start(t, 2).await?;
     let policy = RetryPolicy {
         base: t.discovery_base,
         max_retries: 4,
@@ -445,7 +446,8 @@ pub async fn live(
     progress: Arc<Progress>,
 ) -> std::io::Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
-    let mut env = Env::start(t).await?;
+    // Partition 0 runs near its limit: invocations queue now and then.
+    let mut env = Env::start(t, 8).await?;
     let policy = RetryPolicy::restate();
     for (i, dp) in [
         "dp_greeter",

@@ -1,0 +1,110 @@
+//! Helpers for tests that run the `restate` example as a process: locating (or building) its
+//! binary, free loopback ports, plain HTTP GETs, and children killed when the test ends.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The `restate` example's binary, next to this test's own binary (`cargo test` builds every
+/// example); built with `cargo build --example restate` when it is not there.
+pub fn restate_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("restate{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let status = Command::new(cargo)
+            .args(["build", "--example", "restate"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo can be run");
+        assert!(status.success(), "cargo build --example restate failed");
+    }
+    assert!(bin.exists(), "no example binary at {}", bin.display());
+    bin
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A child process killed (and reaped) when dropped, even if the test panics.
+pub struct Killed(pub Child, pub &'static str);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` over HTTP/1.0: `(status, body)`.
+pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_owned()))
+}
+
+/// Calls `f` every `every` until it returns `Some`, for at most `limit`.
+pub fn poll<T>(limit: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Percent-encodes a query parameter.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Prometheus tools missing: fail loudly, unless `SPANMETRICS_SKIP_PROMETHEUS=1` says to skip.
+/// Returns normally only when skipping.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var("SPANMETRICS_SKIP_PROMETHEUS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: {why}; SPANMETRICS_SKIP_PROMETHEUS=1 is set");
+    } else {
+        panic!(
+            "{why}. Install Debian's `prometheus` package (it ships promtool; .ci/run does), \
+             or set SPANMETRICS_SKIP_PROMETHEUS=1 to skip this check knowingly."
+        );
+    }
+}
