@@ -104,7 +104,9 @@ fn prometheus_scrapes_the_example_and_answers_rate_and_quantile() {
         let q = query(prometheus, p99)?;
         let t = query(prometheus, ttfb)?;
         match (&r[..], &q[..], &t[..]) {
-            (&[r], &[q], &[t]) if r > 0.0 && q.is_finite() && q > 0.0 && t.is_finite() && t > 0.0 => {
+            (&[r], &[q], &[t])
+                if r > 0.0 && q.is_finite() && q > 0.0 && t.is_finite() && t > 0.0 =>
+            {
                 Some((r, q, t))
             }
             _ => None,
