@@ -95,6 +95,7 @@ fn main() {
         return;
     }
     let vs = &suite.variants;
+    eprintln!("load average at start: {}", loadavg());
     // Warm-up: every variant once (registers callsites, plans, label sets, handles).
     for v in vs {
         v.run(args.slice.min(20_000), 0);
@@ -354,6 +355,14 @@ impl Report {
     }
 }
 
+/// The 1-minute load average: other work on the machine skews the two-thread runs most.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -374,11 +383,20 @@ fn machine() -> Vec<(&'static str, String)> {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|| "unknown".into());
+    let revision = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     vec![
         ("cpu", cpu),
         ("cores", cores.to_string()),
         ("rustc", rustc),
         ("os", std::env::consts::OS.to_owned()),
+        ("revision", revision),
+        ("loadavg_at_end", loadavg()),
     ]
 }
