@@ -118,3 +118,236 @@ fn duration_run_serves_metrics_prints_a_summary_and_drains() {
         "{out}"
     );
 }
+
+// ---- `--config` and `--otel` ----------------------------------------------------------------
+
+/// The shipped configuration file.
+const SHIPPED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/restate/spanmetrics.toml"
+);
+
+/// Writes `text` to a file of this test's own, under Cargo's temporary directory for tests.
+fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("restate-cli-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("a writable temporary directory");
+    path
+}
+
+/// Runs the example with `--config path --once`: it must exit 2 with exactly `expected`, one
+/// line, on stderr and nothing on stdout.
+fn assert_config_error(path: &std::path::Path, expected: &str) {
+    let out = Command::new(restate_binary())
+        .arg("--config")
+        .arg(path)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err, format!("{expected}\n"));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn help_lists_config_and_otel() {
+    let out = Command::new(restate_binary())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--config PATH", "--otel"] {
+        assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
+    }
+}
+
+#[test]
+fn a_valid_copy_of_the_config_file_gives_the_27_families() {
+    let copy = config_file("copy", &std::fs::read_to_string(SHIPPED).unwrap());
+    let out = Command::new(restate_binary())
+        .arg("--config")
+        .arg(&copy)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("# HELP ")).count(),
+        27
+    );
+    assert!(text.contains("restate_network_rpc_duration_seconds_bucket{"));
+}
+
+#[test]
+fn a_different_config_file_changes_the_families() {
+    let one = config_file(
+        "one",
+        r#"
+[[metric]]
+name = "rpc.calls.total"
+kind = "counter"
+spans = "rpc"
+labels = ["swimlane", { key = "result", source = "outcome" }]
+"#,
+    );
+    let out = Command::new(restate_binary())
+        .arg("--config")
+        .arg(&one)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("\nrpc_calls_total{swimlane=\"GENERAL\""),
+        "{text}"
+    );
+    assert!(!text.contains("restate_"), "{text}");
+}
+
+#[test]
+fn bad_buckets_are_one_line_with_file_line_and_column() {
+    let path = config_file(
+        "buckets",
+        r#"# a comment line
+[[metric]]
+name = "rpc.duration.seconds"
+kind = "histogram"
+spans = "rpc"
+buckets = [1, 1]
+"#,
+    );
+    // The rule is located at its `[[metric]]` header.
+    assert_config_error(
+        &path,
+        &format!(
+            "error: {}:2:1: rule #0 (`rpc.duration.seconds`): bucket boundaries must be \
+             strictly increasing, but 1 is followed by 1",
+            path.display()
+        ),
+    );
+}
+
+#[test]
+fn bad_buckets_in_a_copy_of_the_shipped_file_name_the_rule() {
+    let shipped = std::fs::read_to_string(SHIPPED).unwrap();
+    let anchor = "name = \"restate.network.rpc.duration.seconds\"\n";
+    let at = shipped.find(anchor).expect("the rpc rule");
+    // The line of the rule's `[[metric]]` header, just above its name.
+    let header_line = shipped[..at].lines().count();
+    assert_eq!(shipped.lines().nth(header_line - 1), Some("[[metric]]"));
+    let broken = shipped.replacen(anchor, &format!("{anchor}buckets = [1, 1]\n"), 1);
+    let path = config_file("shipped-buckets", &broken);
+    assert_config_error(
+        &path,
+        &format!(
+            "error: {}:{header_line}:1: rule #18 (`restate.network.rpc.duration.seconds`): \
+             bucket boundaries must be strictly increasing, but 1 is followed by 1",
+            path.display()
+        ),
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_is_one_line_with_file_line_and_column() {
+    let path = config_file(
+        "syntax",
+        "[[metric]]\nname = \"rpc.duration.seconds\"\nkind = \"histogram\"\nlabels = [\"swimlane\"\n",
+    );
+    assert_config_error(
+        &path,
+        &format!(
+            "error: {}:4:21: unclosed array, expected `]`",
+            path.display()
+        ),
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_one_line() {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-spanmetrics.toml");
+    let out = Command::new(restate_binary())
+        .arg("--config")
+        .arg(&path)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("error: cannot read {}", path.display())),
+        "{err}"
+    );
+}
+
+/// The `count` samples of a histogram family, summed, for the series whose labels contain
+/// `with` (all series when empty).
+fn count_of(exposition: &str, family: &str, with: &str) -> u64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}_count{{")) && l.contains(with))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn once_with_otel_prints_span_lines_on_stderr_and_the_exposition_on_stdout() {
+    let out = Command::new(restate_binary())
+        .args(["--once", "--otel"])
+        .output()
+        .expect("the example runs");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Stdout is the exposition alone: the same 27 families.
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("# HELP ")).count(),
+        27
+    );
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with('#') || l.starts_with("restate_") || l.is_empty()),
+        "{text}"
+    );
+    // Stderr: one line per finished span, for the same spans.
+    let rpc: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("otel span rpc "))
+        .collect();
+    assert!(!rpc.is_empty(), "no rpc span lines:\n{err}");
+    for l in &rpc {
+        assert!(
+            l.contains(" kind=internal ") && l.contains(" status=") && l.ends_with("ms"),
+            "{l}"
+        );
+    }
+    // Both sides saw the same RPCs, and agree on which failed.
+    let family = "restate_network_rpc_duration_seconds";
+    assert_eq!(rpc.len() as u64, count_of(&text, family, ""));
+    assert_eq!(
+        rpc.iter().filter(|l| l.contains(" status=error")).count() as u64,
+        count_of(&text, family, "result=\"error\"")
+    );
+    for span in ["invocation_task", "connection", "discovery"] {
+        assert!(
+            err.contains(&format!("otel span {span} ")),
+            "no {span} span lines:\n{err}"
+        );
+    }
+}

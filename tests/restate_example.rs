@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::{Metrics, TestRecorder};
-use tracing_spanmetrics::{SpanMetrics, SpanMetricsBuilder, SpanMetricsLayer, exporter};
+use tracing_spanmetrics::{SpanMetricsBuilder, SpanMetricsLayer, exporter};
 use tracing_subscriber::prelude::*;
 
 /// Each family of `seed-metrics.toml`: name, required label keys, optional label keys.
@@ -162,7 +162,7 @@ const FAMILIES: [(&str, &[&str], &[&str]); 27] = [
 ];
 
 fn builder() -> SpanMetricsBuilder {
-    SpanMetrics::builder().metrics(spanmetrics::restate_metrics())
+    spanmetrics::builder(None).expect("the built-in spanmetrics.toml")
 }
 
 /// Runs the standard scenario on a multi-threaded runtime whose every thread dispatches to

@@ -4,24 +4,29 @@
 //! ```sh
 //! cargo run --example restate                 # serve http://127.0.0.1:9000/metrics until Ctrl-C
 //! cargo run --example restate -- --once       # a fixed workload, then the exposition on stdout
+//! cargo run --example restate -- --config my.toml --once   # other rules than the built-in ones
+//! cargo run --example restate -- --once --otel  # also OpenTelemetry traces (span lines on stderr)
 //! cargo run --example restate -- --help
 //! ```
 //!
 //! The simulated code (`sim/`) has no `metrics::` call and no timer: every one of the 27 metric
 //! families comes from the spans it opens, the fields it records and the events it emits,
-//! through the rules in `spanmetrics.rs`.
+//! through the rules in `spanmetrics.toml`.
 
 mod exposition;
+mod otel;
 mod sim;
 mod spanmetrics;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tracing_spanmetrics::{SpanMetrics, SpanMetricsBuilder, exporter};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_spanmetrics::{SpanMetricsBuilder, exporter};
 use tracing_subscriber::prelude::*;
 
 const USAGE: &str = "\
@@ -35,6 +40,13 @@ OPTIONS:
     --duration SECS   stop after SECS seconds (default: run until Ctrl-C)
     --once            run a fixed workload of about a second, print the exposition, exit
     --seed N          seed of the live workload [default: 1]
+    --config PATH     read the metric rules from the TOML file PATH instead of the built-in
+                      examples/restate/spanmetrics.toml; an invalid file is one line on
+                      stderr (file:line:column: problem) and exit code 2
+    --otel            also export the same spans as OpenTelemetry traces, through
+                      tracing-opentelemetry in the same registry: one line per finished span
+                      (`otel span NAME kind=.. status=.. duration=..ms`) on stderr, so stdout
+                      stays the exposition (--once) or the live summary
     -h, --help        print this help
 ";
 
@@ -43,6 +55,8 @@ struct Args {
     duration: Option<Duration>,
     once: bool,
     seed: u64,
+    config: Option<PathBuf>,
+    otel: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -51,6 +65,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         duration: None,
         once: false,
         seed: 1,
+        config: None,
+        otel: false,
     };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -66,6 +82,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--once" => out.once = true,
+            "--otel" => out.otel = true,
+            "--config" => out.config = Some(PathBuf::from(value("--config")?)),
             "--listen" => {
                 let v = value("--listen")?;
                 out.listen = v.parse().map_err(|_| {
@@ -93,11 +111,6 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     Ok(Some(out))
 }
 
-/// The layer's configuration: all 27 families, from `spanmetrics.rs`.
-fn builder() -> SpanMetricsBuilder {
-    SpanMetrics::builder().metrics(spanmetrics::restate_metrics())
-}
-
 fn fail(message: impl std::fmt::Display) -> ! {
     eprintln!("error: {message}");
     std::process::exit(1)
@@ -116,16 +129,39 @@ async fn main() {
             std::process::exit(2)
         }
     };
+    // The rules: the built-in file, or `--config`. A broken file is a usage error.
+    let builder = spanmetrics::builder(args.config.as_deref()).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    let otel = args.otel.then(otel::tracer);
+    let (provider, tracer) = otel.unzip();
+    let otel_layer = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
     if args.once {
-        once().await
+        once(builder, otel_layer).await
     } else {
-        serve(args).await
+        serve(args, builder, otel_layer).await
+    }
+    if let Some(provider) = provider {
+        shutdown(provider);
+    }
+}
+
+/// The OpenTelemetry side, when `--otel` is given: a layer beside the span-metrics one.
+type OtelLayer = tracing_opentelemetry::OpenTelemetryLayer<
+    tracing_subscriber::Registry,
+    opentelemetry_sdk::trace::SdkTracer,
+>;
+
+/// Exports what is left and stops the tracer provider.
+fn shutdown(provider: SdkTracerProvider) {
+    if let Err(e) = provider.shutdown() {
+        eprintln!("warning: OpenTelemetry shutdown: {e}");
     }
 }
 
 /// `--once`: the standard scenario against an in-process recorder, then the exposition.
-async fn once() {
-    let builder = builder();
+async fn once(builder: SpanMetricsBuilder, otel: Option<OtelLayer>) {
     // The exporter needs the histogram families (from a built layer) before the recorder that
     // the real layer writes to exists: build once to learn them.
     let probe = builder.clone().build().unwrap_or_else(|e| fail(e));
@@ -137,7 +173,7 @@ async fn once() {
         .with_recorder(Arc::new(recorder))
         .build()
         .unwrap_or_else(|e| fail(e));
-    tracing_subscriber::registry().with(layer).init();
+    tracing_subscriber::registry().with(otel).with(layer).init();
     if let Err(e) = sim::standard(&sim::Timings::fast()).await {
         fail(format!("the simulation could not start: {e}"));
     }
@@ -145,15 +181,15 @@ async fn once() {
 }
 
 /// The default: the live workload, served on `--listen`, with a summary every few seconds.
-async fn serve(args: Args) {
-    let layer = builder().build().unwrap_or_else(|e| fail(e));
+async fn serve(args: Args, builder: SpanMetricsBuilder, otel: Option<OtelLayer>) {
+    let layer = builder.build().unwrap_or_else(|e| fail(e));
     // Bind first, to report a taken port in one line (the exporter's error is longer).
     if let Err(e) = std::net::TcpListener::bind(args.listen) {
         fail(format!("cannot listen on {}: {e}", args.listen));
     }
     let handle = exporter::install(&layer, args.listen)
         .unwrap_or_else(|e| fail(format!("cannot serve metrics on {}: {e}", args.listen)));
-    tracing_subscriber::registry().with(layer).init();
+    tracing_subscriber::registry().with(otel).with(layer).init();
     println!(
         "serving http://{}/metrics; {}",
         args.listen,
