@@ -257,3 +257,21 @@ fn the_example_loader_uses_the_shipped_file() {
         spanmetrics::DEFAULT_CONFIG
     );
 }
+
+#[test]
+fn the_readme_excerpt_is_copied_from_the_shipped_file() {
+    let readme = include_str!("../README.md");
+    let marker = "```toml\n# from examples/restate/spanmetrics.toml\n";
+    let start = readme.find(marker).expect("the excerpt in README.md") + marker.len();
+    let excerpt = &readme[start..start + readme[start..].find("```").unwrap()];
+    for block in excerpt.split("\n\n") {
+        assert!(
+            spanmetrics::DEFAULT_CONFIG.contains(block.trim_end()),
+            "README.md shows a rule that is not in spanmetrics.toml:\n{block}"
+        );
+    }
+    let rules = SpanMetrics::builder()
+        .toml(excerpt)
+        .expect("a valid excerpt");
+    assert_eq!(rules.rules().len(), 3);
+}
