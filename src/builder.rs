@@ -9,7 +9,7 @@ use crate::config::{
 };
 use crate::error::ConfigError;
 use crate::instruments::{Family, OVERFLOW_LABEL, RecorderRef};
-use crate::layer::SpanMetricsLayer;
+use crate::layer::{HistogramInfo, SpanMetricsLayer};
 use crate::plan::{Compiled, Model, Rule, Settings};
 
 /// The default most distinct label sets per metric family (as the OpenTelemetry Collector's
@@ -175,6 +175,32 @@ impl SpanMetricsBuilder {
     /// The rules added so far.
     pub fn rules(&self) -> &[Metric] {
         &self.rules
+    }
+
+    /// Every histogram family the rules declare, with its buckets (the first declaration of a
+    /// name wins; [`build`](SpanMetricsBuilder::build) checks that the others agree). Lets an
+    /// exporter be configured before the layer is built, e.g. to hand its recorder to
+    /// [`with_recorder`](SpanMetricsBuilder::with_recorder).
+    pub fn histograms(&self) -> Vec<HistogramInfo> {
+        let mut out: Vec<HistogramInfo> = Vec::new();
+        for m in self
+            .rules
+            .iter()
+            .filter(|m| m.kind == MetricKind::Histogram)
+        {
+            if out.iter().any(|h| h.name == m.name) {
+                continue;
+            }
+            let buckets = m
+                .buckets
+                .clone()
+                .unwrap_or_else(|| Buckets::default_for(m.effective_unit()));
+            out.push(HistogramInfo {
+                name: m.name.clone(),
+                buckets: buckets.bounds().to_vec(),
+            });
+        }
+        out
     }
 
     /// Validates every rule and builds the layer.

@@ -237,7 +237,8 @@ impl SpanMetricsLayer {
             return Err("not_a_number");
         }
         Ok(match kind {
-            // A gauge may read ±Inf (Prometheus renders `+Inf`), e.g. an unlimited limit.
+            // A gauge may read ±Inf, e.g. an unlimited limit (metrics-exporter-prometheus
+            // writes `inf`, which Prometheus parses).
             MetricKind::Gauge => Op::Set(v),
             _ if v.is_infinite() => return Err("not_finite"),
             MetricKind::Histogram => Op::Observe(v),

@@ -51,11 +51,11 @@ fn builder() -> SpanMetricsBuilder {
 
 /// Renders the hostile workload through the real Prometheus exporter.
 fn exposition() -> String {
-    let buckets = tracing_spanmetrics::exporter::prometheus_builder(&builder().build().unwrap())
+    let recorder = tracing_spanmetrics::exporter::prometheus_builder(&builder())
         .unwrap()
         .build_recorder();
-    let handle = buckets.handle();
-    let layer = builder().with_recorder(Arc::new(buckets)).build().unwrap();
+    let handle = recorder.handle();
+    let layer = builder().with_recorder(Arc::new(recorder)).build().unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::with_default(subscriber, || {
         for v in hostile_values() {
