@@ -503,8 +503,8 @@ fn run(ops: &[Op]) -> (Expected, Expected) {
         }
         model.try_close(i);
     }
-    for i in 0..handles.len() {
-        if let Some(h) = handles[i].take() {
+    for (i, handle) in handles.iter_mut().enumerate() {
+        if let Some(h) = handle.take() {
             drop(h);
             model.spans[i].handle = false;
             model.try_close(i);
