@@ -13,11 +13,11 @@
 //! exporter is installed after the subscriber, so early spans met the no-op recorder) the
 //! snapshot is dropped and handles are registered again on the new recorder.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashTable;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Level, Recorder, SharedString};
 
 use crate::config::{Buckets, MetricKind, Unit};
@@ -105,52 +105,46 @@ pub(crate) enum Op {
     Observe(f64),
 }
 
-/// Owned label values of one series (`None`: the label is left off).
-#[derive(Clone, PartialEq, Eq)]
-struct OwnedKey(Arc<[Option<Box<str>>]>);
-
-impl Hash for OwnedKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_values(self.0.iter().map(|v| v.as_deref()), state);
-    }
+/// One series: its owned label values (`None`: the label is left off), handle and hash.
+#[derive(Clone)]
+struct Series {
+    values: Arc<[Option<Box<str>>]>,
+    handle: Handle,
+    hash: u64,
 }
 
-/// Borrowed label values, as resolved on the stack.
-struct BorrowedKey<'a>(&'a [Option<&'a str>]);
-
-impl Hash for BorrowedKey<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_values(self.0.iter().copied(), state);
-    }
-}
-
-impl Equivalent<OwnedKey> for BorrowedKey<'_> {
-    fn equivalent(&self, key: &OwnedKey) -> bool {
-        self.0.len() == key.0.len()
+impl Series {
+    fn is(&self, values: &[Option<&str>]) -> bool {
+        self.values.len() == values.len()
             && self
-                .0
+                .values
                 .iter()
-                .zip(key.0.iter())
-                .all(|(a, b)| *a == b.as_deref())
+                .zip(values)
+                .all(|(a, b)| a.as_deref() == *b)
     }
 }
 
-fn hash_values<'a, H: Hasher>(values: impl Iterator<Item = Option<&'a str>>, state: &mut H) {
+/// The hash of a label-value list, the same for every family: a rule group hashes its
+/// resolved labels once and looks them up in each of its families.
+pub(crate) fn hash_labels(values: &[Option<&str>]) -> u64 {
+    static SEED: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    let mut h = SEED.get_or_init(Default::default).build_hasher();
     for v in values {
         match v {
-            None => state.write_u8(0),
+            None => h.write_u8(0),
             Some(s) => {
-                state.write_u8(1);
-                s.hash(state);
+                h.write_u8(1);
+                s.hash(&mut h);
             }
         }
     }
+    h.finish()
 }
 
 /// One immutable generation of a family's series.
 struct Snapshot {
     recorder: usize,
-    series: HashMap<OwnedKey, Handle>,
+    series: HashTable<Series>,
     overflow: Option<(Handle, Counter)>,
 }
 
@@ -199,9 +193,10 @@ impl Family {
         }
     }
 
-    /// Applies `op` to the series for `values` (one entry per label key, in order).
-    pub(crate) fn apply(&self, recorder: &RecorderRef, values: &[Option<&str>], op: Op) {
-        self.with_handle(recorder, values, |handle| match (handle, op) {
+    /// Applies `op` to the series for `values` (one entry per label key, in order), whose
+    /// [`hash_labels`] is `hash`.
+    pub(crate) fn apply(&self, recorder: &RecorderRef, values: &[Option<&str>], hash: u64, op: Op) {
+        self.with_handle(recorder, values, hash, |handle| match (handle, op) {
             (Handle::Counter(c), Op::Add(n)) => c.increment(n),
             (Handle::Gauge(g), Op::Set(v)) => g.set(v),
             (Handle::Histogram(h), Op::Observe(v)) => h.record(v),
@@ -212,8 +207,13 @@ impl Family {
     }
 
     /// A clone of the handle for `values` (to hold an in-flight gauge until the span closes).
-    pub(crate) fn handle(&self, recorder: &RecorderRef, values: &[Option<&str>]) -> Handle {
-        self.with_handle(recorder, values, Handle::clone)
+    pub(crate) fn handle(
+        &self,
+        recorder: &RecorderRef,
+        values: &[Option<&str>],
+        hash: u64,
+    ) -> Handle {
+        self.with_handle(recorder, values, hash, Handle::clone)
     }
 
     /// Runs `f` on the handle for `values`: cached, newly registered, or the overflow series.
@@ -222,13 +222,14 @@ impl Family {
         &self,
         recorder: &RecorderRef,
         values: &[Option<&str>],
+        hash: u64,
         f: impl FnOnce(&Handle) -> R,
     ) -> R {
         recorder.with(|r, id| {
             if let Some(snap) = self.snapshot.load().as_ref() {
                 if snap.recorder == id {
-                    if let Some(h) = snap.series.get(&BorrowedKey(values)) {
-                        return f(h);
+                    if let Some(s) = snap.series.find(hash, |s| s.is(values)) {
+                        return f(&s.handle);
                     }
                     if snap.series.len() >= self.limit {
                         if let Some((h, folded)) = &snap.overflow {
@@ -238,12 +239,12 @@ impl Family {
                     }
                 }
             }
-            f(&self.slow_path(r, id, values))
+            f(&self.slow_path(r, id, values, hash))
         })
     }
 
     #[cold]
-    fn slow_path(&self, r: &dyn Recorder, id: usize, values: &[Option<&str>]) -> Handle {
+    fn slow_path(&self, r: &dyn Recorder, id: usize, values: &[Option<&str>], hash: u64) -> Handle {
         // A poisoned lock only means another thread panicked while holding it (inside a
         // recorder); the data it guards is the snapshot, which is always consistent.
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,12 +261,12 @@ impl Family {
             },
             _ => Snapshot {
                 recorder: id,
-                series: HashMap::default(),
+                series: HashTable::new(),
                 overflow: None,
             },
         };
-        if let Some(h) = next.series.get(&BorrowedKey(values)) {
-            return h.clone();
+        if let Some(s) = next.series.find(hash, |s| s.is(values)) {
+            return s.handle.clone();
         }
         if next.series.len() < self.limit {
             let labels: Vec<metrics::Label> = self
@@ -276,8 +277,12 @@ impl Family {
                 .collect();
             let handle =
                 Handle::register(self.kind, r, &Key::from_parts(self.name.clone(), labels));
-            let owned = OwnedKey(values.iter().map(|v| v.map(Box::from)).collect());
-            next.series.insert(owned, handle.clone());
+            let series = Series {
+                values: values.iter().map(|v| v.map(Box::from)).collect(),
+                handle: handle.clone(),
+                hash,
+            };
+            next.series.insert_unique(hash, series, |s| s.hash);
             self.snapshot.store(Some(Arc::new(next)));
             return handle;
         }

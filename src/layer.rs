@@ -18,7 +18,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use crate::builder::SpanMetricsBuilder;
 use crate::config::{Measure, MetricKind};
 use crate::error::ConfigError;
-use crate::instruments::Op;
+use crate::instruments::{Op, hash_labels};
 use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve};
 use crate::plan::{Applied, Compiled, EventPlan, Model, Rule, SpanPlan};
 use crate::state::{Outcome, SpanState, States};
@@ -185,6 +185,27 @@ impl SpanMetricsLayer {
     }
 
     /// Applies one rule: checks conditions, resolves labels, records `op`.
+    /// Checks `rule`'s conditions and resolves its labels.
+    fn labels_for(
+        &self,
+        model: &Model,
+        rule: &Rule,
+        own_slots: Option<&[Option<u8>]>,
+        facts: &Facts<'_>,
+        lookup: &dyn Lookup,
+    ) -> Option<LabelBuf> {
+        if !conditions_hold(rule, facts, lookup) {
+            return None;
+        }
+        let mut buf = LabelBuf::new(Self::bound(model));
+        resolve(rule, own_slots, facts, lookup, &mut buf);
+        if buf.take_truncated() {
+            model.health.truncated(&model.settings.recorder, 1);
+        }
+        Some(buf)
+    }
+
+    /// Applies one rule: checks conditions, resolves labels, records `op`.
     fn record_rule(
         &self,
         model: &Model,
@@ -194,17 +215,12 @@ impl SpanMetricsLayer {
         lookup: &dyn Lookup,
         op: Op,
     ) {
-        if !conditions_hold(rule, facts, lookup) {
-            return;
+        if let Some(buf) = self.labels_for(model, rule, own_slots, facts, lookup) {
+            let values = buf.values();
+            model
+                .family(rule)
+                .apply(&model.settings.recorder, &values, hash_labels(&values), op);
         }
-        let mut buf = LabelBuf::new(Self::bound(model));
-        resolve(rule, own_slots, facts, lookup, &mut buf);
-        if buf.take_truncated() {
-            model.health.truncated(&model.settings.recorder, 1);
-        }
-        model
-            .family(rule)
-            .apply(&model.settings.recorder, &buf.values(), op);
     }
 
     /// Resolves a gauge handle for `rule`, or `None` if a condition fails.
@@ -216,17 +232,12 @@ impl SpanMetricsLayer {
         facts: &Facts<'_>,
         lookup: &dyn Lookup,
     ) -> Option<metrics::Gauge> {
-        if !conditions_hold(rule, facts, lookup) {
-            return None;
-        }
-        let mut buf = LabelBuf::new(Self::bound(model));
-        resolve(rule, own_slots, facts, lookup, &mut buf);
-        if buf.take_truncated() {
-            model.health.truncated(&model.settings.recorder, 1);
-        }
-        let handle = model
-            .family(rule)
-            .handle(&model.settings.recorder, &buf.values());
+        let buf = self.labels_for(model, rule, own_slots, facts, lookup)?;
+        let values = buf.values();
+        let handle =
+            model
+                .family(rule)
+                .handle(&model.settings.recorder, &values, hash_labels(&values));
         handle.gauge().cloned()
     }
 
@@ -347,8 +358,12 @@ impl SpanMetricsLayer {
         state.held = held;
     }
 
-    /// Close-time work on a state already taken out of the span.
-    fn close<S>(&self, span: &SpanRef<'_, S>, state: SpanState, now: u64)
+    /// Close-time work, on the span's state (its lock held: no callback can reach a closing
+    /// span, which is neither entered nor anyone's parent any more).
+    ///
+    /// Rules that share labels and conditions (say a duration histogram and a calls counter)
+    /// form a group: their labels are resolved and hashed once.
+    fn close<S>(&self, span: &SpanRef<'_, S>, state: &mut SpanState, now: u64)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -370,35 +385,66 @@ impl SpanMetricsLayer {
         let clock = &self.clock;
         let wall = clock.delta_as_nanos(state.start, now);
         let secs = |nanos: u64| Op::Observe(nanos as f64 * 1e-9);
-        for applied in &plan.on_close {
-            let rule = &model.rules[applied.rule];
-            let op = match &rule.measure {
-                Measure::WallTime => secs(wall),
-                Measure::BusyTime => secs(state.busy.nanos(now, clock)),
-                Measure::IdleTime => secs(wall.saturating_sub(state.busy.nanos(now, clock))),
-                Measure::SelfTime => secs(wall.saturating_sub(state.children.nanos(now, clock))),
-                Measure::TimeToEvent(_) => {
-                    let reached = plan
-                        .milestones
-                        .iter()
-                        .position(|r| *r == applied.rule)
-                        .and_then(|k| state.milestones.get(k).copied().flatten());
-                    match reached {
-                        Some(t) => secs(clock.delta_as_nanos(state.start, t)),
-                        None => continue,
+        for group in &plan.close_groups {
+            let first = &plan.on_close[group[0]];
+            let rule = &model.rules[first.rule];
+            if !conditions_hold(rule, &facts, &chain) {
+                continue;
+            }
+            let mut ops: SmallVec<[(usize, Op); 4]> = SmallVec::new();
+            for &member in group {
+                let applied = &plan.on_close[member];
+                let rule = &model.rules[applied.rule];
+                let op = match &rule.measure {
+                    Measure::WallTime => secs(wall),
+                    Measure::BusyTime => secs(state.busy.nanos(now, clock)),
+                    Measure::IdleTime => secs(wall.saturating_sub(state.busy.nanos(now, clock))),
+                    Measure::SelfTime => {
+                        secs(wall.saturating_sub(state.children.nanos(now, clock)))
                     }
-                }
-                Measure::SpansClosed => Op::Add(1),
-                Measure::SpanField(f) => {
-                    let value = state.values.by_name(f);
-                    self.record_numeric(model, applied, value, &facts, &chain);
-                    continue;
-                }
-                _ => continue,
-            };
-            self.record_rule(model, rule, Some(&applied.own_slots), &facts, &chain, op);
+                    Measure::TimeToEvent(_) => {
+                        let reached = plan
+                            .milestones
+                            .iter()
+                            .position(|r| *r == applied.rule)
+                            .and_then(|k| state.milestones.get(k).copied().flatten());
+                        match reached {
+                            Some(t) => secs(clock.delta_as_nanos(state.start, t)),
+                            None => continue,
+                        }
+                    }
+                    Measure::SpansClosed => Op::Add(1),
+                    Measure::SpanField(f) => {
+                        let family = model.family(rule);
+                        match Self::numeric_op(family.kind, state.values.by_name(f)) {
+                            Ok(op) => op,
+                            Err("missing") => continue,
+                            Err(reason) => {
+                                let rec = &model.settings.recorder;
+                                model.health.rejected(rec, &family.name, reason);
+                                continue;
+                            }
+                        }
+                    }
+                    _ => continue,
+                };
+                ops.push((rule.family, op));
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            let mut buf = LabelBuf::new(Self::bound(model));
+            resolve(rule, Some(&first.own_slots), &facts, &chain, &mut buf);
+            if buf.take_truncated() {
+                model.health.truncated(&model.settings.recorder, 1);
+            }
+            let values = buf.values();
+            let hash = hash_labels(&values);
+            for (family, op) in ops {
+                model.families[family].apply(&model.settings.recorder, &values, hash, op);
+            }
         }
-        for (_, gauge) in &state.held {
+        for (_, gauge) in std::mem::take(&mut state.held) {
             gauge.decrement(1.0);
         }
     }
@@ -800,12 +846,7 @@ where
                 });
             }
         }
-        let state = {
-            let mut ext = span.extensions_mut();
-            ext.get_mut::<States>().and_then(|s| s.take(self.id))
-        };
-        if let Some(state) = state {
-            self.close(&span, state, now);
-        }
+        // The state stays where it is; the registry drops it with the span's extensions.
+        self.with_state(&span, |st| self.close(&span, st, now));
     }
 }

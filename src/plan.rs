@@ -133,6 +133,8 @@ pub(crate) struct SpanPlan {
     pub(crate) on_open: Vec<Applied>,
     /// Durations, closed counters and span-field histograms and counters: at close.
     pub(crate) on_close: Vec<Applied>,
+    /// `on_close` indices grouped by rules with the same labels and conditions (resolved once).
+    pub(crate) close_groups: Vec<SmallVec<[usize; 4]>>,
     /// In-flight gauges that start counting when a field is recorded: (rule, gating slot).
     pub(crate) gated: Vec<(Applied, u8)>,
     /// Gauges set from a span field: (rule, slot), applied at creation and on every record.
@@ -216,6 +218,7 @@ impl SpanPlan {
             slot_for,
             on_open: Vec::new(),
             on_close: Vec::new(),
+            close_groups: Vec::new(),
             gated: Vec::new(),
             field_gauges: Vec::new(),
             reactive: 0,
@@ -262,6 +265,17 @@ impl SpanPlan {
                     plan.on_close.push(applied);
                 }
                 _ => plan.on_close.push(applied),
+            }
+        }
+        for (i, applied) in plan.on_close.iter().enumerate() {
+            let rule = &model.rules[applied.rule];
+            let same = |g: &SmallVec<[usize; 4]>| {
+                let other = &model.rules[plan.on_close[g[0]].rule];
+                other.labels == rule.labels && other.conditions == rule.conditions
+            };
+            match plan.close_groups.iter_mut().find(|g| same(g)) {
+                Some(g) => g.push(i),
+                None => plan.close_groups.push(smallvec::smallvec![i]),
             }
         }
         plan.needs_state = !plan.slot_names.is_empty()

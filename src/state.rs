@@ -28,11 +28,6 @@ impl States {
             .find(|(id, _)| *id == layer)
             .map(|(_, s)| s)
     }
-
-    pub(crate) fn take(&mut self, layer: u64) -> Option<SpanState> {
-        let pos = self.0.iter().position(|(id, _)| *id == layer)?;
-        Some(self.0.swap_remove(pos).1)
-    }
 }
 
 /// Time during which a count of overlapping things (active enters, open children) is above

@@ -8,6 +8,7 @@
 
 use std::fmt::{self, Write as _};
 
+use smallstr::SmallString;
 use smallvec::SmallVec;
 use tracing_core::field::{Field, Visit};
 
@@ -58,8 +59,8 @@ impl Value<'_> {
     pub(crate) fn write_to(&self, out: &mut Arena) -> (u32, u32) {
         match *self {
             Value::Str(s) => out.push_str(s),
-            Value::U64(v) => out.push_fmt(format_args!("{v}")),
-            Value::I64(v) => out.push_fmt(format_args!("{v}")),
+            Value::U64(v) => out.push_u64(v),
+            Value::I64(v) => out.push_i64(v),
             Value::F64(v) => out.push_fmt(format_args!("{v}")),
             Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
         }
@@ -107,10 +108,11 @@ impl fmt::Write for TextCompare<'_> {
     }
 }
 
-/// A byte arena for text, inline up to `ARENA_INLINE` bytes.
-#[derive(Debug, Default, Clone)]
+/// Text for captured values, inline up to `ARENA_INLINE` bytes. Values are appended and read
+/// back by range; the arena only ever holds whole UTF-8 text, so reads need no validation.
+#[derive(Debug, Clone)]
 pub(crate) struct Arena {
-    bytes: SmallVec<[u8; ARENA_INLINE]>,
+    text: SmallString<[u8; ARENA_INLINE]>,
     /// Values written from now on are cut at this many bytes (0 = no bound).
     bound: usize,
     /// Set when a write was cut.
@@ -120,7 +122,7 @@ pub(crate) struct Arena {
 impl Arena {
     pub(crate) fn with_bound(bound: usize) -> Self {
         Arena {
-            bytes: SmallVec::new(),
+            text: SmallString::new(),
             bound,
             truncated: false,
         }
@@ -128,41 +130,70 @@ impl Arena {
 
     pub(crate) fn get(&self, start: u32, len: u32) -> &str {
         let (start, len) = (start as usize, len as usize);
-        // Only whole UTF-8 sequences are ever written (see `BoundedWriter`), so this never
-        // fails; an empty string is the harmless answer if that invariant were ever broken.
-        debug_assert!(std::str::from_utf8(&self.bytes[start..start + len]).is_ok());
-        std::str::from_utf8(self.bytes.get(start..start + len).unwrap_or_default())
-            .unwrap_or_default()
+        // Ranges are only ever made by this arena, on character boundaries.
+        self.text.get(start..start + len).unwrap_or_default()
     }
 
+    fn room(&self) -> usize {
+        if self.bound == 0 {
+            usize::MAX
+        } else {
+            self.bound
+        }
+    }
+
+    /// Appends `s`, cut to the bound on a character boundary.
     pub(crate) fn push_str(&mut self, s: &str) -> (u32, u32) {
-        self.push_fmt(format_args!("{s}"))
+        let start = self.text.len();
+        let room = self.room();
+        let kept = if s.len() <= room {
+            s
+        } else {
+            self.truncated = true;
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            &s[..end]
+        };
+        self.text.push_str(kept);
+        (start as u32, kept.len() as u32)
     }
 
+    /// Appends formatted text, stopping the formatter as soon as the bound is reached (so a
+    /// hostile `Debug` neither allocates without bound nor runs long).
     pub(crate) fn push_fmt(&mut self, args: fmt::Arguments<'_>) -> (u32, u32) {
-        let start = self.bytes.len();
+        if let Some(s) = args.as_str() {
+            return self.push_str(s);
+        }
+        let start = self.text.len();
+        let room = self.room();
         let mut w = BoundedWriter {
-            out: &mut self.bytes,
-            room: if self.bound == 0 {
-                usize::MAX
-            } else {
-                self.bound
-            },
+            out: &mut self.text,
+            room,
             cut: false,
         };
         let _ = w.write_fmt(args);
         if w.cut {
             self.truncated = true;
         }
-        (start as u32, (self.bytes.len() - start) as u32)
+        (start as u32, (self.text.len() - start) as u32)
+    }
+
+    pub(crate) fn push_u64(&mut self, v: u64) -> (u32, u32) {
+        self.push_str(itoa::Buffer::new().format(v))
+    }
+
+    pub(crate) fn push_i64(&mut self, v: i64) -> (u32, u32) {
+        self.push_str(itoa::Buffer::new().format(v))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+        self.text.len()
     }
 
     pub(crate) fn clear(&mut self) {
-        self.bytes.clear();
+        self.text.clear();
     }
 
     /// Whether a write was cut since the last call; resets the flag.
@@ -174,7 +205,7 @@ impl Arena {
 /// Writes at most `room` bytes, only whole characters, then refuses (which stops the
 /// formatting machinery early).
 struct BoundedWriter<'a> {
-    out: &'a mut SmallVec<[u8; ARENA_INLINE]>,
+    out: &'a mut SmallString<[u8; ARENA_INLINE]>,
     room: usize,
     cut: bool,
 }
@@ -182,7 +213,7 @@ struct BoundedWriter<'a> {
 impl fmt::Write for BoundedWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         if s.len() <= self.room {
-            self.out.extend_from_slice(s.as_bytes());
+            self.out.push_str(s);
             self.room -= s.len();
             return Ok(());
         }
@@ -190,7 +221,7 @@ impl fmt::Write for BoundedWriter<'_> {
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        self.out.extend_from_slice(&s.as_bytes()[..end]);
+        self.out.push_str(&s[..end]);
         self.room = 0;
         self.cut = true;
         Err(fmt::Error)
@@ -248,13 +279,23 @@ impl FieldValues {
         }
     }
 
-    fn set_text(&mut self, slot: usize, args: fmt::Arguments<'_>) {
-        // Re-recording a text field appends; compact first when the dead text would let the
-        // arena grow past twice what live values can need.
+    fn set_str(&mut self, slot: usize, text: &str) {
+        self.make_room();
+        let (start, len) = self.arena.push_str(text);
+        self.set(slot, Raw::Str { start, len });
+    }
+
+    /// Re-recording a text field appends; compact first when the dead text would let the
+    /// arena grow past twice what live values can need.
+    fn make_room(&mut self) {
         let limit = self.names.len().max(1) * self.arena.bound.max(ARENA_INLINE) * 2;
         if self.arena.len() > limit {
             self.compact();
         }
+    }
+
+    fn set_text(&mut self, slot: usize, args: fmt::Arguments<'_>) {
+        self.make_room();
         let (start, len) = self.arena.push_fmt(args);
         self.set(slot, Raw::Str { start, len });
     }
@@ -281,9 +322,7 @@ impl FieldValues {
                 continue;
             }
             match from.raws.get(slot).copied() {
-                Some(Raw::Str { start, len }) => {
-                    self.set_text(slot, format_args!("{}", from.arena.get(start, len)))
-                }
+                Some(Raw::Str { start, len }) => self.set_str(slot, from.arena.get(start, len)),
                 Some(raw) => self.set(slot, raw),
                 None => {}
             }
@@ -362,7 +401,7 @@ impl Visit for SlotVisitor<'_> {
 
     fn record_str(&mut self, field: &Field, value: &str) {
         if let Some(s) = self.slot(field) {
-            self.values.set_text(s, format_args!("{value}"));
+            self.values.set_str(s, value);
         }
     }
 
