@@ -30,30 +30,83 @@ pub(crate) struct Facts<'a> {
     pub(crate) outcome: Outcome,
 }
 
-/// Resolved label values: text in an arena, one optional range per label key.
-pub(crate) struct LabelBuf {
-    arena: Arena,
-    ranges: SmallVec<[Option<(u32, u32)>; 8]>,
+/// Where one resolved label value lives.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    /// No value: the label is left off.
+    Missing,
+    /// Text that outlives the resolution: the span's own captured text, the configuration's
+    /// constants, the span's static name.
+    Borrowed(&'a str),
+    /// Text written into the buffer's scratch arena (numbers, values copied from ancestors).
+    Scratch(u32, u32),
 }
 
-impl LabelBuf {
+/// Resolved label values, one per label key. Text is borrowed where it can be and copied only
+/// where it must be (from ancestors, whose locks are released, or formatted numbers).
+pub(crate) struct LabelBuf<'a> {
+    scratch: Arena,
+    parts: SmallVec<[Part<'a>; 8]>,
+    bound: usize,
+    truncated: bool,
+}
+
+impl<'a> LabelBuf<'a> {
     pub(crate) fn new(bound: usize) -> Self {
         LabelBuf {
-            arena: Arena::with_bound(bound),
-            ranges: SmallVec::new(),
+            scratch: Arena::with_bound(bound),
+            parts: SmallVec::new(),
+            bound,
+            truncated: false,
         }
     }
 
     pub(crate) fn values(&self) -> SmallVec<[Option<&str>; 8]> {
-        self.ranges
+        self.parts
             .iter()
-            .map(|r| r.map(|(s, l)| self.arena.get(s, l)))
+            .map(|p| match *p {
+                Part::Missing => None,
+                Part::Borrowed(s) => Some(s),
+                Part::Scratch(start, len) => Some(self.scratch.get(start, len)),
+            })
             .collect()
     }
 
     /// Whether a value was cut to the bound while resolving.
     pub(crate) fn take_truncated(&mut self) -> bool {
-        self.arena.take_truncated()
+        self.scratch.take_truncated() | std::mem::take(&mut self.truncated)
+    }
+
+    /// Borrows `s`, cut to the bound on a character boundary.
+    fn borrow(&mut self, s: &'a str) -> Part<'a> {
+        if s.len() <= self.bound {
+            return Part::Borrowed(s);
+        }
+        self.truncated = true;
+        let mut end = self.bound;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        Part::Borrowed(&s[..end])
+    }
+
+    /// A captured value: text borrowed, anything else formatted into scratch.
+    fn value(&mut self, v: Value<'a>) -> Part<'a> {
+        match v {
+            Value::Str(s) => self.borrow(s),
+            other => {
+                let (start, len) = other.write_to(&mut self.scratch);
+                Part::Scratch(start, len)
+            }
+        }
+    }
+
+    fn text(&self, p: Part<'a>) -> Option<&str> {
+        match p {
+            Part::Missing => None,
+            Part::Borrowed(s) => Some(s),
+            Part::Scratch(start, len) => Some(self.scratch.get(start, len)),
+        }
     }
 }
 
@@ -78,57 +131,59 @@ fn span_kind(raw: Option<Value<'_>>) -> &'static str {
 
 /// Resolves `rule`'s labels into `buf` (cleared first). `own_slots` gives, per label, the slot of
 /// its field among `facts.own`, when the plan knows it.
-pub(crate) fn resolve(
-    rule: &Rule,
+pub(crate) fn resolve<'a>(
+    rule: &'a Rule,
     own_slots: Option<&[Option<u8>]>,
-    facts: &Facts<'_>,
+    facts: &Facts<'a>,
     lookup: &dyn Lookup,
-    buf: &mut LabelBuf,
+    buf: &mut LabelBuf<'a>,
 ) {
-    buf.arena.clear();
-    buf.ranges.clear();
+    buf.scratch.clear();
+    buf.parts.clear();
     for (i, label) in rule.labels.iter().enumerate() {
-        let arena = &mut buf.arena;
-        let mut range = match &label.source {
-            LabelSource::Fixed(v) => Some(arena.push_str(v)),
-            LabelSource::Target => Some(arena.push_str(facts.target)),
-            LabelSource::SpanName => Some(match facts.own.and_then(|o| o.by_name(OTEL_NAME)) {
-                Some(v) => v.write_to(arena),
-                None => arena.push_str(facts.name),
-            }),
+        let mut part = match &label.source {
+            LabelSource::Fixed(v) => Part::Borrowed(v),
+            LabelSource::Target => buf.borrow(facts.target),
+            LabelSource::SpanName => match facts.own.and_then(|o| o.by_name(OTEL_NAME)) {
+                Some(v) => buf.value(v),
+                None => buf.borrow(facts.name),
+            },
             LabelSource::SpanKind => {
-                Some(arena.push_str(span_kind(facts.own.and_then(|o| o.by_name(OTEL_KIND)))))
+                Part::Borrowed(span_kind(facts.own.and_then(|o| o.by_name(OTEL_KIND))))
             }
-            LabelSource::Outcome(values) => Some(arena.push_str(match facts.outcome {
+            LabelSource::Outcome(values) => Part::Borrowed(match facts.outcome {
                 Outcome::Unset => &values.unset,
                 Outcome::Ok => &values.ok,
                 Outcome::Error => &values.error,
-            })),
+            }),
             LabelSource::Field(name) => {
                 let own = own_slots
                     .and_then(|s| s.get(i).copied().flatten())
                     .and_then(|slot| facts.own?.get(slot as usize));
                 match own {
-                    Some(v) => Some(v.write_to(arena)),
+                    Some(v) => buf.value(v),
                     None => {
-                        let mut found = None;
+                        // Ancestors' text is copied: their locks are released after the lookup.
+                        let scratch = &mut buf.scratch;
+                        let mut found = Part::Missing;
                         lookup.field(name, label.inherit, &mut |v| {
-                            found = Some(v.write_to(arena))
+                            let (start, len) = v.write_to(scratch);
+                            found = Part::Scratch(start, len);
                         });
                         found
                     }
                 }
             }
         };
-        if let (Some((s, l)), Some(mapping)) = (range, &label.mapping) {
-            if let Some(mapped) = mapping.apply(buf.arena.get(s, l)) {
-                range = Some(buf.arena.push_str(mapped));
+        if let Some(mapping) = &label.mapping {
+            if let Some(mapped) = buf.text(part).and_then(|raw| mapping.apply(raw)) {
+                part = Part::Borrowed(mapped);
             }
         }
-        if range.is_none() {
-            range = label.default.as_deref().map(|d| buf.arena.push_str(d));
+        if let (Part::Missing, Some(d)) = (part, &label.default) {
+            part = Part::Borrowed(d);
         }
-        buf.ranges.push(range);
+        buf.parts.push(part);
     }
 }
 

@@ -186,14 +186,14 @@ impl SpanMetricsLayer {
 
     /// Applies one rule: checks conditions, resolves labels, records `op`.
     /// Checks `rule`'s conditions and resolves its labels.
-    fn labels_for(
+    fn labels_for<'a>(
         &self,
         model: &Model,
-        rule: &Rule,
+        rule: &'a Rule,
         own_slots: Option<&[Option<u8>]>,
-        facts: &Facts<'_>,
+        facts: &Facts<'a>,
         lookup: &dyn Lookup,
-    ) -> Option<LabelBuf> {
+    ) -> Option<LabelBuf<'a>> {
         if !conditions_hold(rule, facts, lookup) {
             return None;
         }
@@ -301,9 +301,14 @@ impl SpanMetricsLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        if state.plan.on_open.is_empty()
+            && state.plan.gated.is_empty()
+            && state.plan.field_gauges.is_empty()
+        {
+            return;
+        }
         let plan = state.plan.clone();
         let model = &plan.model;
-        let parent = span.parent();
         let meta = span.metadata();
         let facts = Facts {
             name: meta.name(),
@@ -313,7 +318,7 @@ impl SpanMetricsLayer {
         };
         let chain = Chain {
             locals: [Some(&state.values), None],
-            start: parent.as_ref(),
+            below: Some(span),
             layer: self.id,
         };
         let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
@@ -369,7 +374,6 @@ impl SpanMetricsLayer {
     {
         let plan = &state.plan;
         let model = &plan.model;
-        let parent = span.parent();
         let meta = span.metadata();
         let facts = Facts {
             name: meta.name(),
@@ -379,7 +383,7 @@ impl SpanMetricsLayer {
         };
         let chain = Chain {
             locals: [Some(&state.values), None],
-            start: parent.as_ref(),
+            below: Some(span),
             layer: self.id,
         };
         let clock = &self.clock;
@@ -461,7 +465,6 @@ impl SpanMetricsLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let model = &plan.model;
-        let parent = span.parent();
         let meta = span.metadata();
         let facts = Facts {
             name: meta.name(),
@@ -471,7 +474,7 @@ impl SpanMetricsLayer {
         };
         let chain = Chain {
             locals: [Some(own), None],
-            start: parent.as_ref(),
+            below: Some(span),
             layer: self.id,
         };
         for (applied, slot) in &plan.field_gauges {
@@ -656,10 +659,9 @@ impl SpanMetricsLayer {
                 own: anchor_values.as_ref(),
                 outcome: Outcome::of(anchor_values.as_ref(), errored),
             };
-            let parent = anchor.as_ref().and_then(|a| a.parent());
             let chain = Chain {
                 locals: [Some(&values), anchor_values.as_ref()],
-                start: parent.as_ref(),
+                below: anchor.as_ref(),
                 layer: self.id,
             };
             let applied = Applied {
@@ -680,10 +682,11 @@ impl SpanMetricsLayer {
     }
 }
 
-/// Field lookup through local values (event, span) and then the span's ancestors.
+/// Field lookup through local values (event, span) and then the ancestors of `below` (looked
+/// up only when a value is not found locally).
 struct Chain<'a, 'b, S: for<'l> LookupSpan<'l>> {
     locals: [Option<&'a FieldValues>; 2],
-    start: Option<&'a SpanRef<'b, S>>,
+    below: Option<&'a SpanRef<'b, S>>,
     layer: u64,
 }
 
@@ -701,7 +704,7 @@ where
         if !inherit {
             return false;
         }
-        for span in self.start.iter().flat_map(|s| s.scope()) {
+        for span in self.below.iter().flat_map(|s| s.scope().skip(1)) {
             let ext = span.extensions();
             let Some(st) = ext.get::<States>().and_then(|s| s.get(self.layer)) else {
                 continue;

@@ -147,6 +147,8 @@ pub(crate) struct SpanPlan {
     pub(crate) anchors: Vec<usize>,
     pub(crate) needs_busy: bool,
     pub(crate) needs_children: bool,
+    /// Whether the callsite declares `otel.status_code` or `otel.status_description`.
+    pub(crate) has_status_fields: bool,
     /// Whether spans of this callsite keep state at all.
     pub(crate) needs_state: bool,
 }
@@ -226,6 +228,7 @@ impl SpanPlan {
             anchors: Vec::new(),
             needs_busy: false,
             needs_children: false,
+            has_status_fields: false,
             needs_state: false,
             slot_names,
         };
@@ -267,6 +270,10 @@ impl SpanPlan {
                 _ => plan.on_close.push(applied),
             }
         }
+        plan.has_status_fields = plan
+            .slot_names
+            .iter()
+            .any(|n| matches!(*n, OTEL_STATUS | OTEL_STATUS_DESCRIPTION));
         for (i, applied) in plan.on_close.iter().enumerate() {
             let rule = &model.rules[applied.rule];
             let same = |g: &SmallVec<[usize; 4]>| {

@@ -130,6 +130,13 @@ impl SpanState {
     }
 
     pub(crate) fn outcome(&self) -> Outcome {
+        if !self.plan.has_status_fields {
+            return if self.errored {
+                Outcome::Error
+            } else {
+                Outcome::Unset
+            };
+        }
         Outcome::of(Some(&self.values), self.errored)
     }
 
