@@ -2,6 +2,8 @@
 //! numeric fields that are NaN, infinite, negative or huge behave as documented.
 
 mod common;
+#[path = "common/example_bin.rs"]
+mod example_bin;
 
 use std::sync::Arc;
 
@@ -92,7 +94,7 @@ fn label_values_are_bounded_and_the_exposition_parses() {
     }
     match promtool_check(&text) {
         Some(report) => assert_eq!(report, "", "promtool reported problems"),
-        None => skip_or_fail("promtool"),
+        None => example_bin::skip_or_fail("promtool is not installed"),
     }
 }
 
@@ -209,14 +211,4 @@ pub fn promtool_check(text: &str) -> Option<String> {
     } else {
         format!("exit {}: {report}", out.status)
     })
-}
-
-fn skip_or_fail(tool: &str) {
-    if std::env::var_os("SPANMETRICS_SKIP_PROMETHEUS").is_some() {
-        eprintln!("SKIPPED: {tool} is not installed (SPANMETRICS_SKIP_PROMETHEUS is set)");
-    } else {
-        panic!(
-            "{tool} is not installed: install Debian's `prometheus` package or set SPANMETRICS_SKIP_PROMETHEUS=1"
-        );
-    }
 }

@@ -1,8 +1,8 @@
 //! A real Prometheus server scrapes the running `restate` example on loopback; its HTTP API then
 //! answers a counter's `rate(...)` and a duration's `histogram_quantile(0.99, ...)` with numbers.
 //!
-//! Needs Debian's `prometheus` package (`.ci/run` installs it). Without it the test fails,
-//! saying so, unless `SPANMETRICS_SKIP_PROMETHEUS=1` is set (then it prints a SKIPPED line).
+//! Needs Debian's `prometheus` package (`.ci/run` installs it). Without it the test fails under
+//! CI (`CI=true`) and prints a loud SKIPPED line elsewhere (see `example_bin::skip_or_fail`).
 
 #[path = "common/example_bin.rs"]
 mod example_bin;
