@@ -212,3 +212,85 @@ pub fn promtool_check(text: &str) -> Option<String> {
         format!("exit {}: {report}", out.status)
     })
 }
+
+/// Serves `text` as the exposition to any GET on a loopback port, until the test ends.
+fn serve(text: String) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                text.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(text.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_real_prometheus_ingests_the_hostile_exposition() {
+    use example_bin::{Killed, free_port, poll, query};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        example_bin::skip_or_fail("the `prometheus` server is not installed");
+        return;
+    }
+    let text = exposition();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("hostile_total{"))
+        .count();
+    assert!(series > 10, "the workload made {series} series");
+    let target = serve(text);
+    let dir = std::env::temp_dir().join(format!("spanmetrics-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n\
+             scrape_configs:\n  - job_name: hostile\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let prometheus: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let _prometheus = Killed(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prometheus}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus starts"),
+        "prometheus",
+    );
+    // Every series of the hostile family is ingested, and the scrape reported no error.
+    let ingested = poll(Duration::from_secs(60), Duration::from_millis(500), || {
+        let up = query(prometheus, "up{job=\"hostile\"}")?;
+        let count = query(prometheus, "count(hostile_total)")?;
+        (up == [1.0] && count == [series as f64]).then_some(count)
+    });
+    let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        ingested.is_some(),
+        "Prometheus did not ingest {series} series within 60 s; its log:\n{log}"
+    );
+}

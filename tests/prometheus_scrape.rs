@@ -11,27 +11,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use example_bin::{Killed, encode, free_port, get, poll, restate_binary, skip_or_fail};
-
-/// The numbers of an instant query's result vector (`data.result[*].value[1]`).
-fn values(json: &str) -> Vec<f64> {
-    json.split("\"value\":[")
-        .skip(1)
-        .filter_map(|rest| {
-            let (_, v) = rest.split_once(",\"")?;
-            v.split('"').next()?.parse().ok()
-        })
-        .collect()
-}
-
-fn query(prometheus: SocketAddr, promql: &str) -> Option<Vec<f64>> {
-    let (status, body) = get(
-        prometheus,
-        &format!("/api/v1/query?query={}", encode(promql)),
-    )
-    .ok()?;
-    (status == 200 && body.contains("\"status\":\"success\"")).then(|| values(&body))
-}
+use example_bin::{Killed, free_port, get, poll, query, restate_binary, skip_or_fail};
 
 #[test]
 fn prometheus_scrapes_the_example_and_answers_rate_and_quantile() {

@@ -121,3 +121,23 @@ pub fn skip_or_fail(why: &str) {
         );
     }
 }
+
+/// The numbers of an instant query's result vector (`data.result[*].value[1]`).
+pub fn values(json: &str) -> Vec<f64> {
+    json.split("\"value\":[")
+        .skip(1)
+        .filter_map(|rest| {
+            let (_, v) = rest.split_once(",\"")?;
+            v.split('"').next()?.parse().ok()
+        })
+        .collect()
+}
+
+pub fn query(prometheus: SocketAddr, promql: &str) -> Option<Vec<f64>> {
+    let (status, body) = get(
+        prometheus,
+        &format!("/api/v1/query?query={}", encode(promql)),
+    )
+    .ok()?;
+    (status == 200 && body.contains("\"status\":\"success\"")).then(|| values(&body))
+}
