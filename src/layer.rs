@@ -112,6 +112,12 @@ impl ReloadHandle {
         Ok(())
     }
 
+    /// See [`SpanMetricsLayer::unseen_fields`] (the layer itself is usually moved into the
+    /// subscriber; this handle stays with the application).
+    pub fn unseen_fields(&self) -> Vec<(String, String)> {
+        self.shared.current.load().unseen_fields()
+    }
+
     /// The names of every metric family the current configuration records.
     pub fn metric_names(&self) -> Vec<String> {
         let c = self.shared.current.load();
@@ -172,6 +178,29 @@ impl SpanMetricsLayer {
                 })
             })
             .collect()
+    }
+
+    /// Fields the rules read (labels, conditions, measured fields) that no span or event
+    /// callsite met so far declares, as `(metric, field)` pairs: a typo, or a late field not
+    /// declared as `tracing::field::Empty` (tracing drops undeclared fields). Callsites are met
+    /// as code runs, so call it after the application has warmed up, and log what it finds.
+    ///
+    /// ```
+    /// use tracing_spanmetrics::{Metric, SpanMetrics, Spans};
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let layer = SpanMetrics::builder()
+    ///     .metric(Metric::counter("calls").spans(Spans::named("rpc")).label("methd"))
+    ///     .build()?;
+    /// let check = layer.reload_handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     drop(tracing::info_span!("rpc", method = "get"));
+    /// });
+    /// assert_eq!(check.unseen_fields(), vec![("calls".to_owned(), "methd".to_owned())]);
+    /// # Ok::<(), tracing_spanmetrics::ConfigError>(())
+    /// ```
+    pub fn unseen_fields(&self) -> Vec<(String, String)> {
+        self.shared.current.load().unseen_fields()
     }
 
     /// The names of every metric family the layer records.

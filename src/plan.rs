@@ -390,6 +390,30 @@ impl Compiled {
     }
 }
 
+impl Compiled {
+    /// Fields that rules read (labels, conditions, measured fields) but that no span or event
+    /// callsite met so far declares, as `(metric, field)`.
+    pub(crate) fn unseen_fields(&self) -> Vec<(String, String)> {
+        let spans = self.spans.load();
+        let events = self.events.load();
+        let declared = |field: &str| {
+            spans.values().any(|p| p.slot_names.contains(&field))
+                || events.values().any(|p| p.slot_names.contains(&field))
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        for rule in &self.model.rules {
+            let metric = &self.model.family(rule).name;
+            for field in rule.fields() {
+                let entry = (metric.clone(), field.to_owned());
+                if !declared(field) && !out.contains(&entry) {
+                    out.push(entry);
+                }
+            }
+        }
+        out
+    }
+}
+
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compiled")

@@ -217,3 +217,48 @@ fn the_rule_index_points_at_the_culprit() {
     assert_eq!(e.rule, Some(2));
     assert_eq!(e.metric.as_deref(), Some("bad name"));
 }
+
+#[test]
+fn fields_no_callsite_declares_are_listed() {
+    use tracing_subscriber::prelude::*;
+    let layer = SpanMetrics::builder()
+        .metric(
+            Metric::counter("calls")
+                .spans(Spans::named("rpc"))
+                .label("method")
+                .label("stauts")
+                .when(Condition::recorded("deployment_id")),
+        )
+        .metric(
+            Metric::counter("retries")
+                .events(EventMatch::message("retry"))
+                .label("reason"),
+        )
+        .build()
+        .unwrap();
+    let handle = layer.reload_handle();
+    let all = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        handle.unseen_fields(),
+        all(&[
+            ("calls", "method"),
+            ("calls", "stauts"),
+            ("calls", "deployment_id"),
+            ("retries", "reason")
+        ])
+    );
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        // Declared (even if recorded later) counts as seen; the typo never will be.
+        drop(tracing::info_span!(
+            "rpc",
+            method = "get",
+            deployment_id = tracing::field::Empty
+        ));
+        tracing::info!(reason = "timeout", "retry");
+    });
+    assert_eq!(handle.unseen_fields(), all(&[("calls", "stauts")]));
+}
