@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use tracing_spanmetrics::SpanMetrics;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match SpanMetrics::builder().toml(text) {
         Ok(builder) => {
             // What the file front end accepted, the builder must build.
