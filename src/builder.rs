@@ -230,7 +230,11 @@ impl SpanMetricsBuilder {
         let mut families: Vec<Family> = Vec::new();
         let mut rules = Vec::with_capacity(self.rules.len());
         for (i, m) in self.rules.iter().enumerate() {
-            let err = |p: String| ConfigError::rule(i, &m.name, p);
+            let err = |(key, p): Problem| {
+                let mut e = ConfigError::rule(i, &m.name, p);
+                e.key = Some(key);
+                e
+            };
             validate_metric(m, self.max_label_len).map_err(err)?;
             let measure = m.effective_measure();
             let unit = m.effective_unit();
@@ -297,43 +301,47 @@ fn check_same_family(
     keys: &[String],
     buckets: &Option<Buckets>,
     limit: usize,
-) -> Result<(), String> {
+) -> Result<(), Problem> {
     if f.kind != m.kind {
-        return Err(format!(
+        return Err(at("kind")(format!(
             "declared as a {} here but as a {} by an earlier rule",
             m.kind.as_str(),
             f.kind.as_str()
-        ));
+        )));
     }
     if f.unit != unit {
-        return Err(format!(
+        return Err(at("unit")(format!(
             "unit `{}` differs from `{}` declared by an earlier rule",
             unit.as_str(),
             f.unit.as_str()
-        ));
+        )));
     }
     let mut a: Vec<&str> = keys.iter().map(String::as_str).collect();
     let mut b: Vec<&str> = f.label_keys.iter().map(|k| k.as_ref()).collect();
     a.sort_unstable();
     b.sort_unstable();
     if a != b {
-        return Err(format!(
+        return Err(at("labels")(format!(
             "label keys [{}] differ from [{}] declared by an earlier rule of the same metric \
              (a rule may leave a label without value, but must declare it)",
             a.join(", "),
             b.join(", ")
-        ));
+        )));
     }
     if m.buckets.is_some() && *buckets != f.buckets {
-        return Err("bucket boundaries differ from an earlier rule of the same metric".into());
+        return Err(at("buckets")(
+            "bucket boundaries differ from an earlier rule of the same metric".into(),
+        ));
     }
     if m.cardinality_limit.is_some() && limit != f.limit {
-        return Err("cardinality limit differs from an earlier rule of the same metric".into());
+        return Err(at("cardinality_limit")(
+            "cardinality limit differs from an earlier rule of the same metric".into(),
+        ));
     }
     match (&f.description, &m.description) {
-        (Some(a), Some(b)) if a != b => {
-            Err("description differs from an earlier rule of the same metric".into())
-        }
+        (Some(a), Some(b)) if a != b => Err(at("description")(
+            "description differs from an earlier rule of the same metric".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -416,33 +424,70 @@ fn check_spans(spans: &Spans) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_metric(m: &Metric, max_label_len: usize) -> Result<(), String> {
-    check_metric_name(&m.name)?;
+/// A problem with one rule, and the key of the rule it is about (for locating it in a file).
+pub(crate) type Problem = (&'static str, String);
+
+fn at(key: &'static str) -> impl Fn(String) -> Problem {
+    move |text| (key, text)
+}
+
+fn validate_metric(m: &Metric, max_label_len: usize) -> Result<(), Problem> {
+    check_metric_name(&m.name).map_err(at("name"))?;
     let measure = m.effective_measure();
     if !measure.allows(m.kind) {
-        return Err(format!(
+        return Err(at(if m.measure.is_some() {
+            "measure"
+        } else {
+            "kind"
+        })(format!(
             "a {} cannot record `{}` (durations need a histogram, span and event counts a counter, \
              in-flight spans a gauge)",
             m.kind.as_str(),
             measure.name()
-        ));
+        )));
     }
     if measure.is_duration() && m.unit.is_some_and(|u| u != Unit::Seconds) {
-        return Err("durations are measured in seconds; the unit must be `seconds`".into());
+        return Err(at("unit")(
+            "durations are measured in seconds; the unit must be `seconds`".into(),
+        ));
     }
     if let Some(spans) = &m.spans {
-        check_spans(spans)?;
+        check_spans(spans).map_err(at("spans"))?;
     }
-    match &measure {
-        Measure::InFlightAfter(f) => check_field_name("the in-flight gate", f)?,
-        Measure::SpanField(f) => check_field_name("the measured span field", f)?,
+    check_measure(&measure, max_label_len).map_err(at("measure"))?;
+    check_labels(m, max_label_len).map_err(at("labels"))?;
+    check_conditions(m).map_err(at("when"))?;
+    if let Some(b) = &m.buckets {
+        if m.kind != MetricKind::Histogram {
+            return Err(at("buckets")(format!(
+                "a {} has no buckets",
+                m.kind.as_str()
+            )));
+        }
+        check_buckets(b).map_err(at("buckets"))?;
+    }
+    if m.cardinality_limit == Some(0) {
+        return Err(at("cardinality_limit")(
+            "the cardinality limit must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_measure(measure: &Measure, max_label_len: usize) -> Result<(), String> {
+    match measure {
+        Measure::InFlightAfter(f) => check_field_name("the in-flight gate", f),
+        Measure::SpanField(f) => check_field_name("the measured span field", f),
         Measure::EventField(e, f) => {
             check_field_name("the measured event field", f)?;
-            check_event(e, max_label_len)?;
+            check_event(e, max_label_len)
         }
-        Measure::Events(e) | Measure::TimeToEvent(e) => check_event(e, max_label_len)?,
-        _ => {}
+        Measure::Events(e) | Measure::TimeToEvent(e) => check_event(e, max_label_len),
+        _ => Ok(()),
     }
+}
+
+fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
     if m.labels.len() > MAX_LABELS {
         return Err(format!(
             "{} labels; at most {MAX_LABELS} are allowed",
@@ -492,6 +537,10 @@ fn validate_metric(m: &Metric, max_label_len: usize) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+fn check_conditions(m: &Metric) -> Result<(), String> {
     for c in &m.conditions {
         if let Condition::Field(fc) = c {
             check_field_name("a condition", &fc.field)?;
@@ -504,15 +553,6 @@ fn validate_metric(m: &Metric, max_label_len: usize) -> Result<(), String> {
                 }
             }
         }
-    }
-    if let Some(b) = &m.buckets {
-        if m.kind != MetricKind::Histogram {
-            return Err(format!("a {} has no buckets", m.kind.as_str()));
-        }
-        check_buckets(b)?;
-    }
-    if m.cardinality_limit == Some(0) {
-        return Err("the cardinality limit must be at least 1".into());
     }
     Ok(())
 }

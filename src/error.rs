@@ -19,9 +19,11 @@ pub struct ConfigError {
     /// The configuration file, when the rule came from one.
     pub file: Option<String>,
     /// The 1-based line in the configuration text, when the rule came from one.
-    pub line: Option<usize>,
+    pub line: Option<u32>,
     /// The 1-based column in the configuration text, when the rule came from one.
-    pub column: Option<usize>,
+    pub column: Option<u32>,
+    /// The rule's key the problem is about (`buckets`, `labels`, …), for locating it in a file.
+    pub(crate) key: Option<&'static str>,
 }
 
 impl ConfigError {
@@ -33,6 +35,7 @@ impl ConfigError {
             file: None,
             line: None,
             column: None,
+            key: None,
         }
     }
 
@@ -44,6 +47,7 @@ impl ConfigError {
             file: None,
             line: None,
             column: None,
+            key: None,
         }
     }
 }

@@ -238,13 +238,13 @@ fn errors_name_line_column_and_problem() {
         e.starts_with("line 3, column 8: unknown variant `timer`"),
         "{e}"
     );
-    // What the builder rejects, with the builder's message, located at the rule.
+    // What the builder rejects, with the builder's message, located at the offending key.
     let e = file_error(
         "[[metric]]\nname = \"ok\"\nkind = \"counter\"\n\n[[metric]]\nname = \"h\"\nkind = \"histogram\"\nbuckets = [1, 1]\n",
     );
     assert_eq!(
         e,
-        "line 5, column 1: rule #1 (`h`): bucket boundaries must be strictly increasing, but 1 is followed by 1"
+        "line 8, column 1: rule #1 (`h`): bucket boundaries must be strictly increasing, but 1 is followed by 1"
     );
     let builder_msg = SpanMetrics::builder()
         .metric(Metric::histogram("h").buckets(Buckets::explicit([1.0, 1.0])))
@@ -258,14 +258,14 @@ fn errors_name_line_column_and_problem() {
     );
     assert_eq!(
         e,
-        "line 4, column 1: rule #1 (`x`): declared as a gauge here but as a counter by an earlier rule"
+        "line 6, column 1: rule #1 (`x`): declared as a gauge here but as a counter by an earlier rule"
     );
     // A measure table with two measures.
     let e = file_error(
         "[[metric]]\nname = \"x\"\nkind = \"counter\"\nmeasure = { span_field = \"a\", in_flight_after = \"b\" }\n",
     );
     assert!(
-        e.starts_with("line 1, column 1: rule #0 (`x`): a measure table takes exactly one of"),
+        e.starts_with("line 4, column 1: rule #0 (`x`): a measure table takes exactly one of"),
         "{e}"
     );
     // A label with two sources.
@@ -274,7 +274,7 @@ fn errors_name_line_column_and_problem() {
     );
     assert_eq!(
         e,
-        "line 1, column 1: rule #0 (`x`): label `a`: give exactly one of `field`, `fixed`, `source`, `outcome`"
+        "line 4, column 1: rule #0 (`x`): label `a`: give exactly one of `field`, `fixed`, `source`, `outcome`"
     );
 }
 
@@ -299,7 +299,7 @@ fn files_are_read_from_disk_and_errors_name_the_file() {
     assert_eq!(
         e,
         format!(
-            "{}:1:1: rule #0 (`a b`): invalid metric name `a b`: ` ` is not allowed (use letters, digits, `_`, `:` and `.`)",
+            "{}:2:1: rule #0 (`a b`): invalid metric name `a b`: ` ` is not allowed (use letters, digits, `_`, `:` and `.`)",
             bad.display()
         )
     );

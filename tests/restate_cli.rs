@@ -232,11 +232,11 @@ spans = "rpc"
 buckets = [1, 1]
 "#,
     );
-    // The rule is located at its `[[metric]]` header.
+    // The problem is located at the offending key.
     assert_config_error(
         &path,
         &format!(
-            "error: {}:2:1: rule #0 (`rpc.duration.seconds`): bucket boundaries must be \
+            "error: {}:6:1: rule #0 (`rpc.duration.seconds`): bucket boundaries must be \
              strictly increasing, but 1 is followed by 1",
             path.display()
         ),
@@ -248,15 +248,17 @@ fn bad_buckets_in_a_copy_of_the_shipped_file_name_the_rule() {
     let shipped = std::fs::read_to_string(SHIPPED).unwrap();
     let anchor = "name = \"restate.network.rpc.duration.seconds\"\n";
     let at = shipped.find(anchor).expect("the rpc rule");
-    // The line of the rule's `[[metric]]` header, just above its name.
+    // The line of the rule's `[[metric]]` header, just above its name; the inserted `buckets`
+    // line, where the error points, comes right after the name.
     let header_line = shipped[..at].lines().count();
     assert_eq!(shipped.lines().nth(header_line - 1), Some("[[metric]]"));
+    let buckets_line = header_line + 2;
     let broken = shipped.replacen(anchor, &format!("{anchor}buckets = [1, 1]\n"), 1);
     let path = config_file("shipped-buckets", &broken);
     assert_config_error(
         &path,
         &format!(
-            "error: {}:{header_line}:1: rule #18 (`restate.network.rpc.duration.seconds`): \
+            "error: {}:{buckets_line}:1: rule #18 (`restate.network.rpc.duration.seconds`): \
              bucket boundaries must be strictly increasing, but 1 is followed by 1",
             path.display()
         ),

@@ -47,7 +47,7 @@ use super::{
     Buckets, Condition, EventMatch, Label, Mapping, Measure, Metric, MetricKind, OutcomeValues,
     Spans, Unit,
 };
-use crate::builder::SpanMetricsBuilder;
+use crate::builder::{Problem, SpanMetricsBuilder};
 use crate::error::ConfigError;
 
 /// The whole file.
@@ -563,7 +563,7 @@ impl BucketsRepr {
 }
 
 impl MetricRepr {
-    fn into_metric(self, duration_buckets: Option<&Buckets>) -> Result<Metric, String> {
+    fn into_metric(self, duration_buckets: Option<&Buckets>) -> Result<Metric, Problem> {
         let mut m = match self.kind {
             KindRepr::Counter => Metric::counter(self.name),
             KindRepr::Gauge => Metric::gauge(self.name),
@@ -583,16 +583,16 @@ impl MetricRepr {
             m = m.spans(s.into());
         }
         if let Some(measure) = self.measure {
-            m = m.measure(measure.into_measure()?);
+            m = m.measure(measure.into_measure().map_err(|p| ("measure", p))?);
         }
         for l in self.labels {
-            m = m.label(l.into_label()?);
+            m = m.label(l.into_label().map_err(|p| ("labels", p))?);
         }
         for c in self.when {
-            m = m.when(c.into_condition()?);
+            m = m.when(c.into_condition().map_err(|p| ("when", p))?);
         }
         match self.buckets {
-            Some(b) => m = m.buckets(b.into_buckets()?),
+            Some(b) => m = m.buckets(b.into_buckets().map_err(|p| ("buckets", p))?),
             None => {
                 if let (Some(b), MetricKind::Histogram) = (duration_buckets, m.kind) {
                     if m.effective_measure().is_duration() {
@@ -608,6 +608,26 @@ impl MetricRepr {
     }
 }
 
+/// Where `key = …` starts among the lines of the `[[metric]]` table whose header starts at
+/// `span.start` (up to the next table header).
+fn key_in(text: &str, span: &Range<usize>, key: &str) -> Option<usize> {
+    let body = text.get(span.start..)?;
+    let mut offset = span.start;
+    for (n, line) in body.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if n > 0 && trimmed.starts_with('[') {
+            return None;
+        }
+        if let Some(rest) = trimmed.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return Some(offset + (line.len() - trimmed.len()));
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// 1-based line and column of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -619,8 +639,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn located(text: &str, span: Option<Range<usize>>, mut e: ConfigError) -> ConfigError {
     if let Some(span) = span {
         let (line, column) = line_col(text, span.start);
-        e.line = Some(line);
-        e.column = Some(column);
+        e.line = u32::try_from(line).ok();
+        e.column = u32::try_from(column).ok();
     }
     e
 }
@@ -686,13 +706,16 @@ impl SpanMetricsBuilder {
             let span = spanned.span();
             let repr = spanned.into_inner();
             let name = repr.name.clone();
-            let metric = repr.into_metric(duration_buckets.as_ref()).map_err(|p| {
-                located(
-                    text,
-                    Some(span.clone()),
-                    ConfigError::rule(first_file_rule + i, &name, p),
-                )
-            })?;
+            let metric = repr
+                .into_metric(duration_buckets.as_ref())
+                .map_err(|(key, p)| {
+                    let at = key_in(text, &span, key).unwrap_or(span.start);
+                    located(
+                        text,
+                        Some(at..at),
+                        ConfigError::rule(first_file_rule + i, &name, p),
+                    )
+                })?;
             spans.push(span);
             builder = builder.metric(metric);
         }
@@ -701,7 +724,14 @@ impl SpanMetricsBuilder {
             let span = e
                 .rule
                 .and_then(|r| r.checked_sub(first_file_rule))
-                .and_then(|i| spans.get(i).cloned());
+                .and_then(|i| spans.get(i).cloned())
+                .map(|span| {
+                    let at = e
+                        .key
+                        .and_then(|k| key_in(text, &span, k))
+                        .unwrap_or(span.start);
+                    at..at
+                });
             return Err(located(text, span, e));
         }
         Ok(builder)
