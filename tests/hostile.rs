@@ -235,8 +235,8 @@ fn serve(text: String) -> std::net::SocketAddr {
 
 #[test]
 fn a_real_prometheus_ingests_the_hostile_exposition() {
-    use example_bin::{Killed, free_port, poll, query};
-    use std::process::{Command, Stdio};
+    use example_bin::{poll, query};
+    use std::process::Command;
     use std::time::Duration;
     if Command::new("prometheus")
         .arg("--version")
@@ -255,32 +255,7 @@ fn a_real_prometheus_ingests_the_hostile_exposition() {
     let target = serve(text);
     let dir = std::env::temp_dir().join(format!("spanmetrics-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n\
-             scrape_configs:\n  - job_name: hostile\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let prometheus: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let _prometheus = Killed(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={prometheus}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts"),
-        "prometheus",
-    );
+    let (prometheus, _prometheus) = example_bin::start_prometheus(&dir, "hostile", target);
     // Every series of the hostile family is ingested, and the scrape reported no error.
     let ingested = poll(Duration::from_secs(60), Duration::from_millis(500), || {
         let up = query(prometheus, "up{job=\"hostile\"}")?;

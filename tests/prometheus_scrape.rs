@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use example_bin::{Killed, free_port, get, poll, query, restate_binary, skip_or_fail};
+use example_bin::{
+    Killed, free_port, get, poll, query, restate_binary, skip_or_fail, start_prometheus,
+};
 
 #[test]
 fn prometheus_scrapes_the_example_and_answers_rate_and_quantile() {
@@ -46,31 +48,7 @@ fn prometheus_scrapes_the_example_and_answers_rate_and_quantile() {
     );
 
     // Prometheus, scraping it every second.
-    let prometheus: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: restate\n    static_configs:\n      - targets: ['{example}']\n"
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let _prometheus = Killed(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={prometheus}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts"),
-        "prometheus",
-    );
+    let (prometheus, _prometheus) = start_prometheus(&dir, "restate", example);
 
     let rate = "sum(rate(restate_invoker_tasks_total{status=\"started\"}[15s]))";
     let p99 = "histogram_quantile(0.99, sum by (le) (rate(restate_network_rpc_duration_seconds_bucket[15s])))";

@@ -141,3 +141,36 @@ pub fn query(prometheus: SocketAddr, promql: &str) -> Option<Vec<f64>> {
     .ok()?;
     (status == 200 && body.contains("\"status\":\"success\"")).then(|| values(&body))
 }
+
+/// A Prometheus server on a free loopback port, scraping `target` every second as job `job`,
+/// with its configuration, data and log under `dir`. Killed when the returned guard drops.
+pub fn start_prometheus(
+    dir: &std::path::Path,
+    job: &str,
+    target: SocketAddr,
+) -> (SocketAddr, Killed) {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={listen}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("prometheus starts");
+    (listen, Killed(child, "prometheus"))
+}
