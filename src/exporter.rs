@@ -83,3 +83,12 @@ pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusH
     tokio::spawn(exporter);
     Ok(handle)
 }
+
+/// [`install`] on [`DEFAULT_ADDR`]: `/metrics` on `127.0.0.1:9000`, reachable from this machine
+/// only.
+///
+/// # Errors
+/// As [`install`].
+pub fn install_on_loopback(layer: &SpanMetricsLayer) -> Result<PrometheusHandle, BuildError> {
+    install(layer, DEFAULT_ADDR.into())
+}
