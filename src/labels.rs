@@ -62,14 +62,7 @@ impl<'a> LabelBuf<'a> {
     }
 
     pub(crate) fn values(&self) -> SmallVec<[Option<&str>; 8]> {
-        self.parts
-            .iter()
-            .map(|p| match *p {
-                Part::Missing => None,
-                Part::Borrowed(s) => Some(s),
-                Part::Scratch(start, len) => Some(self.scratch.get(start, len)),
-            })
-            .collect()
+        self.parts.iter().map(|p| self.text(*p)).collect()
     }
 
     /// Whether a value was cut to the bound while resolving.

@@ -5,8 +5,8 @@
 //! lock is held while calling into the recorder, so a recorder that itself emits tracing events
 //! cannot deadlock the layer.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
 use smallvec::SmallVec;
@@ -47,8 +47,12 @@ struct Shared {
     busy_possible: AtomicBool,
     /// Whether any configuration ever measured self time (children report to parents).
     children_possible: AtomicBool,
-    /// Whether a replaced configuration had milestones (its open spans still need events).
+    /// Whether a replaced configuration with milestones may still have open spans, which then
+    /// need every event (see `reach_milestones`).
     retired_milestones: AtomicBool,
+    /// Those configurations' models, held weakly: open spans keep them alive through their
+    /// plans. Also serialises installs.
+    retired: Mutex<Vec<Weak<Model>>>,
 }
 
 impl Shared {
@@ -60,15 +64,36 @@ impl Shared {
         if m.any_self_time {
             self.children_possible.store(true, Ordering::Relaxed);
         }
-        let old = self.current.swap(Arc::new(compiled));
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current.load_full();
         if old
             .model
             .rules
             .iter()
             .any(|r| matches!(r.measure, Measure::TimeToEvent(_)))
         {
+            retired.push(Arc::downgrade(&old.model));
+            // Set before the swap, so no event after it misses an old span's milestone.
             self.retired_milestones.store(true, Ordering::Relaxed);
         }
+        self.current.store(Arc::new(compiled));
+    }
+
+    /// Whether events must still look for milestones of replaced configurations; clears the
+    /// flag once the last span of every such configuration has closed.
+    fn retired_milestones(&self) -> bool {
+        if !self.retired_milestones.load(Ordering::Relaxed) {
+            return false;
+        }
+        // Only while the flag is set, and never waiting: another thread prunes otherwise.
+        if let Ok(mut retired) = self.retired.try_lock() {
+            retired.retain(|m| m.strong_count() > 0);
+            if retired.is_empty() {
+                self.retired_milestones.store(false, Ordering::Relaxed);
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -149,6 +174,7 @@ impl SpanMetricsLayer {
             busy_possible: AtomicBool::new(compiled.model.any_busy),
             children_possible: AtomicBool::new(compiled.model.any_self_time),
             retired_milestones: AtomicBool::new(false),
+            retired: Mutex::new(Vec::new()),
             current: ArcSwap::from_pointee(compiled),
         };
         SpanMetricsLayer {
@@ -213,7 +239,6 @@ impl SpanMetricsLayer {
         model.settings.max_label_len
     }
 
-    /// Applies one rule: checks conditions, resolves labels, records `op`.
     /// Checks `rule`'s conditions and resolves its labels.
     fn labels_for<'a>(
         &self,
@@ -290,6 +315,28 @@ impl SpanMetricsLayer {
         })
     }
 
+    /// The op for a numeric field value, or `None`: a missing value records nothing, a refused
+    /// one is counted in the health metric when `applies()` (the rule's conditions hold).
+    fn value_op(
+        model: &Model,
+        rule: &Rule,
+        value: Option<Value<'_>>,
+        applies: impl FnOnce() -> bool,
+    ) -> Option<Op> {
+        let family = model.family(rule);
+        match Self::numeric_op(family.kind, value) {
+            Ok(op) => Some(op),
+            Err("missing") => None,
+            Err(reason) => {
+                if applies() {
+                    let rec = &model.settings.recorder;
+                    model.health.rejected(rec, &family.name, reason);
+                }
+                None
+            }
+        }
+    }
+
     fn record_numeric(
         &self,
         model: &Model,
@@ -299,17 +346,10 @@ impl SpanMetricsLayer {
         lookup: &dyn Lookup,
     ) {
         let rule = &model.rules[applied.rule];
-        let family = model.family(rule);
-        match Self::numeric_op(family.kind, value) {
-            Ok(op) => self.record_rule(model, rule, Some(&applied.own_slots), facts, lookup, op),
-            Err("missing") => {}
-            Err(reason) => {
-                if conditions_hold(rule, facts, lookup) {
-                    model
-                        .health
-                        .rejected(&model.settings.recorder, &family.name, reason)
-                }
-            }
+        if let Some(op) =
+            Self::value_op(model, rule, value, || conditions_hold(rule, facts, lookup))
+        {
+            self.record_rule(model, rule, Some(&applied.own_slots), facts, lookup, op);
         }
     }
 
@@ -325,18 +365,21 @@ impl SpanMetricsLayer {
         ext.get_mut::<States>()?.get_mut(self.id).map(f)
     }
 
-    /// Opening-time work for a new span's state (not yet stored, so no lock is held).
-    fn open<S>(&self, span: &SpanRef<'_, S>, state: &mut SpanState)
+    /// Opening-time work for a new span's state (not yet stored, so no lock is held); returns
+    /// the in-flight gauges it incremented, to be decremented at close.
+    fn open<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        state: &SpanState,
+    ) -> SmallVec<[(usize, metrics::Gauge); 2]>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if state.plan.on_open.is_empty()
-            && state.plan.gated.is_empty()
-            && state.plan.field_gauges.is_empty()
-        {
-            return;
+        let plan = &state.plan;
+        let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
+        if plan.on_open.is_empty() && plan.gated.is_empty() && plan.field_gauges.is_empty() {
+            return held;
         }
-        let plan = state.plan.clone();
         let model = &plan.model;
         let meta = span.metadata();
         let facts = Facts {
@@ -350,7 +393,6 @@ impl SpanMetricsLayer {
             below: Some(span),
             layer: self.id,
         };
-        let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
         for applied in &plan.on_open {
             let rule = &model.rules[applied.rule];
             match rule.measure {
@@ -389,7 +431,7 @@ impl SpanMetricsLayer {
         for (_, g) in &held {
             g.increment(1.0);
         }
-        state.held = held;
+        held
     }
 
     /// Close-time work, on the span's state (its lock held: no callback can reach a closing
@@ -447,16 +489,11 @@ impl SpanMetricsLayer {
                         }
                     }
                     Measure::SpansClosed => Op::Add(1),
+                    // The group's conditions hold (checked above).
                     Measure::SpanField(f) => {
-                        let family = model.family(rule);
-                        match Self::numeric_op(family.kind, state.values.by_name(f)) {
-                            Ok(op) => op,
-                            Err("missing") => continue,
-                            Err(reason) => {
-                                let rec = &model.settings.recorder;
-                                model.health.rejected(rec, &family.name, reason);
-                                continue;
-                            }
+                        match Self::value_op(model, rule, state.values.by_name(f), || true) {
+                            Some(op) => op,
+                            None => continue,
                         }
                     }
                     _ => continue,
@@ -559,16 +596,11 @@ impl SpanMetricsLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let now = self.clock.raw();
-        let message_ok = |rule: &Rule, values: &FieldValues| {
-            rule.event_match()
-                .and_then(|m| m.message.as_deref())
-                .is_none_or(|text| values.by_name("message").is_some_and(|v| v.text_eq(text)))
-        };
         let reached: SmallVec<[usize; 4]> = plan
             .milestones
             .iter()
             .copied()
-            .filter(|r| message_ok(&model.rules[*r], values))
+            .filter(|r| message_matches(&model.rules[*r], values))
             .collect();
         // The message, for rules of replaced configurations, captured before any lock is taken.
         let mut message: Option<FieldValues> = None;
@@ -609,7 +641,7 @@ impl SpanMetricsLayer {
                         rule.event_match().is_some_and(|m| m.matches_callsite(meta))
                             && message.as_ref().map_or(
                                 rule.event_match().is_some_and(|m| m.message.is_none()),
-                                |m| message_ok(rule, m),
+                                |m| message_matches(rule, m),
                             )
                     };
                     if hit {
@@ -644,18 +676,13 @@ impl SpanMetricsLayer {
         if values.take_truncated() {
             model.health.truncated(&model.settings.recorder, 1);
         }
-        let message_ok = |rule: &Rule| {
-            rule.event_match()
-                .and_then(|m| m.message.as_deref())
-                .is_none_or(|text| values.by_name("message").is_some_and(|v| v.text_eq(text)))
-        };
         let meta = event.metadata();
         if !plan.milestones.is_empty() || retired_milestones {
             self.reach_milestones(model, plan, meta, &values, event, span.as_ref());
         }
         for &r in &plan.rules {
             let rule = &model.rules[r];
-            if !message_ok(rule) {
+            if !message_matches(rule, &values) {
                 continue;
             }
             // The anchor: the nearest span the rule selects (any span, without a selector).
@@ -709,6 +736,13 @@ impl SpanMetricsLayer {
             }
         }
     }
+}
+
+/// Whether the event's captured `message` is the one `rule`'s event selector asks for (if any).
+fn message_matches(rule: &Rule, values: &FieldValues) -> bool {
+    rule.event_match()
+        .and_then(|m| m.message.as_deref())
+        .is_none_or(|text| values.by_name("message").is_some_and(|v| v.text_eq(text)))
 }
 
 /// Field lookup through local values (event, span) and then the ancestors of `below` (looked
@@ -786,7 +820,7 @@ where
                 .truncated(&plan.model.settings.recorder, 1);
         }
         let mut state = SpanState::new(plan, values, now);
-        self.open(&span, &mut state);
+        state.held = self.open(&span, &state);
         let mut ext = span.extensions_mut();
         match ext.get_mut::<States>() {
             Some(states) => states.0.push((self.id, state)),
@@ -858,7 +892,7 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let c = self.shared.current.load();
-        let retired_milestones = self.shared.retired_milestones.load(Ordering::Relaxed);
+        let retired_milestones = self.shared.retired_milestones();
         c.event_plan(event.metadata(), |plan| {
             if plan.is_relevant() || retired_milestones {
                 self.on_event_planned(&c.model, plan, event, &ctx, retired_milestones);
@@ -880,5 +914,40 @@ where
         }
         // The state stays where it is; the registry drops it with the span's extensions.
         self.with_state(&span, |st| self.close(&span, st, now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EventMatch, Metric};
+    use tracing_subscriber::prelude::*;
+
+    fn with_milestone() -> SpanMetricsBuilder {
+        crate::SpanMetrics::builder()
+            .metric(Metric::histogram("ttfb").time_to(EventMatch::message("first byte")))
+    }
+
+    #[test]
+    fn the_retired_milestone_path_ends_with_the_last_old_span() {
+        let layer = with_milestone().build().unwrap();
+        let shared = layer.shared.clone();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            assert!(!shared.retired_milestones());
+            let old = tracing::info_span!("request");
+            reload.reload(crate::SpanMetrics::builder()).unwrap();
+            // The old configuration had a milestone and a span of it is open.
+            assert!(shared.retired_milestones());
+            let new = tracing::info_span!("request");
+            assert!(shared.retired_milestones());
+            drop(old);
+            assert!(!shared.retired_milestones());
+            drop(new);
+            // Replacing a configuration without milestones never turns the path on.
+            reload.reload(with_milestone()).unwrap();
+            assert!(!shared.retired_milestones());
+        });
     }
 }
