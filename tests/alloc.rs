@@ -14,149 +14,21 @@
 //! (the Prometheus exporter's histogram storage allocates a block every few samples: that is the
 //! exporter's cost, not the layer's).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "common/heap.rs"]
+mod heap;
 
-use metrics::{
-    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
-    SharedString, Unit,
-};
+use heap::count;
+use heap::{AtomicRecorder, Counting};
+use std::sync::Arc;
+
 use tracing::field::Empty;
 use tracing::{Dispatch, dispatcher};
 use tracing_spanmetrics::{EventMatch, Label, Metric, SpanMetrics, Spans};
 use tracing_subscriber::Registry;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-// ---------------------------------------------------------------------------------------------
-// The counting allocator.
-
-struct Counting;
-
-thread_local! {
-    /// Whether this thread's allocations are being counted (const-initialised: no allocation,
-    /// no destructor, safe to touch from inside the allocator).
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    static BYTES: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-            let _ = BYTES.try_with(|b| b.set(b.get() + size as u64));
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns (allocations, bytes requested) made by this thread meanwhile.
-fn count(f: impl FnOnce()) -> (u64, u64) {
-    let a0 = ALLOCS.with(Cell::get);
-    let b0 = BYTES.with(Cell::get);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    (ALLOCS.with(Cell::get) - a0, BYTES.with(Cell::get) - b0)
-}
-
-// ---------------------------------------------------------------------------------------------
-// A recorder whose handles never allocate when used.
-
-#[derive(Default)]
-struct Cell64 {
-    count: AtomicU64,
-    bits: AtomicU64,
-}
-
-impl CounterFn for Cell64 {
-    fn increment(&self, value: u64) {
-        self.count.fetch_add(value, Ordering::Relaxed);
-    }
-    fn absolute(&self, value: u64) {
-        self.count.fetch_max(value, Ordering::Relaxed);
-    }
-}
-
-impl GaugeFn for Cell64 {
-    fn increment(&self, _: f64) {}
-    fn decrement(&self, _: f64) {}
-    fn set(&self, value: f64) {
-        self.bits.store(value.to_bits(), Ordering::Relaxed);
-    }
-}
-
-impl HistogramFn for Cell64 {
-    fn record(&self, value: f64) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.bits.store(value.to_bits(), Ordering::Relaxed);
-    }
-}
-
-#[derive(Default)]
-struct AtomicRecorder {
-    series: Mutex<HashMap<Key, Arc<Cell64>>>,
-}
-
-impl AtomicRecorder {
-    fn cell(&self, key: &Key) -> Arc<Cell64> {
-        self.series
-            .lock()
-            .unwrap()
-            .entry(key.clone())
-            .or_default()
-            .clone()
-    }
-
-    /// Total observations over every series of `name`.
-    fn total(&self, name: &str) -> u64 {
-        self.series
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.name() == name)
-            .map(|(_, c)| c.count.load(Ordering::Relaxed))
-            .sum()
-    }
-}
-
-impl Recorder for AtomicRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(self.cell(key))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(self.cell(key))
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::from_arc(self.cell(key))
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The workload.

@@ -6,129 +6,25 @@
 //! adds over `Registry` + a no-op layer for a live span, and what the layer's label-set caches
 //! hold per label set beside the recorder's own storage of the series.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "common/heap.rs"]
+mod heap;
+
+use heap::net_bytes;
+use heap::{AtomicRecorder, Counting};
+use metrics::{Key, Metadata, Recorder as _};
 use std::sync::{Arc, Mutex};
 
-use metrics::{
-    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
-    SharedString, Unit,
-};
 use tracing::field::Empty;
 use tracing::{Dispatch, Span, dispatcher};
 use tracing_spanmetrics::{Metric, SpanMetrics, Spans};
 use tracing_subscriber::Registry;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static NET: Cell<i64> = const { Cell::new(0) };
-}
-
-fn add(delta: i64) {
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = NET.try_with(|n| n.set(n.get() + delta));
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as i64);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as i64);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size as i64 - layout.size() as i64);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        add(-(layout.size() as i64));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Runs `f`; returns its result and the bytes this thread allocated minus those it freed.
-fn net_bytes<T>(f: impl FnOnce() -> T) -> (T, i64) {
-    let before = NET.with(Cell::get);
-    COUNTING.with(|c| c.set(true));
-    let out = f();
-    COUNTING.with(|c| c.set(false));
-    (out, NET.with(Cell::get) - before)
-}
-
 /// Tests share the process's callsites; one at a time keeps first-use work out of the counts.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-#[derive(Default)]
-struct Cell64(AtomicU64);
-
-impl CounterFn for Cell64 {
-    fn increment(&self, v: u64) {
-        self.0.fetch_add(v, Ordering::Relaxed);
-    }
-    fn absolute(&self, v: u64) {
-        self.0.fetch_max(v, Ordering::Relaxed);
-    }
-}
-
-impl GaugeFn for Cell64 {
-    fn increment(&self, _: f64) {}
-    fn decrement(&self, _: f64) {}
-    fn set(&self, _: f64) {}
-}
-
-impl HistogramFn for Cell64 {
-    fn record(&self, _: f64) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A minimal recorder: one `Arc` of two atomics per series, in a map keyed by `Key`.
-#[derive(Default)]
-struct AtomicRecorder {
-    series: Mutex<HashMap<Key, Arc<Cell64>>>,
-}
-
-impl AtomicRecorder {
-    fn cell(&self, key: &Key) -> Arc<Cell64> {
-        self.series
-            .lock()
-            .unwrap()
-            .entry(key.clone())
-            .or_default()
-            .clone()
-    }
-    fn len(&self) -> usize {
-        self.series.lock().unwrap().len()
-    }
-}
-
-impl Recorder for AtomicRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(self.cell(key))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(self.cell(key))
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::from_arc(self.cell(key))
-    }
-}
 
 const SERVICES: [&str; 4] = ["greeter", "checkout", "inventory", "payments"];
 const DEPLOYMENT: &str = "dp_11pXug0RJWeVbsfimjmgh3gG";
