@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use hashbrown::HashTable;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Level, Recorder, SharedString};
+use smallvec::SmallVec;
 
 use crate::config::{Buckets, MetricKind, Unit};
 
@@ -82,6 +83,18 @@ impl Handle {
             MetricKind::Counter => Handle::Counter(r.register_counter(key, &METADATA)),
             MetricKind::Gauge => Handle::Gauge(r.register_gauge(key, &METADATA)),
             MetricKind::Histogram => Handle::Histogram(r.register_histogram(key, &METADATA)),
+        }
+    }
+
+    /// Applies `op`. Validation ties measures to kinds; a mismatch records nothing rather than
+    /// panicking in production.
+    #[inline]
+    pub(crate) fn apply(&self, op: Op) {
+        match (self, op) {
+            (Handle::Counter(c), Op::Add(n)) => c.increment(n),
+            (Handle::Gauge(g), Op::Set(v)) => g.set(v),
+            (Handle::Histogram(h), Op::Observe(v)) => h.record(v),
+            _ => debug_assert!(false, "op {op:?} does not fit handle"),
         }
     }
 
@@ -196,14 +209,7 @@ impl Family {
     /// Applies `op` to the series for `values` (one entry per label key, in order), whose
     /// [`hash_labels`] is `hash`.
     pub(crate) fn apply(&self, recorder: &RecorderRef, values: &[Option<&str>], hash: u64, op: Op) {
-        self.with_handle(recorder, values, hash, |handle| match (handle, op) {
-            (Handle::Counter(c), Op::Add(n)) => c.increment(n),
-            (Handle::Gauge(g), Op::Set(v)) => g.set(v),
-            (Handle::Histogram(h), Op::Observe(v)) => h.record(v),
-            // Validation ties measures to kinds; a mismatch records nothing rather than
-            // panicking in production.
-            _ => debug_assert!(false, "op {op:?} does not fit family {}", self.name),
-        })
+        self.with_handle(recorder, values, hash, |handle| handle.apply(op))
     }
 
     /// A clone of the handle for `values` (to hold an in-flight gauge until the span closes).
@@ -225,26 +231,45 @@ impl Family {
         hash: u64,
         f: impl FnOnce(&Handle) -> R,
     ) -> R {
-        recorder.with(|r, id| {
-            if let Some(snap) = self.snapshot.load().as_ref() {
-                if snap.recorder == id {
-                    if let Some(s) = snap.series.find(hash, |s| s.is(values)) {
-                        return f(&s.handle);
-                    }
-                    if snap.series.len() >= self.limit {
-                        if let Some((h, folded)) = &snap.overflow {
-                            folded.increment(1);
-                            return f(h);
-                        }
+        recorder.with(|r, id| self.with_handle_on(r, id, values, hash, |h, _| f(h)))
+    }
+
+    /// As [`Family::with_handle`], on a recorder already looked up (`id` its identity); `f`
+    /// also learns whether the handle is the overflow series (which must not be cached: each
+    /// observation folded into it is counted).
+    pub(crate) fn with_handle_on<R>(
+        &self,
+        r: &dyn Recorder,
+        id: usize,
+        values: &[Option<&str>],
+        hash: u64,
+        f: impl FnOnce(&Handle, bool) -> R,
+    ) -> R {
+        if let Some(snap) = self.snapshot.load().as_ref() {
+            if snap.recorder == id {
+                if let Some(s) = snap.series.find(hash, |s| s.is(values)) {
+                    return f(&s.handle, false);
+                }
+                if snap.series.len() >= self.limit {
+                    if let Some((h, folded)) = &snap.overflow {
+                        folded.increment(1);
+                        return f(h, true);
                     }
                 }
             }
-            f(&self.slow_path(r, id, values, hash))
-        })
+        }
+        let (handle, overflow) = self.slow_path(r, id, values, hash);
+        f(&handle, overflow)
     }
 
     #[cold]
-    fn slow_path(&self, r: &dyn Recorder, id: usize, values: &[Option<&str>], hash: u64) -> Handle {
+    fn slow_path(
+        &self,
+        r: &dyn Recorder,
+        id: usize,
+        values: &[Option<&str>],
+        hash: u64,
+    ) -> (Handle, bool) {
         // A poisoned lock only means another thread panicked while holding it (inside a
         // recorder); the data it guards is the snapshot, which is always consistent.
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -266,7 +291,7 @@ impl Family {
             },
         };
         if let Some(s) = next.series.find(hash, |s| s.is(values)) {
-            return s.handle.clone();
+            return (s.handle.clone(), false);
         }
         if next.series.len() < self.limit {
             let labels: Vec<metrics::Label> = self
@@ -284,7 +309,7 @@ impl Family {
             };
             next.series.insert_unique(hash, series, |s| s.hash);
             self.snapshot.store(Some(Arc::new(next)));
-            return handle;
+            return (handle, false);
         }
         let (handle, folded) = match &next.overflow {
             Some(o) => o.clone(),
@@ -303,7 +328,7 @@ impl Family {
             }
         };
         folded.increment(1);
-        handle
+        (handle, true)
     }
 
     /// How many label sets the family holds (the overflow series not included).
@@ -390,5 +415,121 @@ impl Health {
             )
             .increment(1)
         })
+    }
+}
+
+/// The hash of a group key (see [`GroupCache`]).
+pub(crate) fn hash_key(key: &[u8]) -> u64 {
+    static SEED: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    SEED.get_or_init(Default::default).hash_one(key)
+}
+
+/// The handles a group of rules resolved for one key.
+pub(crate) struct GroupEntry {
+    key: Box<[u8]>,
+    hash: u64,
+    /// One handle per rule of the group, in the group's order.
+    pub(crate) handles: SmallVec<[Handle; 2]>,
+    /// Whether resolving the labels cut a value (counted again on every use).
+    pub(crate) truncated: bool,
+}
+
+struct GroupSnapshot {
+    recorder: usize,
+    entries: HashTable<Arc<GroupEntry>>,
+}
+
+/// A shortcut from a span's raw captured values to the handles of a group of rules that share
+/// labels (a duration histogram and a calls counter, say), for one callsite.
+///
+/// The key is the raw bytes of what the labels are made from (the captured field values, the
+/// outcome); everything else a label can read is constant for the callsite. A hit records
+/// without resolving, hashing and looking up each label value in each family. Entries are only
+/// made for label sets that have a series of their own (never for an overflow series, whose
+/// every use is counted) and at most `cap` of them, so raw values that a mapping or the length
+/// bound fold together cannot grow it past the families' own limit. Like a family's series,
+/// entries belong to one recorder and are dropped when it changes.
+pub(crate) struct GroupCache {
+    snapshot: ArcSwapOption<GroupSnapshot>,
+    writer: Mutex<()>,
+    cap: usize,
+}
+
+impl std::fmt::Debug for GroupCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCache")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupCache {
+    pub(crate) fn new(cap: usize) -> Self {
+        GroupCache {
+            snapshot: ArcSwapOption::empty(),
+            writer: Mutex::new(()),
+            cap,
+        }
+    }
+
+    /// Runs `f` on the entry for `key` made on recorder `id`, if there is one.
+    #[inline]
+    pub(crate) fn with<R>(
+        &self,
+        id: usize,
+        key: &[u8],
+        hash: u64,
+        f: impl FnOnce(&GroupEntry) -> R,
+    ) -> Option<R> {
+        let snap = self.snapshot.load();
+        let snap = snap.as_ref()?;
+        if snap.recorder != id {
+            return None;
+        }
+        snap.entries.find(hash, |e| *e.key == *key).map(|e| f(e))
+    }
+
+    /// Remembers `handles` for `key` on recorder `id`, unless the cache is full.
+    #[cold]
+    pub(crate) fn insert(
+        &self,
+        id: usize,
+        key: &[u8],
+        hash: u64,
+        handles: SmallVec<[Handle; 2]>,
+        truncated: bool,
+    ) {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.snapshot.load_full();
+        let mut entries = match current.as_deref() {
+            Some(s) if s.recorder == id => {
+                if s.entries.len() >= self.cap || s.entries.find(hash, |e| *e.key == *key).is_some()
+                {
+                    return;
+                }
+                s.entries.clone()
+            }
+            _ => HashTable::new(),
+        };
+        if self.cap == 0 {
+            return;
+        }
+        let entry = GroupEntry {
+            key: key.into(),
+            hash,
+            handles,
+            truncated,
+        };
+        entries.insert_unique(hash, Arc::new(entry), |e| e.hash);
+        self.snapshot.store(Some(Arc::new(GroupSnapshot {
+            recorder: id,
+            entries,
+        })));
+    }
+
+    /// How many keys the cache holds.
+    #[allow(dead_code)]
+    pub(crate) fn len(&self) -> usize {
+        self.snapshot.load().as_ref().map_or(0, |s| s.entries.len())
     }
 }

@@ -18,11 +18,11 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use crate::builder::SpanMetricsBuilder;
 use crate::config::{Measure, MetricKind};
 use crate::error::ConfigError;
-use crate::instruments::{Op, hash_labels};
+use crate::instruments::{Handle, Op, hash_key, hash_labels};
 use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve};
-use crate::plan::{Applied, Compiled, EventPlan, Model, Rule, SpanPlan};
+use crate::plan::{Applied, CloseGroup, Compiled, EventPlan, Model, Rule, SpanPlan};
 use crate::state::{Outcome, SpanState, States};
-use crate::values::{FieldValues, Value};
+use crate::values::{FieldValues, KeyBuf, Value};
 
 static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -377,9 +377,6 @@ impl SpanMetricsLayer {
     {
         let plan = &state.plan;
         let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
-        if plan.on_open.is_empty() && plan.gated.is_empty() && plan.field_gauges.is_empty() {
-            return held;
-        }
         let model = &plan.model;
         let meta = span.metadata();
         let facts = Facts {
@@ -460,14 +457,15 @@ impl SpanMetricsLayer {
         let clock = &self.clock;
         let wall = clock.delta_as_nanos(state.start, now);
         let secs = |nanos: u64| Op::Observe(nanos as f64 * 1e-9);
+        let outcome = facts.outcome;
         for group in &plan.close_groups {
-            let first = &plan.on_close[group[0]];
+            let first = &plan.on_close[group.members[0]];
             let rule = &model.rules[first.rule];
             if !conditions_hold(rule, &facts, &chain) {
                 continue;
             }
             let mut ops: SmallVec<[(usize, Op); 4]> = SmallVec::new();
-            for &member in group {
+            for &member in &group.members {
                 let applied = &plan.on_close[member];
                 let rule = &model.rules[applied.rule];
                 let op = match &rule.measure {
@@ -503,20 +501,84 @@ impl SpanMetricsLayer {
             if ops.is_empty() {
                 continue;
             }
-            let mut buf = LabelBuf::new(Self::bound(model));
-            resolve(rule, Some(&first.own_slots), &facts, &chain, &mut buf);
-            if buf.take_truncated() {
-                model.health.truncated(&model.settings.recorder, 1);
+            // The cache holds one handle per rule of the group: only a span for which every
+            // rule records may use it.
+            let mut key = KeyBuf::new();
+            let keyed = ops.len() == group.members.len()
+                && group
+                    .key
+                    .as_ref()
+                    .is_some_and(|spec| state.values.write_key(spec, outcome, &mut key));
+            let key = key.as_bytes();
+            let key_hash = if keyed { hash_key(key) } else { 0 };
+            let recorder = &model.settings.recorder;
+            if keyed {
+                let hit = recorder.with(|_, id| {
+                    group.cache.with(id, key, key_hash, |entry| {
+                        for (handle, (_, op)) in entry.handles.iter().zip(&ops) {
+                            handle.apply(*op);
+                        }
+                        entry.truncated
+                    })
+                });
+                match hit {
+                    Some(true) => model.health.truncated(recorder, 1),
+                    Some(false) => {}
+                    None => {
+                        let key = Some((key, key_hash));
+                        self.close_group_slow(model, group, first, &ops, &facts, &chain, key)
+                    }
+                }
+                continue;
             }
-            let values = buf.values();
-            let hash = hash_labels(&values);
-            for (family, op) in ops {
-                model.families[family].apply(&model.settings.recorder, &values, hash, op);
-            }
+            self.close_group_slow(model, group, first, &ops, &facts, &chain, None);
         }
         for (_, gauge) in std::mem::take(&mut state.held) {
             gauge.decrement(1.0);
         }
+    }
+
+    /// A close group without a cache hit: resolves and hashes the labels of `first` (the
+    /// group's first rule), records `ops` through the families and, given a cache key, caches
+    /// the handles (unless one of them is an overflow series).
+    #[allow(clippy::too_many_arguments)]
+    fn close_group_slow(
+        &self,
+        model: &Model,
+        group: &CloseGroup,
+        first: &Applied,
+        ops: &[(usize, Op)],
+        facts: &Facts<'_>,
+        chain: &dyn Lookup,
+        key: Option<(&[u8], u64)>,
+    ) {
+        let rule = &model.rules[first.rule];
+        let mut buf = LabelBuf::new(Self::bound(model));
+        resolve(rule, Some(&first.own_slots), facts, chain, &mut buf);
+        let truncated = buf.take_truncated();
+        let recorder = &model.settings.recorder;
+        if truncated {
+            model.health.truncated(recorder, 1);
+        }
+        let values = buf.values();
+        let hash = hash_labels(&values);
+        recorder.with(|r, id| {
+            let mut handles: SmallVec<[Handle; 2]> = SmallVec::new();
+            let mut cacheable = key.is_some();
+            for &(family, op) in ops {
+                model.families[family].with_handle_on(r, id, &values, hash, |h, overflow| {
+                    h.apply(op);
+                    if overflow {
+                        cacheable = false;
+                    } else if cacheable {
+                        handles.push(h.clone());
+                    }
+                });
+            }
+            if let (true, Some((key, key_hash))) = (cacheable, key) {
+                group.cache.insert(id, key, key_hash, handles, truncated);
+            }
+        });
     }
 
     /// Reacts to newly recorded fields: gated in-flight gauges and field gauges.
@@ -615,14 +677,14 @@ impl SpanMetricsLayer {
                 }
             };
             if let Some(old) = &retired {
-                if message.is_none() && meta.fields().field("message").is_some() {
-                    let names = ["message"];
+                if let (None, Some(field)) = (&message, meta.fields().field("message")) {
                     let slots: SmallVec<[Option<u8>; 8]> = meta
                         .fields()
                         .iter()
                         .map(|f| (f.name() == "message").then_some(0))
                         .collect();
-                    let mut m = FieldValues::new(&names, Self::bound(&old.model));
+                    let index = [field.index() as u8];
+                    let mut m = FieldValues::new(meta.fields(), &index, Self::bound(&old.model));
                     event.record(&mut m.recorder(&slots));
                     message = Some(m);
                 }
@@ -671,7 +733,7 @@ impl SpanMetricsLayer {
         if plan.rules.is_empty() && plan.milestones.is_empty() && !retired_milestones {
             return;
         }
-        let mut values = FieldValues::new(&plan.slot_names, Self::bound(model));
+        let mut values = plan.values(Self::bound(model));
         event.record(&mut values.recorder(&plan.slot_for));
         if values.take_truncated() {
             model.health.truncated(&model.settings.recorder, 1);
@@ -812,19 +874,26 @@ where
         if !plan.needs_state {
             return;
         }
-        let mut values = FieldValues::new(&plan.slot_names, Self::bound(&plan.model));
-        attrs.record(&mut values.recorder(&plan.slot_for));
-        if values.take_truncated() {
-            plan.model
-                .health
-                .truncated(&plan.model.settings.recorder, 1);
-        }
-        let mut state = SpanState::new(plan, values, now);
-        state.held = self.open(&span, &state);
+        // The state is built in place, under the new span's lock: no callback can reach a span
+        // that is still being created (its id is not out yet), and the ancestors that the
+        // opening rules may read are locked after it, in the same child-to-ancestor order as
+        // everywhere else.
         let mut ext = span.extensions_mut();
         match ext.get_mut::<States>() {
-            Some(states) => states.0.push((self.id, state)),
-            None => ext.insert(States(smallvec::smallvec![(self.id, state)])),
+            Some(states) => states.push(self.id, SpanState::new(plan, now)),
+            None => ext.insert(States::new(self.id, SpanState::new(plan, now))),
+        }
+        let Some(state) = ext.get_mut::<States>().and_then(|s| s.get_mut(self.id)) else {
+            return;
+        };
+        let plan = &*state.plan;
+        attrs.record(&mut state.values.recorder(&plan.slot_for));
+        if state.values.take_truncated() {
+            let model = &plan.model;
+            model.health.truncated(&model.settings.recorder, 1);
+        }
+        if plan.opens() {
+            state.held = self.open(&span, state);
         }
     }
 
@@ -840,7 +909,7 @@ where
         };
         // Visit outside the span's lock: a field's `Debug` may itself log, and that event must
         // not find this span locked by us.
-        let mut fresh = FieldValues::new(&plan.slot_names, Self::bound(&plan.model));
+        let mut fresh = plan.values();
         let mut rec = fresh.recorder(&plan.slot_for);
         values.record(&mut rec);
         let seen = rec.seen;

@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use hashbrown::HashMap;
 use smallvec::SmallVec;
+use tracing_core::field::FieldSet;
 use tracing_core::{Level, Metadata, callsite::Identifier};
 
-use crate::config::{Condition, EventMatch, Label, Measure, MetricKind, Spans};
-use crate::instruments::{Family, Health, RecorderRef};
+use crate::config::{Condition, EventMatch, Label, LabelSource, Measure, MetricKind, Spans};
+use crate::instruments::{Family, GroupCache, Health, RecorderRef};
+use crate::values::FieldValues;
 
 /// The most fields a plan captures per callsite (slots are tracked in a 64-bit set).
 pub(crate) const MAX_SLOTS: usize = 64;
@@ -121,6 +123,68 @@ pub(crate) struct Applied {
     pub(crate) own_slots: SmallVec<[Option<u8>; 8]>,
 }
 
+/// What a close group's cache key is made of: for each label that is not constant on the
+/// callsite, the captured value it reads or the span's outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum KeyPart {
+    /// The value in this slot; when it is unset and `inherit`, the label would be looked up in
+    /// the ancestors, so the span cannot use the cache.
+    Slot { slot: u8, inherit: bool },
+    /// The span's outcome.
+    Outcome,
+}
+
+/// Rules applied at close that share labels and conditions.
+#[derive(Debug)]
+pub(crate) struct CloseGroup {
+    /// Indices into `on_close`.
+    pub(crate) members: SmallVec<[usize; 4]>,
+    /// How to key the group's cache, or `None` when labels always depend on ancestors here.
+    pub(crate) key: Option<SmallVec<[KeyPart; 8]>>,
+    /// Handles by key, for spans whose every rule of the group records.
+    pub(crate) cache: GroupCache,
+}
+
+/// The key spec of a group whose first rule is `rule`, applied with `own_slots` on a callsite
+/// capturing `names`; `None` when a label can only come from an ancestor on this callsite.
+/// Mirrors what [`crate::labels::resolve`] reads for each label source.
+fn key_spec(
+    rule: &Rule,
+    own_slots: &[Option<u8>],
+    names: &[&'static str],
+) -> Option<SmallVec<[KeyPart; 8]>> {
+    let mut parts = SmallVec::new();
+    for (i, label) in rule.labels.iter().enumerate() {
+        let slot = match &label.source {
+            LabelSource::Fixed(_) | LabelSource::Target => None,
+            LabelSource::SpanName => slot_of(names, OTEL_NAME),
+            LabelSource::SpanKind => slot_of(names, OTEL_KIND),
+            LabelSource::Outcome(_) => {
+                parts.push(KeyPart::Outcome);
+                None
+            }
+            LabelSource::Field(_) => match own_slots.get(i).copied().flatten() {
+                Some(slot) => {
+                    parts.push(KeyPart::Slot {
+                        slot,
+                        inherit: label.inherit,
+                    });
+                    None
+                }
+                None if label.inherit => return None,
+                None => None,
+            },
+        };
+        if let Some(slot) = slot {
+            parts.push(KeyPart::Slot {
+                slot,
+                inherit: false,
+            });
+        }
+    }
+    Some(parts)
+}
+
 /// What to do for spans of one callsite.
 #[derive(Debug)]
 pub(crate) struct SpanPlan {
@@ -129,12 +193,15 @@ pub(crate) struct SpanPlan {
     pub(crate) slot_for: Vec<Option<u8>>,
     /// Slot → field name.
     pub(crate) slot_names: Vec<&'static str>,
+    /// Slot → field index, and the callsite's fields (where captured values find their names).
+    pub(crate) slot_fields: Vec<u8>,
+    pub(crate) fields: &'static FieldSet,
     /// Counters of opened spans, in-flight gauges and span-field gauges: at creation.
     pub(crate) on_open: Vec<Applied>,
     /// Durations, closed counters and span-field histograms and counters: at close.
     pub(crate) on_close: Vec<Applied>,
-    /// `on_close` indices grouped by rules with the same labels and conditions (resolved once).
-    pub(crate) close_groups: Vec<SmallVec<[usize; 4]>>,
+    /// `on_close` rules grouped by the same labels and conditions (resolved once per group).
+    pub(crate) close_groups: Vec<CloseGroup>,
     /// In-flight gauges that start counting when a field is recorded: (rule, gating slot).
     pub(crate) gated: Vec<(Applied, u8)>,
     /// Gauges set from a span field: (rule, slot), applied at creation and on every record.
@@ -158,6 +225,8 @@ pub(crate) struct SpanPlan {
 pub(crate) struct EventPlan {
     pub(crate) slot_for: Vec<Option<u8>>,
     pub(crate) slot_names: Vec<&'static str>,
+    pub(crate) slot_fields: Vec<u8>,
+    pub(crate) fields: &'static FieldSet,
     /// The event marks its span as failed (ERROR level, or an `error` field).
     pub(crate) is_error: bool,
     /// Event rules whose static criteria match.
@@ -166,28 +235,53 @@ pub(crate) struct EventPlan {
     pub(crate) milestones: Vec<usize>,
 }
 
+impl SpanPlan {
+    /// Whether spans of this callsite have work to do at creation.
+    pub(crate) fn opens(&self) -> bool {
+        !(self.on_open.is_empty() && self.gated.is_empty() && self.field_gauges.is_empty())
+    }
+
+    /// Empty captured values for a span of this callsite.
+    #[inline]
+    pub(crate) fn values(&self) -> FieldValues {
+        FieldValues::new(
+            self.fields,
+            &self.slot_fields,
+            self.model.settings.max_label_len,
+        )
+    }
+}
+
 impl EventPlan {
+    /// Empty captured values for an event of this callsite.
+    pub(crate) fn values(&self, bound: usize) -> FieldValues {
+        FieldValues::new(self.fields, &self.slot_fields, bound)
+    }
+
     pub(crate) fn is_relevant(&self) -> bool {
         self.is_error || !self.rules.is_empty() || !self.milestones.is_empty()
     }
 }
 
-fn slots_for(
-    meta: &'static Metadata<'static>,
-    wanted: impl Fn(&str) -> bool,
-) -> (Vec<Option<u8>>, Vec<&'static str>) {
+/// The slots of the fields `wanted` among `meta`'s: field index → slot, slot → name and
+/// slot → field index.
+type Slots = (Vec<Option<u8>>, Vec<&'static str>, Vec<u8>);
+
+fn slots_for(meta: &'static Metadata<'static>, wanted: impl Fn(&str) -> bool) -> Slots {
     let mut slot_for = Vec::with_capacity(meta.fields().len());
     let mut names = Vec::new();
+    let mut indices = Vec::new();
     for field in meta.fields().iter() {
         let name = field.name();
         if names.len() < MAX_SLOTS && wanted(name) {
             slot_for.push(Some(names.len() as u8));
             names.push(name);
+            indices.push(field.index() as u8);
         } else {
             slot_for.push(None);
         }
     }
-    (slot_for, names)
+    (slot_for, names, indices)
 }
 
 fn apply(model: &Model, rule: usize, names: &[&'static str]) -> Applied {
@@ -209,7 +303,7 @@ fn slot_of(names: &[&'static str], field: &str) -> Option<u8> {
 
 impl SpanPlan {
     pub(crate) fn compile(model: &Arc<Model>, meta: &'static Metadata<'static>) -> SpanPlan {
-        let (slot_for, slot_names) = slots_for(meta, |name| {
+        let (slot_for, slot_names, slot_fields) = slots_for(meta, |name| {
             matches!(
                 name,
                 OTEL_NAME | OTEL_KIND | OTEL_STATUS | OTEL_STATUS_DESCRIPTION
@@ -218,6 +312,8 @@ impl SpanPlan {
         let mut plan = SpanPlan {
             model: model.clone(),
             slot_for,
+            slot_fields,
+            fields: meta.fields(),
             on_open: Vec::new(),
             on_close: Vec::new(),
             close_groups: Vec::new(),
@@ -280,10 +376,21 @@ impl SpanPlan {
                 let other = &model.rules[plan.on_close[g[0]].rule];
                 other.labels == rule.labels && other.conditions == rule.conditions
             };
-            match plan.close_groups.iter_mut().find(|g| same(g)) {
-                Some(g) => g.push(i),
-                None => plan.close_groups.push(smallvec::smallvec![i]),
+            match plan.close_groups.iter_mut().find(|g| same(&g.members)) {
+                Some(g) => g.members.push(i),
+                None => plan.close_groups.push(CloseGroup {
+                    members: smallvec::smallvec![i],
+                    key: key_spec(rule, &applied.own_slots, &plan.slot_names),
+                    cache: GroupCache::new(0),
+                }),
             }
+        }
+        for g in &mut plan.close_groups {
+            let cap = g.members.iter().map(|&m| {
+                let rule = &model.rules[plan.on_close[m].rule];
+                model.families[rule.family].limit
+            });
+            g.cache = GroupCache::new(cap.min().unwrap_or(0));
         }
         plan.needs_state = !plan.slot_names.is_empty()
             || !plan.on_open.is_empty()
@@ -318,10 +425,12 @@ impl EventPlan {
                 wanted.extend(rule.fields());
             }
         }
-        let (slot_for, slot_names) = slots_for(meta, |name| wanted.contains(&name));
+        let (slot_for, slot_names, slot_fields) = slots_for(meta, |name| wanted.contains(&name));
         EventPlan {
             slot_for,
             slot_names,
+            slot_fields,
+            fields: meta.fields(),
             is_error,
             rules,
             milestones,

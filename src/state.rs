@@ -12,18 +12,44 @@ use smallvec::SmallVec;
 use crate::plan::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SpanPlan};
 use crate::values::{FieldValues, Value};
 
-/// The extension the layer stores: the states of every `SpanMetricsLayer` in the subscriber
-/// (usually one), keyed by layer id, so two layers never trip over each other.
-#[derive(Default)]
-pub(crate) struct States(pub(crate) SmallVec<[(u64, SpanState); 1]>);
+/// The extension the layer stores: the states of every `SpanMetricsLayer` in the subscriber,
+/// keyed by layer id, so two layers never trip over each other. The usual single layer's state
+/// is inline, so a new span's state is written once, straight into the extension's box.
+pub(crate) struct States {
+    id: u64,
+    first: SpanState,
+    more: Vec<(u64, SpanState)>,
+}
 
 impl States {
+    pub(crate) fn new(layer: u64, state: SpanState) -> Self {
+        States {
+            id: layer,
+            first: state,
+            more: Vec::new(),
+        }
+    }
+
+    /// Adds the state of another layer.
+    pub(crate) fn push(&mut self, layer: u64, state: SpanState) {
+        self.more.push((layer, state));
+    }
+
     pub(crate) fn get(&self, layer: u64) -> Option<&SpanState> {
-        self.0.iter().find(|(id, _)| *id == layer).map(|(_, s)| s)
+        if self.id == layer {
+            return Some(&self.first);
+        }
+        self.more
+            .iter()
+            .find(|(id, _)| *id == layer)
+            .map(|(_, s)| s)
     }
 
     pub(crate) fn get_mut(&mut self, layer: u64) -> Option<&mut SpanState> {
-        self.0
+        if self.id == layer {
+            return Some(&mut self.first);
+        }
+        self.more
             .iter_mut()
             .find(|(id, _)| *id == layer)
             .map(|(_, s)| s)
@@ -115,11 +141,12 @@ pub(crate) struct SpanState {
 }
 
 impl SpanState {
-    pub(crate) fn new(plan: Arc<SpanPlan>, values: FieldValues, start: u64) -> Self {
-        let milestones = plan.milestones.iter().map(|_| None).collect();
+    #[inline]
+    pub(crate) fn new(plan: Arc<SpanPlan>, start: u64) -> Self {
+        let milestones = SmallVec::from_elem(None, plan.milestones.len());
         SpanState {
+            values: plan.values(),
             plan,
-            values,
             start,
             busy: Overlap::default(),
             children: Overlap::default(),

@@ -10,11 +10,16 @@ use std::fmt::{self, Write as _};
 
 use smallstr::SmallString;
 use smallvec::SmallVec;
-use tracing_core::field::{Field, Visit};
+use tracing_core::field::{Field, FieldSet, Visit};
+
+use crate::plan::KeyPart;
+use crate::state::Outcome;
 
 /// Inline capacity of the text arena. Three typical label values (a service name, a deployment
 /// id, a status) fit; more text spills to the heap, bounded by slots × the value bound × 2.
 const ARENA_INLINE: usize = 160;
+/// The largest cache key; a span whose key is longer skips the cache.
+const KEY_INLINE: usize = 192;
 /// Inline number of captured fields.
 const SLOTS_INLINE: usize = 6;
 
@@ -228,26 +233,72 @@ impl fmt::Write for BoundedWriter<'_> {
     }
 }
 
-/// The captured values of one span or event: `(field name, value)` slots and the text they use.
+/// A cache key on the stack (see [`FieldValues::write_key`]).
+pub(crate) struct KeyBuf {
+    len: usize,
+    bytes: [u8; KEY_INLINE],
+}
+
+impl KeyBuf {
+    pub(crate) fn new() -> Self {
+        KeyBuf {
+            len: 0,
+            bytes: [0; KEY_INLINE],
+        }
+    }
+
+    /// Appends `b`; `false` (and nothing appended) if it does not fit.
+    #[inline]
+    fn put(&mut self, b: &[u8]) -> bool {
+        match self.bytes.get_mut(self.len..self.len + b.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(b);
+                self.len += b.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[inline]
+    fn put_word(&mut self, tag: u8, word: u64) -> bool {
+        let mut b = [0u8; 9];
+        b[0] = tag;
+        b[1..].copy_from_slice(&word.to_le_bytes());
+        self.put(&b)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The captured values of one span or event, by slot; a slot's name is that of its field in the
+/// callsite's (static) field set.
 #[derive(Debug, Clone)]
 pub(crate) struct FieldValues {
-    names: SmallVec<[&'static str; SLOTS_INLINE]>,
+    fields: &'static FieldSet,
+    /// Slot → field index.
+    slot_fields: SmallVec<[u8; SLOTS_INLINE]>,
     raws: SmallVec<[Raw; SLOTS_INLINE]>,
     arena: Arena,
 }
 
 impl FieldValues {
-    /// Empty slots for `names`, with text cut at `bound` bytes.
-    pub(crate) fn new(names: &[&'static str], bound: usize) -> Self {
+    /// Empty slots for the fields of `fields` at `slot_fields`, with text cut at `bound` bytes.
+    #[inline]
+    pub(crate) fn new(fields: &'static FieldSet, slot_fields: &[u8], bound: usize) -> Self {
         FieldValues {
-            names: names.iter().copied().collect(),
-            raws: names.iter().map(|_| Raw::Unset).collect(),
+            fields,
+            slot_fields: SmallVec::from_slice(slot_fields),
+            raws: SmallVec::from_elem(Raw::Unset, slot_fields.len()),
             arena: Arena::with_bound(bound),
         }
     }
 
     pub(crate) fn slot_of(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| *n == name)
+        let index = self.fields.field(name)?.index();
+        self.slot_fields.iter().position(|&i| i as usize == index)
     }
 
     pub(crate) fn get(&self, slot: usize) -> Option<Value<'_>> {
@@ -288,7 +339,7 @@ impl FieldValues {
     /// Re-recording a text field appends; compact first when the dead text would let the
     /// arena grow past twice what live values can need.
     fn make_room(&mut self) {
-        let limit = self.names.len().max(1) * self.arena.bound.max(ARENA_INLINE) * 2;
+        let limit = self.raws.len().max(1) * self.arena.bound.max(ARENA_INLINE) * 2;
         if self.arena.len() > limit {
             self.compact();
         }
@@ -327,6 +378,36 @@ impl FieldValues {
                 None => {}
             }
         }
+    }
+
+    /// Writes the group key for `parts` (see [`crate::plan::KeyPart`]): per part a tag and the
+    /// raw value. `false` when the span cannot use a cache key: a label would come from an
+    /// ancestor, or the key does not fit.
+    pub(crate) fn write_key(&self, parts: &[KeyPart], outcome: Outcome, out: &mut KeyBuf) -> bool {
+        for part in parts {
+            let KeyPart::Slot { slot, inherit } = *part else {
+                if !out.put(&[outcome as u8]) {
+                    return false;
+                }
+                continue;
+            };
+            let fits = match self.raws.get(slot as usize) {
+                None | Some(Raw::Unset) if inherit => return false,
+                None | Some(Raw::Unset) => out.put(&[0]),
+                Some(Raw::U64(v)) => out.put_word(1, *v),
+                Some(Raw::I64(v)) => out.put_word(2, *v as u64),
+                Some(Raw::F64(v)) => out.put_word(3, v.to_bits()),
+                Some(Raw::Bool(v)) => out.put(&[4 + u8::from(*v)]),
+                Some(Raw::Str { start, len }) => {
+                    let text = self.arena.get(*start, *len);
+                    out.put_word(6, text.len() as u64) && out.put(text.as_bytes())
+                }
+            };
+            if !fits {
+                return false;
+            }
+        }
+        true
     }
 
     /// A visitor that records into slots chosen by `slot_for(field index)`.
@@ -459,9 +540,31 @@ mod tests {
         assert_eq!(Value::Str(" 12 ").as_f64(), Some(12.0));
     }
 
+    /// The field set of a static callsite with fields `a` and `b`.
+    fn fields_a_b() -> &'static FieldSet {
+        use tracing_core::{Callsite, Interest, Metadata};
+        struct Cs;
+        static CS: Cs = Cs;
+        static META: Metadata<'static> = tracing_core::metadata! {
+            name: "test",
+            target: module_path!(),
+            level: tracing_core::Level::INFO,
+            fields: &["a", "b"],
+            callsite: &CS,
+            kind: tracing_core::metadata::Kind::SPAN,
+        };
+        impl Callsite for Cs {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                &META
+            }
+        }
+        META.fields()
+    }
+
     #[test]
     fn rerecording_text_stays_bounded() {
-        let mut v = FieldValues::new(&["a", "b"], 8);
+        let mut v = FieldValues::new(fields_a_b(), &[0, 1], 8);
         v.set_text(1, format_args!("keep"));
         for i in 0..10_000 {
             v.set_text(0, format_args!("value{i}"));

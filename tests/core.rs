@@ -942,3 +942,104 @@ fn a_status_description_means_an_error_unless_the_code_says_ok() {
     assert_eq!(m.counter("calls", &[("result", "error")]), Some(1));
     assert_eq!(m.counter("calls", &[("result", "success")]), Some(2));
 }
+
+/// Spans of one callsite reach their series through a shortcut keyed by the raw values their
+/// labels are made from. Whatever takes that shortcut must count exactly what the full label
+/// resolution counts: a value cut on every span, raw values a mapping folds together beyond
+/// the shortcut's size, labels that fall back to an ancestor when the span's own field is
+/// empty, the outcome, and rules of a group that do not all record.
+#[test]
+fn the_raw_value_shortcut_counts_what_full_resolution_counts() {
+    let mut h = Harness::new(
+        SpanMetrics::builder()
+            .max_label_len(8)
+            .metric(
+                Metric::counter("named.total")
+                    .spans(Spans::named("a_long_span_name"))
+                    .label(Label::span_name("span")),
+            )
+            .metric(
+                Metric::counter("classes.total")
+                    .spans(Spans::named("http"))
+                    .label(Label::field("status").map(Mapping::status_class()))
+                    .cardinality_limit(2),
+            )
+            .metric(
+                Metric::counter("calls.total")
+                    .spans(Spans::named("call"))
+                    .labels(["svc"])
+                    .label(Label::outcome("outcome")),
+            )
+            .metric(
+                Metric::histogram("call.ttfb.seconds")
+                    .spans(Spans::named("call"))
+                    .labels(["svc"])
+                    .label(Label::outcome("outcome"))
+                    .time_to(EventMatch::message("byte")),
+            ),
+    );
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        for _ in 0..3 {
+            drop(tracing::info_span!("a_long_span_name"));
+        }
+        // 40 raw values, 2 classes: more raw values than the shortcut may hold (2).
+        for status in 200u64..220 {
+            drop(tracing::info_span!("http", status));
+        }
+        for status in 500u64..520 {
+            drop(tracing::info_span!("http", status));
+        }
+        let parent = tracing::info_span!("parent", svc = "up");
+        parent.in_scope(|| {
+            for i in 0..6 {
+                let call = if i % 2 == 0 {
+                    tracing::info_span!("call", svc = Empty)
+                } else {
+                    tracing::info_span!("call", svc = "own")
+                };
+                call.in_scope(|| {
+                    if i < 2 {
+                        tracing::info!("byte");
+                    }
+                    if i >= 4 {
+                        tracing::error!("failed");
+                    }
+                });
+            }
+        });
+    });
+    let m = h.snapshot();
+    assert_eq!(m.counter("named.total", &[("span", "a_long_s")]), Some(3));
+    assert_eq!(
+        m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]),
+        Some(3)
+    );
+    assert_eq!(m.counter("classes.total", &[("status", "2xx")]), Some(20));
+    assert_eq!(m.counter("classes.total", &[("status", "5xx")]), Some(20));
+    assert_eq!(m.series("classes.total").len(), 2);
+    // i = 0, 2, 4 inherit `svc` from the parent; i = 4 and 5 failed.
+    assert_eq!(
+        m.counter("calls.total", &[("svc", "up"), ("outcome", "success")]),
+        Some(2)
+    );
+    assert_eq!(
+        m.counter("calls.total", &[("svc", "own"), ("outcome", "success")]),
+        Some(2)
+    );
+    assert_eq!(
+        m.counter("calls.total", &[("svc", "up"), ("outcome", "error")]),
+        Some(1)
+    );
+    assert_eq!(
+        m.counter("calls.total", &[("svc", "own"), ("outcome", "error")]),
+        Some(1)
+    );
+    // Only i = 0 and 1 reached the milestone.
+    let ttfb = |svc| {
+        m.histogram("call.ttfb.seconds", &[("svc", svc), ("outcome", "success")])
+            .map(|v| v.len())
+    };
+    assert_eq!((ttfb("up"), ttfb("own")), (Some(1), Some(1)));
+    assert_eq!(m.series("call.ttfb.seconds").len(), 2);
+}

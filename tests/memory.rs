@@ -151,10 +151,11 @@ fn label_sets_hold_a_bounded_number_of_bytes() {
         total as f64 / n,
         recorder_bytes as f64 / n,
     );
-    // Stated in BENCHMARKS.md (measured: 454 B): the layer's caches hold at most 640 bytes per
-    // label set (both families together), beside the recorder's storage of the series.
+    // Stated in BENCHMARKS.md (measured: 671 B): the layer's caches (both families' series
+    // and the callsite's shortcut from raw values to their handles) hold at most 800 bytes per
+    // label set, beside the recorder's storage of the series.
     assert!(
-        layer_own <= 640.0,
-        "the layer holds {layer_own:.1} bytes per label set (bound: 640)"
+        layer_own <= 800.0,
+        "the layer holds {layer_own:.1} bytes per label set (bound: 800)"
     );
 }
