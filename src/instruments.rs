@@ -418,12 +418,6 @@ impl Health {
     }
 }
 
-/// The hash of a group key (see [`GroupCache`]).
-pub(crate) fn hash_key(key: &[u8]) -> u64 {
-    static SEED: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
-    SEED.get_or_init(Default::default).hash_one(key)
-}
-
 /// The handles a group of rules resolved for one key.
 pub(crate) struct GroupEntry {
     key: Box<[u8]>,
@@ -450,6 +444,8 @@ struct GroupSnapshot {
 /// bound fold together cannot grow it past the families' own limit. Like a family's series,
 /// entries belong to one recorder and are dropped when it changes.
 pub(crate) struct GroupCache {
+    /// Seeded per cache: keys are made of field values, which an attacker may choose.
+    hasher: hashbrown::DefaultHashBuilder,
     snapshot: ArcSwapOption<GroupSnapshot>,
     writer: Mutex<()>,
     cap: usize,
@@ -466,10 +462,17 @@ impl std::fmt::Debug for GroupCache {
 impl GroupCache {
     pub(crate) fn new(cap: usize) -> Self {
         GroupCache {
+            hasher: Default::default(),
             snapshot: ArcSwapOption::empty(),
             writer: Mutex::new(()),
             cap,
         }
+    }
+
+    /// The hash of `key` in this cache.
+    #[inline]
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     /// Runs `f` on the entry for `key` made on recorder `id`, if there is one.

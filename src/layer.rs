@@ -18,13 +18,30 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use crate::builder::SpanMetricsBuilder;
 use crate::config::{Measure, MetricKind};
 use crate::error::ConfigError;
-use crate::instruments::{Handle, Op, hash_key, hash_labels};
+use crate::instruments::{Handle, Op, hash_labels};
 use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve};
 use crate::plan::{Applied, CloseGroup, Compiled, EventPlan, Model, Rule, SpanPlan};
 use crate::state::{Outcome, SpanState, States};
 use crate::values::{FieldValues, KeyBuf, Value};
 
 static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many span plans each thread keeps at hand (direct-mapped by callsite address; the
+/// lookup takes the top 4 bits of a hash, so this is 16).
+const PLAN_WAYS: usize = 16;
+
+/// A span plan a thread used recently: for which layer, configuration generation and callsite.
+struct RecentPlan {
+    layer: u64,
+    generation: u64,
+    site: usize,
+    plan: Weak<SpanPlan>,
+}
+
+thread_local! {
+    static RECENT_PLANS: std::cell::RefCell<[Option<RecentPlan>; PLAN_WAYS]> =
+        const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+}
 
 /// The largest increment a counter takes from a field: 2^53.
 const MAX_COUNTER_STEP: f64 = 9_007_199_254_740_992.0;
@@ -43,6 +60,8 @@ pub struct SpanMetricsLayer {
 /// What the layer and its reload handles share.
 struct Shared {
     current: ArcSwap<Compiled>,
+    /// Bumped after every install; thread-local plan shortcuts of older generations are stale.
+    generation: AtomicU64,
     /// Whether any configuration ever measured busy/idle time (enters and exits matter).
     busy_possible: AtomicBool,
     /// Whether any configuration ever measured self time (children report to parents).
@@ -77,6 +96,8 @@ impl Shared {
             self.retired_milestones.store(true, Ordering::Relaxed);
         }
         self.current.store(Arc::new(compiled));
+        // After the store: whoever sees the new generation loads the new configuration.
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Whether events must still look for milestones of replaced configurations; clears the
@@ -176,6 +197,7 @@ impl SpanMetricsLayer {
             retired_milestones: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
             current: ArcSwap::from_pointee(compiled),
+            generation: AtomicU64::new(0),
         };
         SpanMetricsLayer {
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
@@ -233,6 +255,44 @@ impl SpanMetricsLayer {
     pub fn metric_names(&self) -> Vec<String> {
         let c = self.shared.current.load();
         c.model.families.iter().map(|f| f.name.clone()).collect()
+    }
+
+    /// The plan of a span callsite for the current configuration. Each thread keeps a few
+    /// recent plans (held weakly, so they never outlive their configuration) and checks them
+    /// against the configuration's generation: the common case reads no shared state but one
+    /// counter, and then takes the plan's reference that the span's state keeps.
+    fn span_plan(&self, meta: &'static Metadata<'static>) -> Arc<SpanPlan> {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let site = std::ptr::from_ref(meta) as usize;
+        // Fibonacci hashing of the address: its top 4 bits pick one of the 16 ways.
+        let way = ((site as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize;
+        let hit = RECENT_PLANS
+            .try_with(|recent| {
+                let recent = recent.try_borrow().ok()?;
+                let e = recent[way].as_ref()?;
+                if e.layer == self.id && e.generation == generation && e.site == site {
+                    e.plan.upgrade()
+                } else {
+                    None
+                }
+            })
+            .ok()
+            .flatten();
+        if let Some(plan) = hit {
+            return plan;
+        }
+        let plan = self.shared.current.load().span_plan(meta);
+        let _ = RECENT_PLANS.try_with(|recent| {
+            if let Ok(mut recent) = recent.try_borrow_mut() {
+                recent[way] = Some(RecentPlan {
+                    layer: self.id,
+                    generation,
+                    site,
+                    plan: Arc::downgrade(&plan),
+                });
+            }
+        });
+        plan
     }
 
     fn bound(model: &Model) -> usize {
@@ -510,7 +570,7 @@ impl SpanMetricsLayer {
                     .as_ref()
                     .is_some_and(|spec| state.values.write_key(spec, outcome, &mut key));
             let key = key.as_bytes();
-            let key_hash = if keyed { hash_key(key) } else { 0 };
+            let key_hash = if keyed { group.cache.hash(key) } else { 0 };
             let recorder = &model.settings.recorder;
             if keyed {
                 let hit = recorder.with(|_, id| {
@@ -677,14 +737,17 @@ impl SpanMetricsLayer {
                 }
             };
             if let Some(old) = &retired {
-                if let (None, Some(field)) = (&message, meta.fields().field("message")) {
+                let index = meta
+                    .fields()
+                    .field("message")
+                    .and_then(|f| 1u64.checked_shl(f.index() as u32));
+                if let (None, Some(index)) = (&message, index) {
                     let slots: SmallVec<[Option<u8>; 8]> = meta
                         .fields()
                         .iter()
                         .map(|f| (f.name() == "message").then_some(0))
                         .collect();
-                    let index = [field.index() as u8];
-                    let mut m = FieldValues::new(meta.fields(), &index, Self::bound(&old.model));
+                    let mut m = FieldValues::new(meta.fields(), index, Self::bound(&old.model));
                     event.record(&mut m.recorder(&slots));
                     message = Some(m);
                 }
@@ -870,7 +933,7 @@ where
                 });
             }
         }
-        let plan = self.shared.current.load().span_plan(attrs.metadata());
+        let plan = self.span_plan(attrs.metadata());
         if !plan.needs_state {
             return;
         }
@@ -881,7 +944,7 @@ where
         let mut ext = span.extensions_mut();
         match ext.get_mut::<States>() {
             Some(states) => states.push(self.id, SpanState::new(plan, now)),
-            None => ext.insert(States::new(self.id, SpanState::new(plan, now))),
+            None => ext.insert(States::new(self.id, plan, now)),
         }
         let Some(state) = ext.get_mut::<States>().and_then(|s| s.get_mut(self.id)) else {
             return;

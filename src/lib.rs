@@ -52,6 +52,7 @@
 //! other field silently (tokio-rs/tracing#1343). Declare late fields as
 //! `tracing::field::Empty`: `info_span!("invoke", deployment_id = tracing::field::Empty)`.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod builder;

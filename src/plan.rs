@@ -193,8 +193,9 @@ pub(crate) struct SpanPlan {
     pub(crate) slot_for: Vec<Option<u8>>,
     /// Slot → field name.
     pub(crate) slot_names: Vec<&'static str>,
-    /// Slot → field index, and the callsite's fields (where captured values find their names).
-    pub(crate) slot_fields: Vec<u8>,
+    /// The captured field indices (a bit set), and the callsite's fields (where captured
+    /// values find their names).
+    pub(crate) slot_fields: u64,
     pub(crate) fields: &'static FieldSet,
     /// Counters of opened spans, in-flight gauges and span-field gauges: at creation.
     pub(crate) on_open: Vec<Applied>,
@@ -225,7 +226,7 @@ pub(crate) struct SpanPlan {
 pub(crate) struct EventPlan {
     pub(crate) slot_for: Vec<Option<u8>>,
     pub(crate) slot_names: Vec<&'static str>,
-    pub(crate) slot_fields: Vec<u8>,
+    pub(crate) slot_fields: u64,
     pub(crate) fields: &'static FieldSet,
     /// The event marks its span as failed (ERROR level, or an `error` field).
     pub(crate) is_error: bool,
@@ -246,7 +247,7 @@ impl SpanPlan {
     pub(crate) fn values(&self) -> FieldValues {
         FieldValues::new(
             self.fields,
-            &self.slot_fields,
+            self.slot_fields,
             self.model.settings.max_label_len,
         )
     }
@@ -255,7 +256,7 @@ impl SpanPlan {
 impl EventPlan {
     /// Empty captured values for an event of this callsite.
     pub(crate) fn values(&self, bound: usize) -> FieldValues {
-        FieldValues::new(self.fields, &self.slot_fields, bound)
+        FieldValues::new(self.fields, self.slot_fields, bound)
     }
 
     pub(crate) fn is_relevant(&self) -> bool {
@@ -263,20 +264,22 @@ impl EventPlan {
     }
 }
 
-/// The slots of the fields `wanted` among `meta`'s: field index → slot, slot → name and
-/// slot → field index.
-type Slots = (Vec<Option<u8>>, Vec<&'static str>, Vec<u8>);
+/// The slots of the fields `wanted` among `meta`'s: field index → slot, slot → name, and the
+/// set of captured field indices (slots follow field order, so a field's slot is the number of
+/// captured fields before it).
+type Slots = (Vec<Option<u8>>, Vec<&'static str>, u64);
 
 fn slots_for(meta: &'static Metadata<'static>, wanted: impl Fn(&str) -> bool) -> Slots {
     let mut slot_for = Vec::with_capacity(meta.fields().len());
     let mut names = Vec::new();
-    let mut indices = Vec::new();
+    let mut indices = 0u64;
     for field in meta.fields().iter() {
         let name = field.name();
-        if names.len() < MAX_SLOTS && wanted(name) {
+        // Tracing's macros declare at most 32 fields; a hand-made field set may have more.
+        if field.index() < MAX_SLOTS && wanted(name) {
             slot_for.push(Some(names.len() as u8));
             names.push(name);
-            indices.push(field.index() as u8);
+            indices |= 1 << field.index();
         } else {
             slot_for.push(None);
         }

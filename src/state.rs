@@ -22,10 +22,12 @@ pub(crate) struct States {
 }
 
 impl States {
-    pub(crate) fn new(layer: u64, state: SpanState) -> Self {
+    /// The states of a new span that only `layer` keeps state for.
+    #[inline]
+    pub(crate) fn new(layer: u64, plan: Arc<SpanPlan>, start: u64) -> Self {
         States {
             id: layer,
-            first: state,
+            first: SpanState::new(plan, start),
             more: Vec::new(),
         }
     }

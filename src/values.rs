@@ -8,7 +8,7 @@
 
 use std::fmt::{self, Write as _};
 
-use smallstr::SmallString;
+use arrayvec::ArrayString;
 use smallvec::SmallVec;
 use tracing_core::field::{Field, FieldSet, Visit};
 
@@ -113,11 +113,55 @@ impl fmt::Write for TextCompare<'_> {
     }
 }
 
+/// Text kept inline up to `ARENA_INLINE` bytes, then on the heap.
+#[derive(Debug, Clone)]
+enum Text {
+    Inline(ArrayString<ARENA_INLINE>),
+    Heap(String),
+}
+
+impl Text {
+    #[inline]
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Inline(a) => a.as_str(),
+            Text::Heap(h) => h.as_str(),
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.as_str().len()
+    }
+
+    #[inline]
+    fn push_str(&mut self, s: &str) {
+        match self {
+            Text::Inline(a) => {
+                if a.try_push_str(s).is_err() {
+                    let mut h = String::with_capacity((a.len() + s.len()).max(2 * ARENA_INLINE));
+                    h.push_str(a);
+                    h.push_str(s);
+                    *self = Text::Heap(h);
+                }
+            }
+            Text::Heap(h) => h.push_str(s),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Text::Inline(a) => a.clear(),
+            Text::Heap(h) => h.clear(),
+        }
+    }
+}
+
 /// Text for captured values, inline up to `ARENA_INLINE` bytes. Values are appended and read
 /// back by range; the arena only ever holds whole UTF-8 text, so reads need no validation.
 #[derive(Debug, Clone)]
 pub(crate) struct Arena {
-    text: SmallString<[u8; ARENA_INLINE]>,
+    text: Text,
     /// Values written from now on are cut at this many bytes (0 = no bound).
     bound: usize,
     /// Set when a write was cut.
@@ -127,7 +171,7 @@ pub(crate) struct Arena {
 impl Arena {
     pub(crate) fn with_bound(bound: usize) -> Self {
         Arena {
-            text: SmallString::new(),
+            text: Text::Inline(ArrayString::new()),
             bound,
             truncated: false,
         }
@@ -136,7 +180,10 @@ impl Arena {
     pub(crate) fn get(&self, start: u32, len: u32) -> &str {
         let (start, len) = (start as usize, len as usize);
         // Ranges are only ever made by this arena, on character boundaries.
-        self.text.get(start..start + len).unwrap_or_default()
+        self.text
+            .as_str()
+            .get(start..start + len)
+            .unwrap_or_default()
     }
 
     fn room(&self) -> usize {
@@ -210,7 +257,7 @@ impl Arena {
 /// Writes at most `room` bytes, only whole characters, then refuses (which stops the
 /// formatting machinery early).
 struct BoundedWriter<'a> {
-    out: &'a mut SmallString<[u8; ARENA_INLINE]>,
+    out: &'a mut Text,
     room: usize,
     cut: bool,
 }
@@ -278,27 +325,29 @@ impl KeyBuf {
 #[derive(Debug, Clone)]
 pub(crate) struct FieldValues {
     fields: &'static FieldSet,
-    /// Slot → field index.
-    slot_fields: SmallVec<[u8; SLOTS_INLINE]>,
+    /// The captured field indices, a bit set: slots follow field order.
+    slot_fields: u64,
     raws: SmallVec<[Raw; SLOTS_INLINE]>,
     arena: Arena,
 }
 
 impl FieldValues {
-    /// Empty slots for the fields of `fields` at `slot_fields`, with text cut at `bound` bytes.
+    /// Empty slots for the fields of `fields` whose indices are in the bit set `slot_fields`,
+    /// with text cut at `bound` bytes.
     #[inline]
-    pub(crate) fn new(fields: &'static FieldSet, slot_fields: &[u8], bound: usize) -> Self {
+    pub(crate) fn new(fields: &'static FieldSet, slot_fields: u64, bound: usize) -> Self {
         FieldValues {
             fields,
-            slot_fields: SmallVec::from_slice(slot_fields),
-            raws: SmallVec::from_elem(Raw::Unset, slot_fields.len()),
+            slot_fields,
+            raws: SmallVec::from_elem(Raw::Unset, slot_fields.count_ones() as usize),
             arena: Arena::with_bound(bound),
         }
     }
 
     pub(crate) fn slot_of(&self, name: &str) -> Option<usize> {
         let index = self.fields.field(name)?.index();
-        self.slot_fields.iter().position(|&i| i as usize == index)
+        let bit = 1u64.checked_shl(index as u32)?;
+        (self.slot_fields & bit != 0).then(|| (self.slot_fields & (bit - 1)).count_ones() as usize)
     }
 
     pub(crate) fn get(&self, slot: usize) -> Option<Value<'_>> {
@@ -338,7 +387,11 @@ impl FieldValues {
 
     /// Re-recording a text field appends; compact first when the dead text would let the
     /// arena grow past twice what live values can need.
+    #[inline]
     fn make_room(&mut self) {
+        if self.arena.len() <= ARENA_INLINE {
+            return;
+        }
         let limit = self.raws.len().max(1) * self.arena.bound.max(ARENA_INLINE) * 2;
         if self.arena.len() > limit {
             self.compact();
@@ -564,7 +617,7 @@ mod tests {
 
     #[test]
     fn rerecording_text_stays_bounded() {
-        let mut v = FieldValues::new(fields_a_b(), &[0, 1], 8);
+        let mut v = FieldValues::new(fields_a_b(), 0b11, 8);
         v.set_text(1, format_args!("keep"));
         for i in 0..10_000 {
             v.set_text(0, format_args!("value{i}"));
