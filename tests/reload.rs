@@ -129,3 +129,31 @@ fn open_spans_finish_under_the_configuration_they_started_with() {
     assert_eq!(m.histogram("http.ttfb.seconds", &[("cfg", "old")]), want);
     assert_eq!(m.histogram("http.ttfb.seconds", &[("cfg", "new")]), want);
 }
+
+/// The same callsite, on the same thread, before and after swaps (each thread keeps the plans
+/// of the callsites it used last: a swap must retire them).
+#[test]
+fn the_same_callsite_follows_every_swap() {
+    let recorder = Arc::new(TestRecorder::default());
+    let layer = config("a", &recorder).build().unwrap();
+    let handle = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    dispatcher::with_default(&dispatch, || {
+        let work = || tracing::info_span!("work");
+        // A span of each configuration stays open across the next swap, so the replaced
+        // plan is still alive when the callsite is used again.
+        let mut open = None;
+        for tag in ["a", "b", "a", "c"] {
+            handle.reload(config(tag, &recorder)).unwrap();
+            for _ in 0..3 {
+                drop(work());
+            }
+            open = Some(work());
+        }
+        drop(open);
+    });
+    let m = recorder.snapshot();
+    assert_eq!(m.counter("work.total", &[("cfg", "a")]), Some(8));
+    assert_eq!(m.counter("work.total", &[("cfg", "b")]), Some(4));
+    assert_eq!(m.counter("work.total", &[("cfg", "c")]), Some(4));
+}
