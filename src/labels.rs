@@ -181,7 +181,12 @@ pub(crate) fn resolve<'a>(
 }
 
 /// Whether every condition of `rule` holds.
+#[inline]
 pub(crate) fn conditions_hold(rule: &Rule, facts: &Facts<'_>, lookup: &dyn Lookup) -> bool {
+    rule.conditions.is_empty() || all_conditions_hold(rule, facts, lookup)
+}
+
+fn all_conditions_hold(rule: &Rule, facts: &Facts<'_>, lookup: &dyn Lookup) -> bool {
     rule.conditions.iter().all(|c| match c {
         Condition::Error => facts.outcome == Outcome::Error,
         Condition::NotError => facts.outcome != Outcome::Error,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
+use arrayvec::ArrayVec;
 use smallvec::SmallVec;
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Interest, Metadata, Subscriber};
@@ -20,7 +21,7 @@ use crate::config::{Measure, MetricKind};
 use crate::error::ConfigError;
 use crate::instruments::{Handle, Op, hash_labels};
 use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve};
-use crate::plan::{Applied, CloseGroup, Compiled, EventPlan, Model, Rule, SpanPlan};
+use crate::plan::{Applied, CloseGroup, Compiled, EventPlan, MAX_GROUP, Model, Rule, SpanPlan};
 use crate::state::{Outcome, SpanState, States};
 use crate::values::{FieldValues, KeyBuf, Value};
 
@@ -524,7 +525,7 @@ impl SpanMetricsLayer {
             if !conditions_hold(rule, &facts, &chain) {
                 continue;
             }
-            let mut ops: SmallVec<[(usize, Op); 4]> = SmallVec::new();
+            let mut ops: ArrayVec<(usize, Op), MAX_GROUP> = ArrayVec::new();
             for &member in &group.members {
                 let applied = &plan.on_close[member];
                 let rule = &model.rules[applied.rule];
@@ -556,7 +557,9 @@ impl SpanMetricsLayer {
                     }
                     _ => continue,
                 };
-                ops.push((rule.family, op));
+                // A group has at most `MAX_GROUP` members (the plan splits larger ones).
+                let pushed = ops.try_push((rule.family, op));
+                debug_assert!(pushed.is_ok(), "a close group exceeds MAX_GROUP");
             }
             if ops.is_empty() {
                 continue;
@@ -593,8 +596,10 @@ impl SpanMetricsLayer {
             }
             self.close_group_slow(model, group, first, &ops, &facts, &chain, None);
         }
-        for (_, gauge) in std::mem::take(&mut state.held) {
-            gauge.decrement(1.0);
+        if !state.held.is_empty() {
+            for (_, gauge) in std::mem::take(&mut state.held) {
+                gauge.decrement(1.0);
+            }
         }
     }
 

@@ -17,6 +17,8 @@ use crate::config::{Condition, EventMatch, Label, LabelSource, Measure, MetricKi
 use crate::instruments::{Family, GroupCache, Health, RecorderRef};
 use crate::values::FieldValues;
 
+/// The most rules in one close group (a larger set of rules sharing labels makes several).
+pub(crate) const MAX_GROUP: usize = 16;
 /// The most fields a plan captures per callsite (slots are tracked in a 64-bit set).
 pub(crate) const MAX_SLOTS: usize = 64;
 /// Fields whose meaning tracing-opentelemetry defines; captured whenever a callsite has them.
@@ -379,7 +381,8 @@ impl SpanPlan {
                 let other = &model.rules[plan.on_close[g[0]].rule];
                 other.labels == rule.labels && other.conditions == rule.conditions
             };
-            match plan.close_groups.iter_mut().find(|g| same(&g.members)) {
+            let open_group = |g: &&mut CloseGroup| g.members.len() < MAX_GROUP && same(&g.members);
+            match plan.close_groups.iter_mut().find(open_group) {
                 Some(g) => g.members.push(i),
                 None => plan.close_groups.push(CloseGroup {
                     members: smallvec::smallvec![i],
