@@ -9,9 +9,9 @@
 use smallvec::SmallVec;
 
 use crate::config::{Condition, LabelSource};
-use crate::plan::{OTEL_KIND, OTEL_NAME, Rule};
+use crate::plan::{KeyPart, OTEL_KIND, OTEL_NAME, Rule};
 use crate::state::Outcome;
-use crate::values::{Arena, FieldValues, Value};
+use crate::values::{Arena, FieldValues, KeyBuf, Value};
 
 /// Finds a field's value beyond the span's own captured fields.
 pub(crate) trait Lookup {
@@ -178,6 +178,40 @@ pub(crate) fn resolve<'a>(
         }
         buf.parts.push(part);
     }
+}
+
+/// Writes the cache key of `rule`'s labels (see [`KeyPart`]) for a span with captured values
+/// `own` and `outcome`, looking inherited values up through `lookup`. Equal keys mean equal
+/// label values, as [`resolve`] would make them. `false` when the key does not fit `out`.
+pub(crate) fn write_key(
+    rule: &Rule,
+    parts: &[KeyPart],
+    own: &FieldValues,
+    outcome: Outcome,
+    lookup: &dyn Lookup,
+    out: &mut KeyBuf,
+) -> bool {
+    parts.iter().all(|part| match *part {
+        KeyPart::Outcome => out.put_byte(outcome as u8),
+        KeyPart::Slot { slot, inherit } => match (own.get(slot as usize), inherit) {
+            (Some(v), _) => out.put_value(v),
+            (None, Some(label)) => write_inherited(rule, label, lookup, out),
+            (None, None) => out.put_byte(0),
+        },
+        KeyPart::Inherited { label } => write_inherited(rule, label, lookup, out),
+    })
+}
+
+/// The value label `label` of `rule` finds in the ancestors, or a 0 byte if none has it.
+fn write_inherited(rule: &Rule, label: u8, lookup: &dyn Lookup, out: &mut KeyBuf) -> bool {
+    let Some(name) = rule.labels.get(label as usize).and_then(|l| l.field_name()) else {
+        return out.put_byte(0);
+    };
+    let mut fits = true;
+    let found = lookup.field(name, true, &mut |v| {
+        fits = out.put_byte(7) && out.put_value(v)
+    });
+    if found { fits } else { out.put_byte(0) }
 }
 
 /// Whether every condition of `rule` holds.

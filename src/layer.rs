@@ -20,7 +20,7 @@ use crate::builder::SpanMetricsBuilder;
 use crate::config::{Measure, MetricKind};
 use crate::error::ConfigError;
 use crate::instruments::{Handle, Op, hash_labels};
-use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve};
+use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve, write_key};
 use crate::plan::{Applied, CloseGroup, Compiled, EventPlan, MAX_GROUP, Model, Rule, SpanPlan};
 use crate::state::{Outcome, SpanState, States};
 use crate::values::{FieldValues, KeyBuf, Value};
@@ -568,10 +568,9 @@ impl SpanMetricsLayer {
             // rule records may use it.
             let mut key = KeyBuf::new();
             let keyed = ops.len() == group.members.len()
-                && group
-                    .key
-                    .as_ref()
-                    .is_some_and(|spec| state.values.write_key(spec, outcome, &mut key));
+                && group.key.as_ref().is_some_and(|spec| {
+                    write_key(rule, spec, &state.values, outcome, &chain, &mut key)
+                });
             let key = key.as_bytes();
             let key_hash = if keyed { group.cache.hash(key) } else { 0 };
             let recorder = &model.settings.recorder;

@@ -126,12 +126,15 @@ pub(crate) struct Applied {
 }
 
 /// What a close group's cache key is made of: for each label that is not constant on the
-/// callsite, the captured value it reads or the span's outcome.
+/// callsite, where its value comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum KeyPart {
-    /// The value in this slot; when it is unset and `inherit`, the label would be looked up in
-    /// the ancestors, so the span cannot use the cache.
-    Slot { slot: u8, inherit: bool },
+    /// The value in this slot. When it is unset and `inherit` names a label (by index) that
+    /// inherits, the value is the one that label finds in the ancestors.
+    Slot { slot: u8, inherit: Option<u8> },
+    /// A field this callsite does not declare: the value the label (by index) finds in the
+    /// ancestors.
+    Inherited { label: u8 },
     /// The span's outcome.
     Outcome,
 }
@@ -141,15 +144,14 @@ pub(crate) enum KeyPart {
 pub(crate) struct CloseGroup {
     /// Indices into `on_close`.
     pub(crate) members: SmallVec<[usize; 4]>,
-    /// How to key the group's cache, or `None` when labels always depend on ancestors here.
+    /// How to key the group's cache (`None` for a rule with more labels than a key can name).
     pub(crate) key: Option<SmallVec<[KeyPart; 8]>>,
     /// Handles by key, for spans whose every rule of the group records.
     pub(crate) cache: GroupCache,
 }
 
 /// The key spec of a group whose first rule is `rule`, applied with `own_slots` on a callsite
-/// capturing `names`; `None` when a label can only come from an ancestor on this callsite.
-/// Mirrors what [`crate::labels::resolve`] reads for each label source.
+/// capturing `names`. Mirrors what [`crate::labels::resolve`] reads for each label source.
 fn key_spec(
     rule: &Rule,
     own_slots: &[Option<u8>],
@@ -157,32 +159,29 @@ fn key_spec(
 ) -> Option<SmallVec<[KeyPart; 8]>> {
     let mut parts = SmallVec::new();
     for (i, label) in rule.labels.iter().enumerate() {
-        let slot = match &label.source {
+        let index = u8::try_from(i).ok()?;
+        let part = match &label.source {
             LabelSource::Fixed(_) | LabelSource::Target => None,
-            LabelSource::SpanName => slot_of(names, OTEL_NAME),
-            LabelSource::SpanKind => slot_of(names, OTEL_KIND),
-            LabelSource::Outcome(_) => {
-                parts.push(KeyPart::Outcome);
-                None
-            }
-            LabelSource::Field(_) => match own_slots.get(i).copied().flatten() {
-                Some(slot) => {
-                    parts.push(KeyPart::Slot {
-                        slot,
-                        inherit: label.inherit,
-                    });
-                    None
-                }
-                None if label.inherit => return None,
-                None => None,
-            },
-        };
-        if let Some(slot) = slot {
-            parts.push(KeyPart::Slot {
+            LabelSource::SpanName => slot_of(names, OTEL_NAME).map(|slot| KeyPart::Slot {
                 slot,
-                inherit: false,
-            });
-        }
+                inherit: None,
+            }),
+            LabelSource::SpanKind => slot_of(names, OTEL_KIND).map(|slot| KeyPart::Slot {
+                slot,
+                inherit: None,
+            }),
+            LabelSource::Outcome(_) => Some(KeyPart::Outcome),
+            LabelSource::Field(_) => {
+                let inherit = label.inherit.then_some(index);
+                match own_slots.get(i).copied().flatten() {
+                    Some(slot) => Some(KeyPart::Slot { slot, inherit }),
+                    None if label.inherit => Some(KeyPart::Inherited { label: index }),
+                    // Never declared here, never inherited: always missing.
+                    None => None,
+                }
+            }
+        };
+        parts.extend(part);
     }
     Some(parts)
 }

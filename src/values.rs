@@ -12,9 +12,6 @@ use arrayvec::ArrayString;
 use smallvec::SmallVec;
 use tracing_core::field::{Field, FieldSet, Visit};
 
-use crate::plan::KeyPart;
-use crate::state::Outcome;
-
 /// Inline capacity of the text arena. Three typical label values (a service name, a deployment
 /// id, a status) fit; more text spills to the heap, bounded by slots × the value bound × 2.
 const ARENA_INLINE: usize = 160;
@@ -308,6 +305,23 @@ impl KeyBuf {
     }
 
     #[inline]
+    pub(crate) fn put_byte(&mut self, b: u8) -> bool {
+        self.put(&[b])
+    }
+
+    /// Appends a value: a tag for its type, then its bits (text: its length, then its bytes).
+    #[inline]
+    pub(crate) fn put_value(&mut self, v: Value<'_>) -> bool {
+        match v {
+            Value::U64(v) => self.put_word(1, v),
+            Value::I64(v) => self.put_word(2, v as u64),
+            Value::F64(v) => self.put_word(3, v.to_bits()),
+            Value::Bool(b) => self.put(&[4 + u8::from(b)]),
+            Value::Str(s) => self.put_word(6, s.len() as u64) && self.put(s.as_bytes()),
+        }
+    }
+
+    #[inline]
     fn put_word(&mut self, tag: u8, word: u64) -> bool {
         let mut b = [0u8; 9];
         b[0] = tag;
@@ -431,36 +445,6 @@ impl FieldValues {
                 None => {}
             }
         }
-    }
-
-    /// Writes the group key for `parts` (see [`crate::plan::KeyPart`]): per part a tag and the
-    /// raw value. `false` when the span cannot use a cache key: a label would come from an
-    /// ancestor, or the key does not fit.
-    pub(crate) fn write_key(&self, parts: &[KeyPart], outcome: Outcome, out: &mut KeyBuf) -> bool {
-        for part in parts {
-            let KeyPart::Slot { slot, inherit } = *part else {
-                if !out.put(&[outcome as u8]) {
-                    return false;
-                }
-                continue;
-            };
-            let fits = match self.raws.get(slot as usize) {
-                None | Some(Raw::Unset) if inherit => return false,
-                None | Some(Raw::Unset) => out.put(&[0]),
-                Some(Raw::U64(v)) => out.put_word(1, *v),
-                Some(Raw::I64(v)) => out.put_word(2, *v as u64),
-                Some(Raw::F64(v)) => out.put_word(3, v.to_bits()),
-                Some(Raw::Bool(v)) => out.put(&[4 + u8::from(*v)]),
-                Some(Raw::Str { start, len }) => {
-                    let text = self.arena.get(*start, *len);
-                    out.put_word(6, text.len() as u64) && out.put(text.as_bytes())
-                }
-            };
-            if !fits {
-                return false;
-            }
-        }
-        true
     }
 
     /// A visitor that records into slots chosen by `slot_for(field index)`.

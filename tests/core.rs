@@ -979,6 +979,9 @@ fn the_raw_value_shortcut_counts_what_full_resolution_counts() {
             ),
     );
     let d = h.dispatch();
+    // One callsite for every `call` span (the shortcut is per callsite); `None` records
+    // nothing, so `svc` is then inherited.
+    let call = |svc: Option<&'static str>| tracing::info_span!("call", svc = svc);
     dispatcher::with_default(&d, || {
         for _ in 0..3 {
             drop(tracing::info_span!("a_long_span_name"));
@@ -993,11 +996,7 @@ fn the_raw_value_shortcut_counts_what_full_resolution_counts() {
         let parent = tracing::info_span!("parent", svc = "up");
         parent.in_scope(|| {
             for i in 0..6 {
-                let call = if i % 2 == 0 {
-                    tracing::info_span!("call", svc = Empty)
-                } else {
-                    tracing::info_span!("call", svc = "own")
-                };
+                let call = call((i % 2 == 1).then_some("own"));
                 call.in_scope(|| {
                     if i < 2 {
                         tracing::info!("byte");
@@ -1006,6 +1005,14 @@ fn the_raw_value_shortcut_counts_what_full_resolution_counts() {
                         tracing::error!("failed");
                     }
                 });
+            }
+        });
+        // Another parent: the same raw values of `call` itself, another inherited label.
+        let other = tracing::info_span!("parent", svc = "down");
+        other.in_scope(|| {
+            for _ in 0..2 {
+                // Every rule of the group records (the milestone is reached): the shortcut.
+                call(None).in_scope(|| tracing::info!("byte"));
             }
         });
     });
@@ -1035,11 +1042,19 @@ fn the_raw_value_shortcut_counts_what_full_resolution_counts() {
         m.counter("calls.total", &[("svc", "own"), ("outcome", "error")]),
         Some(1)
     );
-    // Only i = 0 and 1 reached the milestone.
+    assert_eq!(
+        m.counter("calls.total", &[("svc", "down"), ("outcome", "success")]),
+        Some(2)
+    );
+    assert_eq!(m.series("calls.total").len(), 5);
+    // Only i = 0 and 1 and the two under `other` reached the milestone.
     let ttfb = |svc| {
         m.histogram("call.ttfb.seconds", &[("svc", svc), ("outcome", "success")])
             .map(|v| v.len())
     };
-    assert_eq!((ttfb("up"), ttfb("own")), (Some(1), Some(1)));
-    assert_eq!(m.series("call.ttfb.seconds").len(), 2);
+    assert_eq!(
+        (ttfb("up"), ttfb("own"), ttfb("down")),
+        (Some(1), Some(1), Some(2))
+    );
+    assert_eq!(m.series("call.ttfb.seconds").len(), 3);
 }
