@@ -33,6 +33,7 @@ VARIANTS = [
     "layer/rule",
     "layer/red",
     "layer/busy-idle",
+    "layer/rule+log",
     "layer/milestone",
     "layer/parent-labels",
     "otel/tracer",
@@ -40,6 +41,7 @@ VARIANTS = [
     "metrics-tracing-context",
 ]
 BASELINE = {
+    "layer/rule+log": "registry+noop/event",
     "layer/milestone": "registry+noop/event",
     "registry+noop/event": "registry+noop/event",
     "layer/parent-labels": "registry+noop/child",

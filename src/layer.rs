@@ -31,17 +31,25 @@ static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
 /// lookup takes the top 4 bits of a hash, so this is 16).
 const PLAN_WAYS: usize = 16;
 
-/// A span plan a thread used recently: for which layer, configuration generation and callsite.
-struct RecentPlan {
+/// A plan a thread used recently: for which layer, configuration generation and callsite
+/// (`None`: an event callsite with nothing to do).
+struct RecentPlan<P> {
     layer: u64,
     generation: u64,
     site: usize,
-    plan: Weak<SpanPlan>,
+    plan: Option<Weak<P>>,
 }
 
+type Recent<P> = std::cell::RefCell<[Option<RecentPlan<P>>; PLAN_WAYS]>;
+
 thread_local! {
-    static RECENT_PLANS: std::cell::RefCell<[Option<RecentPlan>; PLAN_WAYS]> =
-        const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+    static RECENT_PLANS: Recent<SpanPlan> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+    static RECENT_EVENTS: Recent<EventPlan> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+}
+
+/// The way of a callsite address: Fibonacci hashing, whose top 4 bits pick one of 16.
+fn way_of(site: usize) -> usize {
+    ((site as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize
 }
 
 /// The largest increment a counter takes from a field: 2^53.
@@ -265,14 +273,13 @@ impl SpanMetricsLayer {
     fn span_plan(&self, meta: &'static Metadata<'static>) -> Arc<SpanPlan> {
         let generation = self.shared.generation.load(Ordering::Acquire);
         let site = std::ptr::from_ref(meta) as usize;
-        // Fibonacci hashing of the address: its top 4 bits pick one of the 16 ways.
-        let way = ((site as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize;
+        let way = way_of(site);
         let hit = RECENT_PLANS
             .try_with(|recent| {
                 let recent = recent.try_borrow().ok()?;
                 let e = recent[way].as_ref()?;
                 if e.layer == self.id && e.generation == generation && e.site == site {
-                    e.plan.upgrade()
+                    e.plan.as_ref()?.upgrade()
                 } else {
                     None
                 }
@@ -289,11 +296,53 @@ impl SpanMetricsLayer {
                     layer: self.id,
                     generation,
                     site,
-                    plan: Arc::downgrade(&plan),
+                    plan: Some(Arc::downgrade(&plan)),
                 });
             }
         });
         plan
+    }
+
+    /// The plan of an event callsite, if events of it have work to do (with `always`, also
+    /// if they have none: replaced configurations' milestones may still need them). Each
+    /// thread remembers recent callsites as for spans; a callsite without work is remembered
+    /// as such, so the events of the application's other logs cost one thread-local lookup.
+    fn event_plan(&self, meta: &'static Metadata<'static>, always: bool) -> Option<Arc<EventPlan>> {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let site = std::ptr::from_ref(meta) as usize;
+        let way = way_of(site);
+        let known = RECENT_EVENTS
+            .try_with(|recent| {
+                let recent = recent.try_borrow().ok()?;
+                let e = recent[way].as_ref()?;
+                if e.layer != self.id || e.generation != generation || e.site != site {
+                    return None;
+                }
+                match &e.plan {
+                    None => Some(None),
+                    Some(plan) => plan.upgrade().map(Some),
+                }
+            })
+            .ok()
+            .flatten();
+        match known {
+            Some(None) if !always => return None,
+            Some(Some(plan)) => return Some(plan),
+            _ => {}
+        }
+        let plan = self.shared.current.load().event_plan(meta);
+        let relevant = plan.is_relevant();
+        let _ = RECENT_EVENTS.try_with(|recent| {
+            if let Ok(mut recent) = recent.try_borrow_mut() {
+                recent[way] = Some(RecentPlan {
+                    layer: self.id,
+                    generation,
+                    site,
+                    plan: relevant.then(|| Arc::downgrade(&plan)),
+                });
+            }
+        });
+        (relevant || always).then_some(plan)
     }
 
     fn bound(model: &Model) -> usize {
@@ -920,7 +969,7 @@ where
         if meta.is_span() {
             c.span_plan(meta);
         } else {
-            c.event_plan(meta, |_| ());
+            c.event_plan(meta);
         }
         Interest::always()
     }
@@ -1027,13 +1076,10 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let c = self.shared.current.load();
         let retired_milestones = self.shared.retired_milestones();
-        c.event_plan(event.metadata(), |plan| {
-            if plan.is_relevant() || retired_milestones {
-                self.on_event_planned(&c.model, plan, event, &ctx, retired_milestones);
-            }
-        });
+        if let Some(plan) = self.event_plan(event.metadata(), retired_milestones) {
+            self.on_event_planned(&plan.model, &plan, event, &ctx, retired_milestones);
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

@@ -225,6 +225,7 @@ pub(crate) struct SpanPlan {
 /// What to do for events of one callsite.
 #[derive(Debug)]
 pub(crate) struct EventPlan {
+    pub(crate) model: Arc<Model>,
     pub(crate) slot_for: Vec<Option<u8>>,
     pub(crate) slot_names: Vec<&'static str>,
     pub(crate) slot_fields: u64,
@@ -408,7 +409,7 @@ impl SpanPlan {
 }
 
 impl EventPlan {
-    pub(crate) fn compile(model: &Model, meta: &'static Metadata<'static>) -> EventPlan {
+    pub(crate) fn compile(model: &Arc<Model>, meta: &'static Metadata<'static>) -> EventPlan {
         let is_error = *meta.level() == Level::ERROR || meta.fields().field("error").is_some();
         let mut rules = Vec::new();
         let mut milestones = Vec::new();
@@ -432,6 +433,7 @@ impl EventPlan {
         }
         let (slot_for, slot_names, slot_fields) = slots_for(meta, |name| wanted.contains(&name));
         EventPlan {
+            model: model.clone(),
             slot_for,
             slot_names,
             slot_fields,
@@ -471,16 +473,12 @@ impl Compiled {
     }
 
     /// The plan for an event callsite, compiled on first use.
-    pub(crate) fn event_plan<R>(
-        &self,
-        meta: &'static Metadata<'static>,
-        f: impl FnOnce(&EventPlan) -> R,
-    ) -> R {
+    pub(crate) fn event_plan(&self, meta: &'static Metadata<'static>) -> Arc<EventPlan> {
         let id = meta.callsite();
         if let Some(p) = self.events.load().get(&id) {
-            return f(p);
+            return p.clone();
         }
-        f(&self.insert(&self.events, id, || EventPlan::compile(&self.model, meta)))
+        self.insert(&self.events, id, || EventPlan::compile(&self.model, meta))
     }
 
     /// Publishes a plan; callsites are few and registered once, so copying the map is cheap.

@@ -157,3 +157,36 @@ fn the_same_callsite_follows_every_swap() {
     assert_eq!(m.counter("work.total", &[("cfg", "b")]), Some(4));
     assert_eq!(m.counter("work.total", &[("cfg", "c")]), Some(4));
 }
+
+/// An event callsite that has nothing to do under one configuration (and is remembered as such
+/// by the thread) counts again as soon as a configuration that wants it is swapped in.
+#[test]
+fn an_event_callsite_without_work_follows_every_swap() {
+    let recorder = Arc::new(TestRecorder::default());
+    let with_logs = |tag: &str| {
+        config(tag, &recorder).metric(
+            Metric::counter("logs.total")
+                .events(EventMatch::any())
+                .label(Label::fixed("cfg", tag)),
+        )
+    };
+    let layer = config("none", &recorder).build().unwrap();
+    let handle = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    dispatcher::with_default(&dispatch, || {
+        let log = || tracing::info!("something happened");
+        for round in 0..2 {
+            handle.reload(config("none", &recorder)).unwrap();
+            for _ in 0..3 {
+                log();
+            }
+            handle.reload(with_logs("a")).unwrap();
+            for _ in 0..(2 + round) {
+                log();
+            }
+        }
+    });
+    let m = recorder.snapshot();
+    assert_eq!(m.counter("logs.total", &[("cfg", "a")]), Some(5));
+    assert_eq!(m.series("logs.total").len(), 1);
+}

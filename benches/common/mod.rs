@@ -563,6 +563,16 @@ pub fn suite() -> Suite {
         layer_dispatch(busy),
         span_only,
     ));
+    v.push(
+        Variant::new(
+            "layer/rule+log",
+            Kind::Layer,
+            "this crate: the rule, with an event inside the span that no rule uses (a log line)",
+            layer_dispatch(rule("sm.rule_log")),
+            span_with_event,
+        )
+        .against("registry+noop/event"),
+    );
     let mut milestone = rule("sm.milestone");
     milestone.push(three_labels(
         Metric::histogram("sm.milestone.first_byte.seconds")
