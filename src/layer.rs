@@ -771,25 +771,42 @@ impl SpanMetricsLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let now = self.clock.raw();
-        let reached: SmallVec<[usize; 4]> = plan
-            .milestones
-            .iter()
-            .copied()
-            .filter(|r| message_matches(&model.rules[*r], values))
-            .collect();
+        let text = plan.message(values);
+        let mut reached: SmallVec<[usize; 4]> = SmallVec::new();
+        for &r in &plan.milestones {
+            if text_matches(&model.rules[r], text) {
+                reached.push(r);
+            }
+        }
         // The message, for rules of replaced configurations, captured before any lock is taken.
         let mut message: Option<FieldValues> = None;
         for s in span.into_iter().flat_map(|s| s.scope()) {
+            // Spans of the current configuration: one lock, milestones marked under it.
             let retired = {
-                let ext = s.extensions();
-                match ext.get::<States>().and_then(|x| x.get(self.id)) {
-                    Some(st) if !st.plan.milestones.is_empty() => {
-                        (!Arc::ptr_eq(&st.plan.model, model)).then(|| st.plan.clone())
-                    }
-                    _ => continue,
+                let mut ext = s.extensions_mut();
+                let Some(st) = ext.get_mut::<States>().and_then(|x| x.get_mut(self.id)) else {
+                    continue;
+                };
+                if st.plan.milestones.is_empty() {
+                    continue;
                 }
+                if Arc::ptr_eq(&st.plan.model, model) {
+                    if !reached.is_empty() {
+                        let plan = &*st.plan;
+                        for (k, at) in st.milestones.iter_mut().enumerate() {
+                            if at.is_none()
+                                && plan.milestones.get(k).is_some_and(|r| reached.contains(r))
+                            {
+                                *at = Some(now);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                st.plan.clone()
             };
-            if let Some(old) = &retired {
+            let old = &retired;
+            {
                 let index = meta
                     .fields()
                     .field("message")
@@ -805,23 +822,19 @@ impl SpanMetricsLayer {
                     message = Some(m);
                 }
             }
+            // A span of a replaced configuration: its own rules decide.
             self.with_state(&s, |st| {
-                let same = Arc::ptr_eq(&st.plan.model, model);
                 for k in 0..st.plan.milestones.len() {
                     let r = st.plan.milestones[k];
                     if st.milestones[k].is_some() {
                         continue;
                     }
-                    let hit = if same {
-                        reached.contains(&r)
-                    } else {
-                        let rule = &st.plan.model.rules[r];
-                        rule.event_match().is_some_and(|m| m.matches_callsite(meta))
-                            && message.as_ref().map_or(
-                                rule.event_match().is_some_and(|m| m.message.is_none()),
-                                |m| message_matches(rule, m),
-                            )
-                    };
+                    let rule = &st.plan.model.rules[r];
+                    let hit = rule.event_match().is_some_and(|m| m.matches_callsite(meta))
+                        && message.as_ref().map_or(
+                            rule.event_match().is_some_and(|m| m.message.is_none()),
+                            |m| message_matches(rule, m),
+                        );
                     if hit {
                         st.milestones[k] = Some(now);
                     }
@@ -860,7 +873,7 @@ impl SpanMetricsLayer {
         }
         for &r in &plan.rules {
             let rule = &model.rules[r];
-            if !message_matches(rule, &values) {
+            if !text_matches(rule, plan.message(&values)) {
                 continue;
             }
             // The anchor: the nearest span the rule selects (any span, without a selector).
@@ -918,9 +931,14 @@ impl SpanMetricsLayer {
 
 /// Whether the event's captured `message` is the one `rule`'s event selector asks for (if any).
 fn message_matches(rule: &Rule, values: &FieldValues) -> bool {
+    text_matches(rule, values.by_name("message"))
+}
+
+/// As [`message_matches`], given the event's message.
+fn text_matches(rule: &Rule, message: Option<Value<'_>>) -> bool {
     rule.event_match()
         .and_then(|m| m.message.as_deref())
-        .is_none_or(|text| values.by_name("message").is_some_and(|v| v.text_eq(text)))
+        .is_none_or(|text| message.is_some_and(|v| v.text_eq(text)))
 }
 
 /// Field lookup through local values (event, span) and then the ancestors of `below` (looked

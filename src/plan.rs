@@ -230,6 +230,8 @@ pub(crate) struct EventPlan {
     pub(crate) slot_names: Vec<&'static str>,
     pub(crate) slot_fields: u64,
     pub(crate) fields: &'static FieldSet,
+    /// The slot of the `message` field, if captured.
+    pub(crate) message_slot: Option<u8>,
     /// The event marks its span as failed (ERROR level, or an `error` field).
     pub(crate) is_error: bool,
     /// Event rules whose static criteria match.
@@ -256,6 +258,12 @@ impl SpanPlan {
 }
 
 impl EventPlan {
+    /// The event's captured `message`, if it was captured and recorded.
+    #[inline]
+    pub(crate) fn message<'a>(&self, values: &'a FieldValues) -> Option<crate::values::Value<'a>> {
+        values.get(self.message_slot? as usize)
+    }
+
     /// Empty captured values for an event of this callsite.
     pub(crate) fn values(&self, bound: usize) -> FieldValues {
         FieldValues::new(self.fields, self.slot_fields, bound)
@@ -433,6 +441,7 @@ impl EventPlan {
         }
         let (slot_for, slot_names, slot_fields) = slots_for(meta, |name| wanted.contains(&name));
         EventPlan {
+            message_slot: slot_of(&slot_names, "message"),
             model: model.clone(),
             slot_for,
             slot_names,
