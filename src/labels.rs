@@ -18,6 +18,10 @@ pub(crate) trait Lookup {
     /// Calls `f` with the value of `field` from the first place that has it: the local values
     /// (event, span), then, if `inherit`, the ancestors. Returns whether it was found.
     fn field(&self, field: &str, inherit: bool, f: &mut dyn FnMut(Value<'_>)) -> bool;
+
+    /// Calls `f(i, value)` for each of `names` (at most 64) that an ancestor has recorded, with
+    /// the value of the nearest such ancestor, walking the ancestors once.
+    fn ancestors(&self, names: &[&str], f: &mut dyn FnMut(usize, Value<'_>));
 }
 
 /// What a rule knows about the span it is resolved for.
@@ -191,27 +195,42 @@ pub(crate) fn write_key(
     lookup: &dyn Lookup,
     out: &mut KeyBuf,
 ) -> bool {
-    parts.iter().all(|part| match *part {
-        KeyPart::Outcome => out.put_byte(outcome as u8),
-        KeyPart::Slot { slot, inherit } => match (own.get(slot as usize), inherit) {
-            (Some(v), _) => out.put_value(v),
-            (None, Some(label)) => write_inherited(rule, label, lookup, out),
-            (None, None) => out.put_byte(0),
-        },
-        KeyPart::Inherited { label } => write_inherited(rule, label, lookup, out),
-    })
-}
-
-/// The value label `label` of `rule` finds in the ancestors, or a 0 byte if none has it.
-fn write_inherited(rule: &Rule, label: u8, lookup: &dyn Lookup, out: &mut KeyBuf) -> bool {
-    let Some(name) = rule.labels.get(label as usize).and_then(|l| l.field_name()) else {
-        return out.put_byte(0);
+    // Labels to look up in the ancestors: (part index, field name). They are looked up in one
+    // walk after the rest of the key, each found value written as [0xFE, part index, value].
+    let mut wanted: SmallVec<[(u8, &str); 4]> = SmallVec::new();
+    let mut want = |part: usize, label: u8| {
+        let name = rule.labels.get(label as usize).and_then(|l| l.field_name());
+        match (u8::try_from(part), name) {
+            (Ok(part), Some(name)) => {
+                wanted.push((part, name));
+                true
+            }
+            _ => false,
+        }
     };
+    for (i, part) in parts.iter().enumerate() {
+        let fits = match *part {
+            KeyPart::Outcome => out.put_byte(outcome as u8),
+            KeyPart::Slot { slot, inherit } => match (own.get(slot as usize), inherit) {
+                (Some(v), _) => out.put_value(v),
+                (None, Some(label)) => want(i, label) && out.put_byte(0),
+                (None, None) => out.put_byte(0),
+            },
+            KeyPart::Inherited { label } => want(i, label),
+        };
+        if !fits {
+            return false;
+        }
+    }
+    if wanted.is_empty() {
+        return true;
+    }
+    let names: SmallVec<[&str; 4]> = wanted.iter().map(|(_, n)| *n).collect();
     let mut fits = true;
-    let found = lookup.field(name, true, &mut |v| {
-        fits = out.put_byte(7) && out.put_value(v)
+    lookup.ancestors(&names, &mut |k, v| {
+        fits = fits && out.put_byte(0xFE) && out.put_byte(wanted[k].0) && out.put_value(v);
     });
-    if found { fits } else { out.put_byte(0) }
+    fits
 }
 
 /// Whether every condition of `rule` holds.

@@ -953,6 +953,31 @@ impl<S> Lookup for Chain<'_, '_, S>
 where
     S: for<'l> LookupSpan<'l>,
 {
+    fn ancestors(&self, names: &[&str], f: &mut dyn FnMut(usize, Value<'_>)) {
+        let names = &names[..names.len().min(64)];
+        let mut missing = u64::MAX >> (64 - names.len().max(1));
+        if names.is_empty() {
+            return;
+        }
+        for span in self.below.iter().flat_map(|s| s.scope().skip(1)) {
+            let ext = span.extensions();
+            let Some(st) = ext.get::<States>().and_then(|s| s.get(self.layer)) else {
+                continue;
+            };
+            for (i, name) in names.iter().enumerate() {
+                if missing & (1 << i) != 0 {
+                    if let Some(v) = st.values.by_name(name) {
+                        missing &= !(1 << i);
+                        f(i, v);
+                    }
+                }
+            }
+            if missing == 0 {
+                return;
+            }
+        }
+    }
+
     fn field(&self, name: &str, inherit: bool, f: &mut dyn FnMut(Value<'_>)) -> bool {
         for local in self.locals.iter().flatten() {
             if let Some(v) = local.by_name(name) {
