@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::thread::LocalKey;
 
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
@@ -45,6 +46,50 @@ type Recent<P> = std::cell::RefCell<[Option<RecentPlan<P>>; PLAN_WAYS]>;
 thread_local! {
     static RECENT_PLANS: Recent<SpanPlan> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
     static RECENT_EVENTS: Recent<EventPlan> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+}
+
+/// A callsite as a thread remembers it for one layer and configuration generation.
+struct RecentKey {
+    layer: u64,
+    generation: u64,
+    site: usize,
+    way: usize,
+}
+
+impl RecentKey {
+    /// `None`: not remembered (or its plan is gone); `Some(None)`: remembered as having no
+    /// plan worth keeping; `Some(Some(plan))`.
+    fn recall<P>(&self, recent: &'static LocalKey<Recent<P>>) -> Option<Option<Arc<P>>> {
+        recent
+            .try_with(|recent| {
+                let recent = recent.try_borrow().ok()?;
+                let e = recent[self.way].as_ref()?;
+                if e.layer != self.layer || e.generation != self.generation || e.site != self.site {
+                    return None;
+                }
+                match &e.plan {
+                    None => Some(None),
+                    Some(plan) => plan.upgrade().map(Some),
+                }
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Remembers `plan` (weakly), or that there is none worth keeping.
+    fn remember<P>(&self, recent: &'static LocalKey<Recent<P>>, plan: Option<&Arc<P>>) {
+        // During thread teardown, or re-entered from a plan's compilation: nothing to keep.
+        let _ = recent.try_with(|recent| {
+            if let Ok(mut recent) = recent.try_borrow_mut() {
+                recent[self.way] = Some(RecentPlan {
+                    layer: self.layer,
+                    generation: self.generation,
+                    site: self.site,
+                    plan: plan.map(Arc::downgrade),
+                });
+            }
+        });
+    }
 }
 
 /// The way of a callsite address: Fibonacci hashing, whose top 4 bits pick one of 16.
@@ -266,40 +311,29 @@ impl SpanMetricsLayer {
         c.model.families.iter().map(|f| f.name.clone()).collect()
     }
 
+    /// Where a thread remembers the plans of `meta`'s callsite for this layer and the current
+    /// configuration generation.
+    fn recent_key(&self, meta: &'static Metadata<'static>) -> RecentKey {
+        let site = std::ptr::from_ref(meta) as usize;
+        RecentKey {
+            layer: self.id,
+            generation: self.shared.generation.load(Ordering::Acquire),
+            site,
+            way: way_of(site),
+        }
+    }
+
     /// The plan of a span callsite for the current configuration. Each thread keeps a few
     /// recent plans (held weakly, so they never outlive their configuration) and checks them
     /// against the configuration's generation: the common case reads no shared state but one
     /// counter, and then takes the plan's reference that the span's state keeps.
     fn span_plan(&self, meta: &'static Metadata<'static>) -> Arc<SpanPlan> {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        let site = std::ptr::from_ref(meta) as usize;
-        let way = way_of(site);
-        let hit = RECENT_PLANS
-            .try_with(|recent| {
-                let recent = recent.try_borrow().ok()?;
-                let e = recent[way].as_ref()?;
-                if e.layer == self.id && e.generation == generation && e.site == site {
-                    e.plan.as_ref()?.upgrade()
-                } else {
-                    None
-                }
-            })
-            .ok()
-            .flatten();
-        if let Some(plan) = hit {
+        let key = self.recent_key(meta);
+        if let Some(Some(plan)) = key.recall(&RECENT_PLANS) {
             return plan;
         }
         let plan = self.shared.current.load().span_plan(meta);
-        let _ = RECENT_PLANS.try_with(|recent| {
-            if let Ok(mut recent) = recent.try_borrow_mut() {
-                recent[way] = Some(RecentPlan {
-                    layer: self.id,
-                    generation,
-                    site,
-                    plan: Some(Arc::downgrade(&plan)),
-                });
-            }
-        });
+        key.remember(&RECENT_PLANS, Some(&plan));
         plan
     }
 
@@ -308,40 +342,15 @@ impl SpanMetricsLayer {
     /// thread remembers recent callsites as for spans; a callsite without work is remembered
     /// as such, so the events of the application's other logs cost one thread-local lookup.
     fn event_plan(&self, meta: &'static Metadata<'static>, always: bool) -> Option<Arc<EventPlan>> {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        let site = std::ptr::from_ref(meta) as usize;
-        let way = way_of(site);
-        let known = RECENT_EVENTS
-            .try_with(|recent| {
-                let recent = recent.try_borrow().ok()?;
-                let e = recent[way].as_ref()?;
-                if e.layer != self.id || e.generation != generation || e.site != site {
-                    return None;
-                }
-                match &e.plan {
-                    None => Some(None),
-                    Some(plan) => plan.upgrade().map(Some),
-                }
-            })
-            .ok()
-            .flatten();
-        match known {
+        let key = self.recent_key(meta);
+        match key.recall(&RECENT_EVENTS) {
             Some(None) if !always => return None,
             Some(Some(plan)) => return Some(plan),
             _ => {}
         }
         let plan = self.shared.current.load().event_plan(meta);
         let relevant = plan.is_relevant();
-        let _ = RECENT_EVENTS.try_with(|recent| {
-            if let Ok(mut recent) = recent.try_borrow_mut() {
-                recent[way] = Some(RecentPlan {
-                    layer: self.id,
-                    generation,
-                    site,
-                    plan: relevant.then(|| Arc::downgrade(&plan)),
-                });
-            }
-        });
+        key.remember(&RECENT_EVENTS, relevant.then_some(&plan));
         (relevant || always).then_some(plan)
     }
 
