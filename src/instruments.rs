@@ -12,6 +12,11 @@
 //! remembers which one that was; when the current recorder changes (the usual case: the
 //! exporter is installed after the subscriber, so early spans met the no-op recorder) the
 //! snapshot is dropped and handles are registered again on the new recorder.
+//!
+//! In front of the families, each span callsite keeps a [`GroupCache`] per group of rules that
+//! share labels: from the raw bytes the labels are made of (see [`crate::labels::write_key`]) to
+//! the group's handles, so a span whose label set was seen before records without resolving its
+//! labels at all.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -502,6 +507,14 @@ impl GroupCache {
         handles: SmallVec<[Handle; 2]>,
         truncated: bool,
     ) {
+        // A full cache stays full (until the recorder changes): once raw values beyond the cap
+        // keep coming (a mapping or the length bound folding many into few label sets), they
+        // must not all queue on the writer lock.
+        if let Some(s) = self.snapshot.load().as_deref() {
+            if s.recorder == id && s.entries.len() >= self.cap {
+                return;
+            }
+        }
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot.load_full();
         let mut entries = match current.as_deref() {
@@ -534,5 +547,31 @@ impl GroupCache {
     #[allow(dead_code)]
     pub(crate) fn len(&self) -> usize {
         self.snapshot.load().as_ref().map_or(0, |s| s.entries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handles() -> SmallVec<[Handle; 2]> {
+        smallvec::smallvec![Handle::Counter(Counter::noop())]
+    }
+
+    #[test]
+    fn a_group_cache_holds_at_most_its_cap_per_recorder() {
+        let cache = GroupCache::new(2);
+        for key in [&b"a"[..], b"b", b"c", b"a"] {
+            cache.insert(1, key, cache.hash(key), handles(), false);
+        }
+        assert_eq!(cache.len(), 2);
+        let found = |id, key: &[u8]| cache.with(id, key, cache.hash(key), |e| e.truncated);
+        assert_eq!((found(1, b"a"), found(1, b"b")), (Some(false), Some(false)));
+        assert_eq!(found(1, b"c"), None);
+        // Another recorder: the entries of the old one are dropped, not mixed in.
+        assert_eq!(found(2, b"a"), None);
+        cache.insert(2, b"c", cache.hash(b"c"), handles(), true);
+        assert_eq!(cache.len(), 1);
+        assert_eq!((found(2, b"c"), found(2, b"a")), (Some(true), None));
     }
 }

@@ -5,6 +5,10 @@
 //! recorded the field, then the label's default. Mappings apply before the value is hashed, so
 //! they reduce cardinality rather than hide it. The resolved values then select a series in the
 //! family's cardinality-bounded cache (see [`crate::instruments`]).
+//!
+//! Before resolving, a span's labels are summed up as a cache key ([`write_key`]): the raw
+//! captured values they read, the values inherited from ancestors and the outcome. Everything
+//! else a label can read is constant for the callsite, so equal keys mean equal label values.
 
 use smallvec::SmallVec;
 

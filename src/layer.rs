@@ -1,9 +1,11 @@
 //! The `Layer`: wires tracing's hooks to plans, span state, labels and instruments.
 //!
-//! Each hook does as little as it can: look up the callsite's plan (a map lookup on a snapshot),
-//! touch the span's own state under the span's own lock, and record on cached handles. No span
-//! lock is held while calling into the recorder, so a recorder that itself emits tracing events
-//! cannot deadlock the layer.
+//! Each hook does as little as it can: find the callsite's plan (in a per-thread list of recent
+//! plans, checked against the configuration's generation; on a miss, a map lookup on a
+//! snapshot), touch the span's own state under the span's own lock, and record on cached
+//! handles. The recorder is called under a span's lock only while that span is being created or
+//! closed, when no callback can reach it; so a recorder, or a field's `Debug`, that itself emits
+//! tracing events cannot deadlock the layer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
