@@ -1057,10 +1057,14 @@ where
             return;
         };
         let plan = &*state.plan;
-        attrs.record(&mut state.values.recorder(&plan.slot_for));
-        if state.values.take_truncated() {
-            let model = &plan.model;
-            model.health.truncated(&model.settings.recorder, 1);
+        // A callsite with no field any rule reads (RED mode without `otel.*` fields, say) is
+        // not visited at all.
+        if !plan.slot_names.is_empty() {
+            attrs.record(&mut state.values.recorder(&plan.slot_for));
+            if state.values.take_truncated() {
+                let model = &plan.model;
+                model.health.truncated(&model.settings.recorder, 1);
+            }
         }
         if plan.opens() {
             state.held = self.open(&span, state);
@@ -1077,6 +1081,9 @@ where
         else {
             return;
         };
+        if plan.slot_names.is_empty() {
+            return;
+        }
         // Visit outside the span's lock: a field's `Debug` may itself log, and that event must
         // not find this span locked by us.
         let mut fresh = plan.values();
