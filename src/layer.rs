@@ -94,9 +94,11 @@ impl RecentKey {
     }
 }
 
-/// The way of a callsite address: Fibonacci hashing, whose top 4 bits pick one of 16.
-fn way_of(site: usize) -> usize {
-    ((site as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize
+/// The way of a callsite address for a layer: Fibonacci hashing, whose top 4 bits pick one of
+/// 16. The layer takes part, so two layers in one subscriber do not evict each other's plans
+/// of the same callsite.
+fn way_of(site: usize, layer: u64) -> usize {
+    ((site as u64 ^ layer.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize
 }
 
 /// The largest increment a counter takes from a field: 2^53.
@@ -321,7 +323,7 @@ impl SpanMetricsLayer {
             layer: self.id,
             generation: self.shared.generation.load(Ordering::Acquire),
             site,
-            way: way_of(site),
+            way: way_of(site, self.id),
         }
     }
 
