@@ -19,7 +19,8 @@ use crate::values::FieldValues;
 
 /// The most rules in one close group (a larger set of rules sharing labels makes several).
 pub(crate) const MAX_GROUP: usize = 16;
-/// The most fields a plan captures per callsite (slots are tracked in a 64-bit set).
+/// Fields are captured only below this index (slots and captured field indices are tracked in
+/// 64-bit sets), so a plan captures at most this many fields per callsite.
 pub(crate) const MAX_SLOTS: usize = 64;
 /// Fields whose meaning tracing-opentelemetry defines; captured whenever a callsite has them.
 pub(crate) const OTEL_NAME: &str = "otel.name";
