@@ -3,7 +3,8 @@
 //! Each hook does as little as it can: find the callsite's plan (in a per-thread list of recent
 //! plans, checked against the configuration's generation; on a miss, a map lookup on a
 //! snapshot), touch the span's own state under the span's own lock, and record on cached
-//! handles. The recorder is called under a span's lock only while that span is being created or
+//! handles. Spans and events reference their plan through a holder of their thread's own, so
+//! the only memory that threads share and write on the hot path is the instruments' own. The recorder is called under a span's lock only while that span is being created or
 //! closed, when no callback can reach it; so a recorder, or a field's `Debug`, that itself emits
 //! tracing events cannot deadlock the layer.
 
@@ -24,7 +25,9 @@ use crate::config::{Measure, MetricKind};
 use crate::error::ConfigError;
 use crate::instruments::{Handle, Op, hash_labels};
 use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve, write_key};
-use crate::plan::{Applied, CloseGroup, Compiled, EventPlan, MAX_GROUP, Model, Rule, SpanPlan};
+use crate::plan::{
+    Applied, CloseGroup, Compiled, EventPlan, Local, MAX_GROUP, Model, Rule, SpanPlan,
+};
 use crate::state::{Outcome, SpanState, States};
 use crate::values::{FieldValues, KeyBuf, Value};
 
@@ -46,8 +49,8 @@ struct RecentPlan<P> {
 type Recent<P> = std::cell::RefCell<[Option<RecentPlan<P>>; PLAN_WAYS]>;
 
 thread_local! {
-    static RECENT_PLANS: Recent<SpanPlan> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
-    static RECENT_EVENTS: Recent<EventPlan> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+    static RECENT_PLANS: Recent<Local<SpanPlan>> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+    static RECENT_EVENTS: Recent<Local<EventPlan>> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
 }
 
 /// A callsite as a thread remembers it for one layer and configuration generation.
@@ -327,11 +330,12 @@ impl SpanMetricsLayer {
         }
     }
 
-    /// The plan of a span callsite for the current configuration. Each thread keeps a few
-    /// recent plans (held weakly, so they never outlive their configuration) and checks them
-    /// against the configuration's generation: the common case reads no shared state but one
-    /// counter, and then takes the plan's reference that the span's state keeps.
-    fn span_plan(&self, meta: &'static Metadata<'static>) -> Arc<SpanPlan> {
+    /// The plan of a span callsite for the current configuration, as this thread holds it.
+    /// Each thread keeps a few recent plans (held weakly, so they never outlive their
+    /// configuration) and checks them against the configuration's generation: the common case
+    /// reads no shared state but one counter, and takes the reference that the span's state
+    /// keeps on this thread's own holder of the plan, so it writes nothing other threads use.
+    fn span_plan(&self, meta: &'static Metadata<'static>) -> Arc<Local<SpanPlan>> {
         let key = self.recent_key(meta);
         if let Some(Some(plan)) = key.recall(&RECENT_PLANS) {
             return plan;
@@ -345,7 +349,11 @@ impl SpanMetricsLayer {
     /// if they have none: replaced configurations' milestones may still need them). Each
     /// thread remembers recent callsites as for spans; a callsite without work is remembered
     /// as such, so the events of the application's other logs cost one thread-local lookup.
-    fn event_plan(&self, meta: &'static Metadata<'static>, always: bool) -> Option<Arc<EventPlan>> {
+    fn event_plan(
+        &self,
+        meta: &'static Metadata<'static>,
+        always: bool,
+    ) -> Option<Arc<Local<EventPlan>>> {
         let key = self.recent_key(meta);
         match key.recall(&RECENT_EVENTS) {
             Some(None) if !always => return None,
@@ -711,7 +719,7 @@ impl SpanMetricsLayer {
     fn react<S>(
         &self,
         span: &SpanRef<'_, S>,
-        plan: &Arc<SpanPlan>,
+        plan: &SpanPlan,
         own: &FieldValues,
         outcome: Outcome,
         seen: u64,
@@ -1194,5 +1202,60 @@ mod tests {
             reload.reload(with_milestone()).unwrap();
             assert!(!shared.retired_milestones());
         });
+    }
+
+    /// The holder of the plan that a span's state keeps.
+    fn holder(dispatch: &tracing::Dispatch, span: &tracing::Span) -> Arc<Local<SpanPlan>> {
+        type Sub =
+            tracing_subscriber::layer::Layered<SpanMetricsLayer, tracing_subscriber::Registry>;
+        let sub = dispatch
+            .downcast_ref::<Sub>()
+            .expect("the test's subscriber");
+        let data = sub.span_data(&span.id().expect("an enabled span")).unwrap();
+        let ext = tracing_subscriber::registry::SpanData::extensions(&data);
+        let states = ext.get::<States>().expect("the layer's state");
+        states
+            .get(sub.downcast_ref::<SpanMetricsLayer>().unwrap().id)
+            .unwrap()
+            .plan
+            .clone()
+    }
+
+    #[test]
+    fn spans_count_their_plan_on_their_own_threads_holder() {
+        let layer = crate::SpanMetrics::builder()
+            .metric(Metric::counter("calls"))
+            .build()
+            .unwrap();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let open = || tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("rpc"));
+        // The holder stays with the configuration: a thread's next span finds the same one,
+        // even with no span open in between.
+        let first = Arc::downgrade(&holder(&dispatch, &open()));
+        let (a, b) = (open(), open());
+        let c = std::thread::scope(|s| s.spawn(open).join().unwrap());
+        let (ha, hb, hc) = (
+            holder(&dispatch, &a),
+            holder(&dispatch, &b),
+            holder(&dispatch, &c),
+        );
+        assert!(Arc::ptr_eq(&first.upgrade().unwrap(), &ha));
+        // One holder per thread, all of one plan.
+        assert!(Arc::ptr_eq(&ha, &hb));
+        assert!(!Arc::ptr_eq(&ha, &hc));
+        assert!(std::ptr::eq::<SpanPlan>(&**ha, &**hc));
+        // Two threads' holders never share a cache line (nor the adjacent one).
+        assert_eq!(std::mem::align_of::<Local<SpanPlan>>(), 128);
+        // A holder outlives its configuration only through open spans: once replaced, the
+        // holder goes with the last span that holds it.
+        let (weak_a, weak_c) = (Arc::downgrade(&ha), Arc::downgrade(&hc));
+        drop((ha, hb, hc));
+        reload.reload(crate::SpanMetrics::builder()).unwrap();
+        drop((a, b));
+        assert!(weak_a.upgrade().is_none());
+        assert!(weak_c.upgrade().is_some());
+        drop(c);
+        assert!(weak_c.upgrade().is_none());
     }
 }

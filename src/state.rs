@@ -9,7 +9,7 @@ use std::sync::Arc;
 use metrics::Gauge;
 use smallvec::SmallVec;
 
-use crate::plan::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SpanPlan};
+use crate::plan::{Local, OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SpanPlan};
 use crate::values::{FieldValues, Value};
 
 /// The extension the layer stores: the states of every `SpanMetricsLayer` in the subscriber,
@@ -24,7 +24,7 @@ pub(crate) struct States {
 impl States {
     /// The states of a new span that only `layer` keeps state for.
     #[inline]
-    pub(crate) fn new(layer: u64, plan: Arc<SpanPlan>, start: u64) -> Self {
+    pub(crate) fn new(layer: u64, plan: Arc<Local<SpanPlan>>, start: u64) -> Self {
         States {
             id: layer,
             first: SpanState::new(plan, start),
@@ -130,7 +130,7 @@ impl Outcome {
 
 /// What the layer remembers about one open span.
 pub(crate) struct SpanState {
-    pub(crate) plan: Arc<SpanPlan>,
+    pub(crate) plan: Arc<Local<SpanPlan>>,
     pub(crate) values: FieldValues,
     pub(crate) start: u64,
     pub(crate) busy: Overlap,
@@ -144,7 +144,7 @@ pub(crate) struct SpanState {
 
 impl SpanState {
     #[inline]
-    pub(crate) fn new(plan: Arc<SpanPlan>, start: u64) -> Self {
+    pub(crate) fn new(plan: Arc<Local<SpanPlan>>, start: u64) -> Self {
         let milestones = SmallVec::from_elem(None, plan.milestones.len());
         SpanState {
             values: plan.values(),
