@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench roundrobin -- [--rounds 30] [--slice 20000] [--no-threads]
+//!                                   [--thread-rounds 15] [--thread-slice 200000]
 //!                                   [--out target/bench-results]
 //! cargo bench --bench roundrobin -- --only layer/rule --spans 20000000   # for perf/callgrind
 //! ```
@@ -28,9 +29,18 @@ struct Args {
     rounds: usize,
     slice: u64,
     threads: bool,
+    /// Rounds and spans per thread of the two-thread runs (longer slices: a thread's start
+    /// and the scheduler's jitter weigh less).
+    thread_rounds: usize,
+    thread_slice: u64,
     out: Option<PathBuf>,
     only: Option<String>,
     spans: u64,
+    /// Child mode: measure one variant's two-thread scaling under a global dispatcher.
+    scaling_of: Option<String>,
+    /// Child mode: the two threads' numbers in the `thread_local` crate kept in different
+    /// buckets (see `Placement`).
+    apart: bool,
 }
 
 fn args() -> Args {
@@ -38,9 +48,13 @@ fn args() -> Args {
         rounds: 30,
         slice: 20_000,
         threads: true,
+        thread_rounds: 15,
+        thread_slice: 200_000,
         out: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results")),
         only: None,
         spans: 10_000_000,
+        scaling_of: None,
+        apart: false,
     };
     let mut bench = false;
     let mut it = std::env::args().skip(1);
@@ -51,15 +65,21 @@ fn args() -> Args {
             "--rounds" => a.rounds = value().parse().expect("--rounds N"),
             "--slice" => a.slice = value().parse().expect("--slice N"),
             "--no-threads" => a.threads = false,
+            "--thread-rounds" => a.thread_rounds = value().parse().expect("--thread-rounds N"),
+            "--thread-slice" => a.thread_slice = value().parse().expect("--thread-slice N"),
             "--out" => a.out = Some(PathBuf::from(value())),
             "--only" => a.only = Some(value()),
             "--spans" => a.spans = value().parse().expect("--spans N"),
+            "--scaling-of" => a.scaling_of = Some(value()),
+            "--apart" => a.apart = true,
             _ => {} // cargo's and libtest's flags
         }
     }
     if !bench {
         a.rounds = 1;
         a.slice = 200;
+        a.thread_rounds = 1;
+        a.thread_slice = 200;
         a.out = None;
         a.spans = 1_000;
     }
@@ -83,13 +103,24 @@ fn quantile(xs: &mut [f64], q: f64) -> f64 {
 /// Per-round times of one variant, in ns per span.
 #[derive(Default, Clone)]
 struct Samples {
+    /// One thread, in the round-robin (scoped dispatcher).
     one: Vec<f64>,
+    /// One thread and two threads at once, each round back to back, in a process of the
+    /// variant's own under a global dispatcher (see `scaling_child`); the two threads with
+    /// adjacent numbers in the `thread_local` crate, and apart.
+    two_one: Vec<f64>,
     two: Vec<f64>,
+    apart_one: Vec<f64>,
+    apart_two: Vec<f64>,
 }
 
 fn main() {
     let args = args();
     let suite = common::suite();
+    if let Some(name) = &args.scaling_of {
+        scaling_child(&suite, suite.get(name), &args);
+        return;
+    }
     if let Some(name) = &args.only {
         profile(&suite, suite.get(name), args.spans);
         return;
@@ -99,9 +130,6 @@ fn main() {
     // Warm-up: every variant once (registers callsites, plans, label sets, handles).
     for v in vs {
         v.run(args.slice.min(20_000), 0);
-        if args.threads && v.threaded {
-            v.run_threads(2, 2_000);
-        }
         suite.drain();
     }
     let mut samples = vec![Samples::default(); vs.len()];
@@ -115,20 +143,19 @@ fn main() {
             suite.drain();
             samples[i].one.push(t.as_nanos() as f64 / args.slice as f64);
         }
-        if args.threads {
-            for k in 0..vs.len() {
-                let i = (k + round) % vs.len();
-                if !vs[i].threaded {
-                    continue;
-                }
-                let t = vs[i].run_threads(2, args.slice);
-                suite.drain();
-                samples[i].two.push(t.as_nanos() as f64 / args.slice as f64);
-            }
-        }
         eprint!("\rround {}/{}", round + 1, args.rounds);
     }
     eprintln!(" ({:.1} s)", started.elapsed().as_secs_f64());
+    if args.threads {
+        for (v, s) in vs.iter().zip(samples.iter_mut()) {
+            if v.threaded {
+                eprint!("\rtwo threads: {:<24}", v.name);
+                (s.two_one, s.two) = scaling_in_child(v.name, &args, false);
+                (s.apart_one, s.apart_two) = scaling_in_child(v.name, &args, true);
+            }
+        }
+        eprintln!();
+    }
     let report = Report::new(&suite, &samples, &args);
     println!("{}", report.table());
     if let Some(dir) = &args.out {
@@ -137,6 +164,108 @@ fn main() {
         std::fs::write(dir.join("roundrobin.csv"), report.csv()).expect("write csv");
         eprintln!("wrote {}/roundrobin.{{json,csv}}", dir.display());
     }
+}
+
+/// Two-thread scaling needs a process per variant: an application installs its subscriber as
+/// the global dispatcher, which spans do not reference-count, while the round-robin switches
+/// dispatchers with `with_default`, whose shared reference count every span on every thread
+/// writes twice (that alone stops the bare `Registry` from scaling). So each threaded variant
+/// is measured by a child process of this binary (`--scaling-of NAME`) that installs it
+/// globally and alternates one-thread and two-thread runs, round by round.
+///
+/// And twice, because of where the two threads' span stacks land. tracing-subscriber's
+/// `Registry` keeps each thread's stack of entered spans in a `thread_local::ThreadLocal`,
+/// which numbers threads (the smallest free number first) and stores their values in buckets
+/// of 1, 1, 2, 4, 8, ... threads, side by side. The main thread of an application holds number
+/// 0 as soon as it enters a span; the next two threads are then numbers 1 and 2, whose values
+/// share a bucket and a cache line, which both write on every enter and exit. `--apart` keeps
+/// number 2 taken by an idle thread, so the two threads are 1 and 3, in different buckets.
+fn scaling_in_child(name: &str, args: &Args, apart: bool) -> (Vec<f64>, Vec<f64>) {
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    let out = std::process::Command::new(exe)
+        .args(["--bench", "--scaling-of", name])
+        .args(["--thread-rounds", &args.thread_rounds.to_string()])
+        .args(["--thread-slice", &args.thread_slice.to_string()])
+        .args(apart.then_some("--apart"))
+        .output()
+        .expect("run the scaling child");
+    assert!(
+        out.status.success(),
+        "scaling child for {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = |tag: &str| -> Vec<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .unwrap_or_else(|| panic!("no {tag} line from the scaling child"))
+            .split_whitespace()
+            .map(|x| x.parse().expect("a number"))
+            .collect()
+    };
+    (row("one:"), row("two:"))
+}
+
+/// The child's side of `scaling_in_child`: prints per-round ns per span for one thread and
+/// for two threads at once (wall time over the spans of one thread).
+fn scaling_child(suite: &Suite, v: &Variant, args: &Args) {
+    // Thread number 0 for the main thread, as in an application (building the suite may have
+    // taken it already).
+    take_thread_number();
+    // With `--apart`: numbers 1 and 2 taken, then 1 given back, so the workers get 1 and 3.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let _spacer = args.apart.then(|| {
+        let hold = |release: std::sync::mpsc::Receiver<()>| {
+            let (ready, taken) = std::sync::mpsc::channel();
+            let t = std::thread::spawn(move || {
+                take_thread_number();
+                let _ = ready.send(());
+                let _ = release.recv();
+            });
+            let _ = taken.recv();
+            t
+        };
+        let (release_one, one_released) = std::sync::mpsc::channel::<()>();
+        let one = hold(one_released);
+        let spacer = hold(stopped);
+        drop(release_one);
+        one.join().expect("thread number 1");
+        spacer
+    });
+    v.install_global();
+    v.run_threads(1, 20_000, true);
+    v.run_threads(2, 20_000, true);
+    suite.drain();
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for round in 0..args.thread_rounds {
+        // Alternate which goes first, so neither always runs on a warmer machine.
+        for k in 0..2 {
+            let threads = 1 + (k + round) % 2;
+            let t = v.run_threads(threads, args.thread_slice, true);
+            suite.drain();
+            let ns = t.as_nanos() as f64 / args.thread_slice as f64;
+            if threads == 1 {
+                one.push(ns)
+            } else {
+                two.push(ns)
+            }
+        }
+    }
+    let join = |xs: &[f64]| {
+        xs.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("one: {}", join(&one));
+    println!("two: {}", join(&two));
+    drop(stop);
+}
+
+/// Makes the calling thread take a number in the `thread_local` crate (kept until it exits).
+fn take_thread_number() {
+    static ANY: thread_local::ThreadLocal<()> = thread_local::ThreadLocal::new();
+    ANY.get_or(|| ());
 }
 
 /// Runs one variant alone for `spans` spans (in slices, draining between them).
@@ -172,16 +301,42 @@ struct Row {
     added: f64,
     /// Added cost divided by the pre-built-handle variant's added cost (median per round).
     added_vs_handles: f64,
-    two_ns: Option<f64>,
-    scaling: Option<f64>,
-    scaling_p25: Option<f64>,
-    scaling_p75: Option<f64>,
+    /// Two threads, span stacks adjacent (as in an application; see `scaling_in_child`).
+    two: Option<Scaling>,
+    /// Two threads, span stacks apart.
+    apart: Option<Scaling>,
+}
+
+/// A two-thread measurement: ns per span per thread, and throughput over one thread.
+struct Scaling {
+    two_ns: f64,
+    scaling: f64,
+    p25: f64,
+    p75: f64,
+}
+
+impl Scaling {
+    fn of(one: &[f64], two: &[f64]) -> Option<Scaling> {
+        if two.is_empty() {
+            return None;
+        }
+        // Throughput of 2 threads over 1: 2 spans per `two` wall time vs 1 per `one`.
+        let mut sc: Vec<f64> = one.iter().zip(two).map(|(o, t)| 2.0 * o / t).collect();
+        Some(Scaling {
+            two_ns: median(&mut two.to_vec()),
+            scaling: median(&mut sc),
+            p25: quantile(&mut sc, 0.25),
+            p75: quantile(&mut sc, 0.75),
+        })
+    }
 }
 
 struct Report {
     rows: Vec<Row>,
     rounds: usize,
     slice: u64,
+    thread_rounds: usize,
+    thread_slice: u64,
     machine: Vec<(&'static str, String)>,
 }
 
@@ -203,19 +358,6 @@ impl Report {
                 let mut vs_hand: Vec<f64> = (0..rounds)
                     .map(|r| (s.one[r] - own[r]) / (hand[r] - base[r]))
                     .collect();
-                let (two_ns, scaling, sp25, sp75) = if s.two.is_empty() {
-                    (None, None, None, None)
-                } else {
-                    let mut two = s.two.clone();
-                    // Throughput of 2 threads over 1: 2 spans per `two` wall time vs 1 per `one`.
-                    let mut sc: Vec<f64> = (0..rounds).map(|r| 2.0 * s.one[r] / s.two[r]).collect();
-                    (
-                        Some(median(&mut two)),
-                        Some(median(&mut sc)),
-                        Some(quantile(&mut sc, 0.25)),
-                        Some(quantile(&mut sc, 0.75)),
-                    )
-                };
                 Row {
                     name: v.name,
                     kind: v.kind,
@@ -229,10 +371,8 @@ impl Report {
                     ratio_p75: quantile(&mut ratio, 0.75),
                     added: median(&mut added),
                     added_vs_handles: median(&mut vs_hand),
-                    two_ns,
-                    scaling,
-                    scaling_p25: sp25,
-                    scaling_p75: sp75,
+                    two: Scaling::of(&s.two_one, &s.two),
+                    apart: Scaling::of(&s.apart_one, &s.apart_two),
                 }
             })
             .collect();
@@ -240,6 +380,8 @@ impl Report {
             rows,
             rounds: args.rounds,
             slice: args.slice,
+            thread_rounds: args.thread_rounds,
+            thread_slice: args.thread_slice,
             machine: machine(),
         }
     }
@@ -253,13 +395,13 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<24} {:>8} {:>16} {:>9} {:>10} {:>10} {:>9}",
-            "variant", "ns/span", "ratio", "added ns", "÷handles", "2thr ns", "scaling"
+            "{:<24} {:>8} {:>16} {:>9} {:>10} {:>10} {:>9} {:>9}",
+            "variant", "ns/span", "ratio", "added ns", "÷handles", "2thr ns", "scaling", "apart"
         );
         for r in &self.rows {
             let _ = writeln!(
                 out,
-                "{:<24} {:>8.1} {:>5.2} ({:.2}–{:.2}) {:>9.1} {:>10.2} {:>10} {:>9}",
+                "{:<24} {:>8.1} {:>5.2} ({:.2}–{:.2}) {:>9.1} {:>10.2} {:>10} {:>9} {:>9}",
                 r.name,
                 r.ns,
                 r.ratio,
@@ -267,8 +409,15 @@ impl Report {
                 r.ratio_p75,
                 r.added,
                 r.added_vs_handles,
-                r.two_ns.map_or("-".into(), |x| format!("{x:.1}")),
-                r.scaling.map_or("-".into(), |x| format!("{x:.2}")),
+                r.two
+                    .as_ref()
+                    .map_or("-".into(), |x| format!("{:.1}", x.two_ns)),
+                r.two
+                    .as_ref()
+                    .map_or("-".into(), |x| format!("{:.2}", x.scaling)),
+                r.apart
+                    .as_ref()
+                    .map_or("-".into(), |x| format!("{:.2}", x.scaling)),
             );
         }
         out
@@ -278,13 +427,15 @@ impl Report {
         let mut out = String::from(
             "variant,kind,baseline,ns_per_span,ns_p25,ns_p75,ratio_to_registry_noop,ratio_p25,ratio_p75,\
              added_ns_over_own_baseline,added_vs_handles,two_thread_ns_per_span,two_thread_scaling,\
-             scaling_p25,scaling_p75\n",
+             scaling_p25,scaling_p75,apart_two_thread_ns_per_span,apart_scaling,apart_scaling_p25,\
+             apart_scaling_p75\n",
         );
         let opt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.4}"));
         for r in &self.rows {
+            let (two, apart) = (r.two.as_ref(), r.apart.as_ref());
             let _ = writeln!(
                 out,
-                "{},{},{},{:.2},{:.2},{:.2},{:.4},{:.4},{:.4},{:.2},{:.4},{},{},{},{}",
+                "{},{},{},{:.2},{:.2},{:.2},{:.4},{:.4},{:.4},{:.2},{:.4},{},{},{},{},{},{},{},{}",
                 r.name,
                 r.kind.as_str(),
                 r.baseline,
@@ -296,10 +447,14 @@ impl Report {
                 r.ratio_p75,
                 r.added,
                 r.added_vs_handles,
-                opt(r.two_ns),
-                opt(r.scaling),
-                opt(r.scaling_p25),
-                opt(r.scaling_p75),
+                opt(two.map(|x| x.two_ns)),
+                opt(two.map(|x| x.scaling)),
+                opt(two.map(|x| x.p25)),
+                opt(two.map(|x| x.p75)),
+                opt(apart.map(|x| x.two_ns)),
+                opt(apart.map(|x| x.scaling)),
+                opt(apart.map(|x| x.p25)),
+                opt(apart.map(|x| x.p75)),
             );
         }
         out
@@ -321,17 +476,21 @@ impl Report {
         }
         let _ = write!(
             out,
-            "\n  }},\n  \"rounds\": {},\n  \"slice\": {},\n  \"baseline\": \"{BASELINE}\",\n  \"variants\": [",
-            self.rounds, self.slice
+            "\n  }},\n  \"rounds\": {},\n  \"slice\": {},\n  \"thread_rounds\": {},\n  \
+             \"thread_slice\": {},\n  \"baseline\": \"{BASELINE}\",\n  \"variants\": [",
+            self.rounds, self.slice, self.thread_rounds, self.thread_slice
         );
         for (i, r) in self.rows.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
+            let (two, apart) = (r.two.as_ref(), r.apart.as_ref());
             let _ = write!(
                 out,
                 "{sep}\n    {{\"name\": \"{}\", \"kind\": \"{}\", \"baseline\": \"{}\", \"describe\": \"{}\", \
                  \"ns_per_span\": {}, \"ns_p25\": {}, \"ns_p75\": {}, \"ratio\": {}, \"ratio_p25\": {}, \
                  \"ratio_p75\": {}, \"added_ns\": {}, \"added_vs_handles\": {}, \"two_thread_ns_per_span\": {}, \
-                 \"scaling\": {}, \"scaling_p25\": {}, \"scaling_p75\": {}}}",
+                 \"scaling\": {}, \"scaling_p25\": {}, \"scaling_p75\": {}, \
+                 \"apart_two_thread_ns_per_span\": {}, \"apart_scaling\": {}, \"apart_scaling_p25\": {}, \
+                 \"apart_scaling_p75\": {}}}",
                 r.name,
                 r.kind.as_str(),
                 r.baseline,
@@ -344,10 +503,14 @@ impl Report {
                 num(r.ratio_p75),
                 num(r.added),
                 num(r.added_vs_handles),
-                opt(r.two_ns),
-                opt(r.scaling),
-                opt(r.scaling_p25),
-                opt(r.scaling_p75),
+                opt(two.map(|x| x.two_ns)),
+                opt(two.map(|x| x.scaling)),
+                opt(two.map(|x| x.p25)),
+                opt(two.map(|x| x.p75)),
+                opt(apart.map(|x| x.two_ns)),
+                opt(apart.map(|x| x.scaling)),
+                opt(apart.map(|x| x.p25)),
+                opt(apart.map(|x| x.p75)),
             );
         }
         out.push_str("\n  ]\n}\n");

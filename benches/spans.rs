@@ -37,7 +37,7 @@ fn spans(c: &mut Criterion) {
     for v in suite.variants.iter().filter(|v| v.threaded) {
         group.bench_function(v.name, |b| {
             b.iter_custom(|iters| {
-                let took = v.run_threads(2, iters);
+                let took = v.run_threads(2, iters, false);
                 suite.drain();
                 took
             })

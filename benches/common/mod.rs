@@ -346,17 +346,22 @@ impl Variant {
         self
     }
 
-    /// Runs `n` spans starting at input `offset`; returns how long they took.
+    /// Runs `n` spans starting at input `offset` under the variant's dispatcher as the scoped
+    /// default; returns how long they took.
     pub fn run(&self, n: u64, offset: usize) -> Duration {
+        dispatcher::with_default(&self.dispatch, || self.run_here(n, offset))
+    }
+
+    /// Runs `n` spans under whatever dispatcher is current (the global one, after
+    /// [`Variant::install_global`]).
+    fn run_here(&self, n: u64, offset: usize) -> Duration {
         let go = || {
-            dispatcher::with_default(&self.dispatch, || {
-                let inputs = inputs();
-                let start = Instant::now();
-                for i in 0..n as usize {
-                    (self.body)(&inputs[(offset + i) & (INPUTS - 1)]);
-                }
-                start.elapsed()
-            })
+            let inputs = inputs();
+            let start = Instant::now();
+            for i in 0..n as usize {
+                (self.body)(&inputs[(offset + i) & (INPUTS - 1)]);
+            }
+            start.elapsed()
         };
         match &self.recorder {
             Some(r) => metrics::with_local_recorder(r.as_ref(), go),
@@ -364,19 +369,38 @@ impl Variant {
         }
     }
 
+    /// Makes the variant's dispatcher the process's global default, as an application's
+    /// `set_global_default` / `.init()` does (once per process). A global dispatcher is not
+    /// reference-counted per span; a scoped one (`with_default`) is, with one shared counter
+    /// written by every span on every thread.
+    pub fn install_global(&self) {
+        if self.name != "disabled" {
+            dispatcher::set_global_default(self.dispatch.clone())
+                .expect("one global dispatcher per process");
+        }
+    }
+
     /// Runs `n` spans on each of `threads` threads at once (after a short warm-up on each);
-    /// returns the wall time from the common start until the last thread finished.
-    pub fn run_threads(&self, threads: usize, n: u64) -> Duration {
+    /// returns the wall time from the common start until the last thread finished. `global`:
+    /// under the global dispatcher instead of the variant's as scoped default.
+    pub fn run_threads(&self, threads: usize, n: u64, global: bool) -> Duration {
         let barrier = Barrier::new(threads);
+        let run = |n, offset| {
+            if global {
+                self.run_here(n, offset)
+            } else {
+                self.run(n, offset)
+            }
+        };
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let barrier = &barrier;
                     s.spawn(move || {
-                        self.run(2_000, t * 977);
+                        run(2_000, t * 977);
                         barrier.wait();
                         let start = Instant::now();
-                        self.run(n, t * 977);
+                        run(n, t * 977);
                         start.elapsed()
                     })
                 })
@@ -537,6 +561,16 @@ pub fn suite() -> Suite {
         )
         .threaded(),
     );
+    let mut unrecorded = Variant::new(
+        "layer/rule-unrecorded",
+        Kind::Layer,
+        "layer/rule recording into metrics' no-op recorder: the layer's own part, without the exporter's",
+        layer_dispatch(rule("sm.unrecorded")),
+        span_only,
+    )
+    .threaded();
+    unrecorded.recorder = Some(Arc::new(metrics::NoopRecorder));
+    v.push(unrecorded);
     v.push(
         Variant::new(
             "layer/red",
