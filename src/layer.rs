@@ -335,13 +335,13 @@ impl SpanMetricsLayer {
     /// configuration) and checks them against the configuration's generation: the common case
     /// reads no shared state but one counter, and takes the reference that the span's state
     /// keeps on this thread's own holder of the plan, so it writes nothing other threads use.
-    fn span_plan(&self, meta: &'static Metadata<'static>) -> Arc<Local<SpanPlan>> {
+    fn span_plan(&self, meta: &'static Metadata<'static>) -> Option<Arc<Local<SpanPlan>>> {
         let key = self.recent_key(meta);
-        if let Some(Some(plan)) = key.recall(&RECENT_PLANS) {
+        if let Some(plan) = key.recall(&RECENT_PLANS) {
             return plan;
         }
         let plan = self.shared.current.load().span_plan(meta);
-        key.remember(&RECENT_PLANS, Some(&plan));
+        key.remember(&RECENT_PLANS, plan.as_ref());
         plan
     }
 
@@ -360,10 +360,10 @@ impl SpanMetricsLayer {
             Some(Some(plan)) => return Some(plan),
             _ => {}
         }
-        let plan = self.shared.current.load().event_plan(meta);
-        let relevant = plan.is_relevant();
-        key.remember(&RECENT_EVENTS, relevant.then_some(&plan));
-        (relevant || always).then_some(plan)
+        let plan = self.shared.current.load().event_plan(meta, always);
+        let relevant = plan.as_ref().filter(|p| p.is_relevant());
+        key.remember(&RECENT_EVENTS, relevant);
+        plan
     }
 
     fn bound(model: &Model) -> usize {
@@ -1028,13 +1028,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        // Compile the plan now so the first span does not pay for it.
-        let c = self.shared.current.load();
-        if meta.is_span() {
-            c.span_plan(meta);
-        } else {
-            c.event_plan(meta);
-        }
+        self.shared.current.load().prepare(meta);
         Interest::always()
     }
 
@@ -1050,10 +1044,9 @@ where
                 });
             }
         }
-        let plan = self.span_plan(attrs.metadata());
-        if !plan.needs_state {
+        let Some(plan) = self.span_plan(attrs.metadata()) else {
             return;
-        }
+        };
         // The state is built in place, under the new span's lock: no callback can reach a span
         // that is still being created (its id is not out yet), and the ancestors that the
         // opening rules may read are locked after it, in the same child-to-ancestor order as
@@ -1219,6 +1212,34 @@ mod tests {
             .unwrap()
             .plan
             .clone()
+    }
+
+    #[test]
+    fn threads_hold_only_the_plans_they_use() {
+        let layer = crate::SpanMetrics::builder()
+            .metric(Metric::counter("calls").spans(crate::Spans::named("rpc")))
+            .metric(
+                Metric::counter("hits")
+                    .events(EventMatch::with_field("hit"))
+                    .spans(crate::Spans::named("rpc")),
+            )
+            .build()
+            .unwrap();
+        let shared = layer.shared.clone();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let work = || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                for _ in 0..3 {
+                    tracing::info_span!("other").in_scope(|| tracing::info!("unrelated"));
+                    tracing::info_span!("rpc").in_scope(|| tracing::info!(hit = true));
+                }
+            })
+        };
+        work();
+        // The `rpc` span and the `hit` event, once each: not the span and event no rule uses.
+        assert_eq!(shared.current.load().holders(), 2);
+        std::thread::scope(|s| s.spawn(work).join().unwrap());
+        assert_eq!(shared.current.load().holders(), 4);
     }
 
     #[test]

@@ -517,24 +517,69 @@ impl Compiled {
         }
     }
 
-    /// The plan for a span callsite (compiled on first use), as the calling thread holds it.
-    pub(crate) fn span_plan(&self, meta: &'static Metadata<'static>) -> Arc<Local<SpanPlan>> {
-        let id = meta.callsite();
-        if let Some(p) = self.spans.load().get(&id) {
-            return p.local();
+    /// Compiles the plan of a callsite now (so its first span or event does not pay for it).
+    pub(crate) fn prepare(&self, meta: &'static Metadata<'static>) {
+        if meta.is_span() {
+            self.planned_span(meta);
+        } else {
+            self.planned_event(meta);
         }
-        self.insert(&self.spans, id, || SpanPlan::compile(&self.model, meta))
-            .local()
     }
 
-    /// The plan for an event callsite (compiled on first use), as the calling thread holds it.
-    pub(crate) fn event_plan(&self, meta: &'static Metadata<'static>) -> Arc<Local<EventPlan>> {
+    /// The plan for a span callsite (compiled on first use), as the calling thread holds it;
+    /// `None` if spans of it need no state (no rule applies). Threads only get holders of the
+    /// plans they use.
+    pub(crate) fn span_plan(
+        &self,
+        meta: &'static Metadata<'static>,
+    ) -> Option<Arc<Local<SpanPlan>>> {
+        let planned = self.planned_span(meta);
+        planned.plan.needs_state.then(|| planned.local())
+    }
+
+    /// The plan for an event callsite (compiled on first use), as the calling thread holds it;
+    /// `None` if events of it have no work to do, unless `always`.
+    pub(crate) fn event_plan(
+        &self,
+        meta: &'static Metadata<'static>,
+        always: bool,
+    ) -> Option<Arc<Local<EventPlan>>> {
+        let planned = self.planned_event(meta);
+        (always || planned.plan.is_relevant()).then(|| planned.local())
+    }
+
+    /// How many per-thread holders of plans exist.
+    #[cfg(test)]
+    pub(crate) fn holders(&self) -> usize {
+        let spans: usize = self
+            .spans
+            .load()
+            .values()
+            .map(|p| p.locals.iter().count())
+            .sum();
+        let events: usize = self
+            .events
+            .load()
+            .values()
+            .map(|p| p.locals.iter().count())
+            .sum();
+        spans + events
+    }
+
+    fn planned_span(&self, meta: &'static Metadata<'static>) -> Arc<Planned<SpanPlan>> {
+        let id = meta.callsite();
+        if let Some(p) = self.spans.load().get(&id) {
+            return p.clone();
+        }
+        self.insert(&self.spans, id, || SpanPlan::compile(&self.model, meta))
+    }
+
+    fn planned_event(&self, meta: &'static Metadata<'static>) -> Arc<Planned<EventPlan>> {
         let id = meta.callsite();
         if let Some(p) = self.events.load().get(&id) {
-            return p.local();
+            return p.clone();
         }
         self.insert(&self.events, id, || EventPlan::compile(&self.model, meta))
-            .local()
     }
 
     /// Publishes a plan; callsites are few and registered once, so copying the map is cheap.
