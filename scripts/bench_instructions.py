@@ -31,6 +31,7 @@ VARIANTS = [
     "hand/handles",
     "hand/handles-foldhash",
     "layer/rule",
+    "layer/rule-unrecorded",
     "layer/red",
     "layer/busy-idle",
     "layer/rule+log",

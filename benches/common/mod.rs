@@ -347,14 +347,16 @@ impl Variant {
     }
 
     /// Runs `n` spans starting at input `offset` under the variant's dispatcher as the scoped
-    /// default; returns how long they took.
+    /// default; returns how long they took. Never inlined: `scripts/bench_instructions.py`
+    /// counts instructions inside it.
+    #[inline(never)]
     pub fn run(&self, n: u64, offset: usize) -> Duration {
-        dispatcher::with_default(&self.dispatch, || self.run_here(n, offset))
+        dispatcher::with_default(&self.dispatch, || self.loop_here(n, offset))
     }
 
     /// Runs `n` spans under whatever dispatcher is current (the global one, after
     /// [`Variant::install_global`]).
-    fn run_here(&self, n: u64, offset: usize) -> Duration {
+    fn loop_here(&self, n: u64, offset: usize) -> Duration {
         let go = || {
             let inputs = inputs();
             let start = Instant::now();
@@ -387,7 +389,7 @@ impl Variant {
         let barrier = Barrier::new(threads);
         let run = |n, offset| {
             if global {
-                self.run_here(n, offset)
+                self.loop_here(n, offset)
             } else {
                 self.run(n, offset)
             }
