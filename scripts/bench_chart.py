@@ -47,9 +47,9 @@ def chart(data):
     rows = data["variants"]
     label_w, bar_w, gap = 190, 430, 40
     scale_w = 240
-    row_h, top = 22, 70
+    row_h, top = 22, 84
     height = top + row_h * len(rows) + 70
-    width = label_w + bar_w + gap + label_w + scale_w + 30
+    width = label_w + bar_w + gap + label_w + scale_w + 90
     xmax = nice_max(max(r["ns_p75"] or r["ns_per_span"] for r in rows) * 1.05)
     out = []
     add = out.append
@@ -65,6 +65,8 @@ def chart(data):
         f'rev {m.get("revision", "?")}; {data["rounds"]} rounds x {data["slice"]} spans; '
         f'load average {m.get("loadavg_at_end", "?")}'
     )
+    if data.get("thread_rounds"):
+        sub += f'; two threads: {data["thread_rounds"]} rounds x {data["thread_slice"]} spans'
     add(f'<text x="10" y="20" font-size="15" font-weight="bold">{escape(title)}</text>')
     add(f'<text x="10" y="38" fill="#555">{escape(sub)}</text>')
 
