@@ -4,8 +4,10 @@
 //! plans, checked against the configuration's generation; on a miss, a map lookup on a
 //! snapshot), touch the span's own state under the span's own lock, and record on cached
 //! handles. Spans and events reference their plan through a holder of their thread's own, so
-//! the only memory that threads share and write on the hot path is the instruments' own. The recorder is called under a span's lock only while that span is being created or
-//! closed, when no callback can reach it; so a recorder, or a field's `Debug`, that itself emits
+//! the only memory that threads share and write on the hot path is the instruments' own.
+//!
+//! The recorder is called under a span's lock only while that span is being created or closed,
+//! when no callback can reach it; so a recorder, or a field's `Debug`, that itself emits
 //! tracing events cannot deadlock the layer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,7 +40,7 @@ static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
 const PLAN_WAYS: usize = 16;
 
 /// A plan a thread used recently: for which layer, configuration generation and callsite
-/// (`None`: an event callsite with nothing to do).
+/// (`None`: a span callsite that needs no state, or an event callsite with nothing to do).
 struct RecentPlan<P> {
     layer: u64,
     generation: u64,
