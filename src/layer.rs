@@ -1199,6 +1199,36 @@ mod tests {
         });
     }
 
+    #[test]
+    fn replaced_configurations_die_with_their_last_span_whatever_the_threads() {
+        let layer = with_milestone().build().unwrap();
+        let shared = layer.shared.clone();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let _span = tracing::info_span!("request").entered();
+                            tracing::info!("first byte");
+                        }
+                    })
+                });
+            }
+            for _ in 0..50 {
+                reload.reload(with_milestone()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        // Every replaced configuration had a milestone; with every span closed, none of them
+        // may still be alive (through a thread's plan holder or otherwise).
+        assert!(!shared.retired_milestones());
+        assert!(shared.retired.lock().unwrap().is_empty());
+    }
+
     /// The holder of the plan that a span's state keeps.
     fn holder(dispatch: &tracing::Dispatch, span: &tracing::Span) -> Arc<Local<SpanPlan>> {
         type Sub =
