@@ -307,6 +307,36 @@ struct Row {
     apart: Option<Scaling>,
 }
 
+/// The two-thread columns of the CSV and JSON output, in the order of `Row::scaling_cells`.
+const SCALING_COLUMNS: [&str; 8] = [
+    "two_thread_ns_per_span",
+    "scaling",
+    "scaling_p25",
+    "scaling_p75",
+    "apart_two_thread_ns_per_span",
+    "apart_scaling",
+    "apart_scaling_p25",
+    "apart_scaling_p75",
+];
+
+impl Row {
+    /// The two-thread figures (adjacent, then apart), `None` where not measured.
+    fn scaling_cells(&self) -> [Option<f64>; 8] {
+        let cells = |s: Option<&Scaling>| {
+            [
+                s.map(|x| x.two_ns),
+                s.map(|x| x.scaling),
+                s.map(|x| x.p25),
+                s.map(|x| x.p75),
+            ]
+        };
+        let (two, apart) = (cells(self.two.as_ref()), cells(self.apart.as_ref()));
+        [
+            two[0], two[1], two[2], two[3], apart[0], apart[1], apart[2], apart[3],
+        ]
+    }
+}
+
 /// A two-thread measurement: ns per span per thread, and throughput over one thread.
 struct Scaling {
     two_ns: f64,
@@ -424,18 +454,17 @@ impl Report {
     }
 
     fn csv(&self) -> String {
-        let mut out = String::from(
+        let mut out = format!(
             "variant,kind,baseline,ns_per_span,ns_p25,ns_p75,ratio_to_registry_noop,ratio_p25,ratio_p75,\
-             added_ns_over_own_baseline,added_vs_handles,two_thread_ns_per_span,two_thread_scaling,\
-             scaling_p25,scaling_p75,apart_two_thread_ns_per_span,apart_scaling,apart_scaling_p25,\
-             apart_scaling_p75\n",
+             added_ns_over_own_baseline,added_vs_handles,{}\n",
+            SCALING_COLUMNS.join(",")
         );
         let opt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.4}"));
         for r in &self.rows {
-            let (two, apart) = (r.two.as_ref(), r.apart.as_ref());
+            let scaling: Vec<String> = r.scaling_cells().into_iter().map(opt).collect();
             let _ = writeln!(
                 out,
-                "{},{},{},{:.2},{:.2},{:.2},{:.4},{:.4},{:.4},{:.2},{:.4},{},{},{},{},{},{},{},{}",
+                "{},{},{},{:.2},{:.2},{:.2},{:.4},{:.4},{:.4},{:.2},{:.4},{}",
                 r.name,
                 r.kind.as_str(),
                 r.baseline,
@@ -447,14 +476,7 @@ impl Report {
                 r.ratio_p75,
                 r.added,
                 r.added_vs_handles,
-                opt(two.map(|x| x.two_ns)),
-                opt(two.map(|x| x.scaling)),
-                opt(two.map(|x| x.p25)),
-                opt(two.map(|x| x.p75)),
-                opt(apart.map(|x| x.two_ns)),
-                opt(apart.map(|x| x.scaling)),
-                opt(apart.map(|x| x.p25)),
-                opt(apart.map(|x| x.p75)),
+                scaling.join(","),
             );
         }
         out
@@ -482,15 +504,16 @@ impl Report {
         );
         for (i, r) in self.rows.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
-            let (two, apart) = (r.two.as_ref(), r.apart.as_ref());
+            let scaling: String = SCALING_COLUMNS
+                .iter()
+                .zip(r.scaling_cells())
+                .map(|(k, v)| format!(", \"{k}\": {}", opt(v)))
+                .collect();
             let _ = write!(
                 out,
                 "{sep}\n    {{\"name\": \"{}\", \"kind\": \"{}\", \"baseline\": \"{}\", \"describe\": \"{}\", \
                  \"ns_per_span\": {}, \"ns_p25\": {}, \"ns_p75\": {}, \"ratio\": {}, \"ratio_p25\": {}, \
-                 \"ratio_p75\": {}, \"added_ns\": {}, \"added_vs_handles\": {}, \"two_thread_ns_per_span\": {}, \
-                 \"scaling\": {}, \"scaling_p25\": {}, \"scaling_p75\": {}, \
-                 \"apart_two_thread_ns_per_span\": {}, \"apart_scaling\": {}, \"apart_scaling_p25\": {}, \
-                 \"apart_scaling_p75\": {}}}",
+                 \"ratio_p75\": {}, \"added_ns\": {}, \"added_vs_handles\": {}{scaling}}}",
                 r.name,
                 r.kind.as_str(),
                 r.baseline,
@@ -503,14 +526,6 @@ impl Report {
                 num(r.ratio_p75),
                 num(r.added),
                 num(r.added_vs_handles),
-                opt(two.map(|x| x.two_ns)),
-                opt(two.map(|x| x.scaling)),
-                opt(two.map(|x| x.p25)),
-                opt(two.map(|x| x.p75)),
-                opt(apart.map(|x| x.two_ns)),
-                opt(apart.map(|x| x.scaling)),
-                opt(apart.map(|x| x.p25)),
-                opt(apart.map(|x| x.p75)),
             );
         }
         out.push_str("\n  ]\n}\n");

@@ -567,19 +567,25 @@ impl Compiled {
     }
 
     fn planned_span(&self, meta: &'static Metadata<'static>) -> Arc<Planned<SpanPlan>> {
-        let id = meta.callsite();
-        if let Some(p) = self.spans.load().get(&id) {
-            return p.clone();
-        }
-        self.insert(&self.spans, id, || SpanPlan::compile(&self.model, meta))
+        self.planned(&self.spans, meta, SpanPlan::compile)
     }
 
     fn planned_event(&self, meta: &'static Metadata<'static>) -> Arc<Planned<EventPlan>> {
+        self.planned(&self.events, meta, EventPlan::compile)
+    }
+
+    /// The plan of `meta` in `map`, compiled on first use.
+    fn planned<P: Send + Sync>(
+        &self,
+        map: &ArcSwap<HashMap<Identifier, Arc<Planned<P>>>>,
+        meta: &'static Metadata<'static>,
+        compile: fn(&Arc<Model>, &'static Metadata<'static>) -> P,
+    ) -> Arc<Planned<P>> {
         let id = meta.callsite();
-        if let Some(p) = self.events.load().get(&id) {
+        if let Some(p) = map.load().get(&id) {
             return p.clone();
         }
-        self.insert(&self.events, id, || EventPlan::compile(&self.model, meta))
+        self.insert(map, id, || compile(&self.model, meta))
     }
 
     /// Publishes a plan; callsites are few and registered once, so copying the map is cheap.
