@@ -551,19 +551,10 @@ impl Compiled {
     /// How many per-thread holders of plans exist.
     #[cfg(test)]
     pub(crate) fn holders(&self) -> usize {
-        let spans: usize = self
-            .spans
-            .load()
-            .values()
-            .map(|p| p.locals.iter().count())
-            .sum();
-        let events: usize = self
-            .events
-            .load()
-            .values()
-            .map(|p| p.locals.iter().count())
-            .sum();
-        spans + events
+        fn count<P: Send + Sync>(map: &ArcSwap<HashMap<Identifier, Arc<Planned<P>>>>) -> usize {
+            map.load().values().map(|p| p.locals.iter().count()).sum()
+        }
+        count(&self.spans) + count(&self.events)
     }
 
     fn planned_span(&self, meta: &'static Metadata<'static>) -> Arc<Planned<SpanPlan>> {
