@@ -23,7 +23,7 @@ pub(crate) struct States {
 
 impl States {
     /// The states of a new span that only `layer` keeps state for.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(layer: u64, plan: Arc<Local<SpanPlan>>, start: u64) -> Self {
         States {
             id: layer,
@@ -143,7 +143,8 @@ pub(crate) struct SpanState {
 }
 
 impl SpanState {
-    #[inline]
+    // Always inlined: built straight into the caller's `States`, not on the stack and copied.
+    #[inline(always)]
     pub(crate) fn new(plan: Arc<Local<SpanPlan>>, start: u64) -> Self {
         let milestones = SmallVec::from_elem(None, plan.milestones.len());
         SpanState {

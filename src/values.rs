@@ -8,7 +8,7 @@
 
 use std::fmt::{self, Write as _};
 
-use arrayvec::ArrayString;
+use arrayvec::{ArrayString, ArrayVec};
 use smallvec::SmallVec;
 use tracing_core::field::{Field, FieldSet, Visit};
 
@@ -241,6 +241,12 @@ impl Arena {
         self.text.len()
     }
 
+    /// Whether the text is still inline (then at most `ARENA_INLINE` bytes).
+    #[inline(always)]
+    fn is_inline(&self) -> bool {
+        matches!(self.text, Text::Inline(_))
+    }
+
     pub(crate) fn clear(&mut self) {
         self.text.clear();
     }
@@ -277,36 +283,28 @@ impl fmt::Write for BoundedWriter<'_> {
     }
 }
 
-/// A cache key on the stack (see [`FieldValues::write_key`]).
+/// A cache key on the stack (see [`FieldValues::write_key`]); its bytes are not zeroed first.
 pub(crate) struct KeyBuf {
-    len: usize,
-    bytes: [u8; KEY_INLINE],
+    bytes: ArrayVec<u8, KEY_INLINE>,
 }
 
 impl KeyBuf {
+    #[inline]
     pub(crate) fn new() -> Self {
         KeyBuf {
-            len: 0,
-            bytes: [0; KEY_INLINE],
+            bytes: ArrayVec::new(),
         }
     }
 
     /// Appends `b`; `false` (and nothing appended) if it does not fit.
     #[inline]
     fn put(&mut self, b: &[u8]) -> bool {
-        match self.bytes.get_mut(self.len..self.len + b.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(b);
-                self.len += b.len();
-                true
-            }
-            None => false,
-        }
+        self.bytes.try_extend_from_slice(b).is_ok()
     }
 
     #[inline]
     pub(crate) fn put_byte(&mut self, b: u8) -> bool {
-        self.put(&[b])
+        self.bytes.try_push(b).is_ok()
     }
 
     /// Appends a value: a tag for its type, then its bits (text: its length, then its bytes).
@@ -330,7 +328,7 @@ impl KeyBuf {
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        &self.bytes
     }
 }
 
@@ -401,8 +399,17 @@ impl FieldValues {
 
     /// Re-recording a text field appends; compact first when the dead text would let the
     /// arena grow past twice what live values can need.
-    #[inline]
+    #[inline(always)]
     fn make_room(&mut self) {
+        // Inline text (the usual case) is never more than `ARENA_INLINE` bytes: nothing to do.
+        if self.arena.is_inline() {
+            return;
+        }
+        self.make_room_spilled();
+    }
+
+    #[cold]
+    fn make_room_spilled(&mut self) {
         if self.arena.len() <= ARENA_INLINE {
             return;
         }

@@ -943,6 +943,33 @@ fn a_status_description_means_an_error_unless_the_code_says_ok() {
     assert_eq!(m.counter("calls", &[("result", "success")]), Some(2));
 }
 
+/// Raw values too long together for the shortcut's key (192 bytes) take the full resolution
+/// every time: spans whose values differ only past that length still count apart, and the
+/// truncation counter stays at zero (nothing was cut).
+#[test]
+fn values_too_long_for_the_shortcut_key_still_count_apart() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::counter("long.total")
+                .spans(Spans::named("long"))
+                .labels(["p", "q"]),
+        ),
+    );
+    let d = h.dispatch();
+    let p = "p".repeat(128);
+    let (q1, q2) = (format!("{}1", "q".repeat(59)), format!("{}2", "q".repeat(59)));
+    dispatcher::with_default(&d, || {
+        for q in [&q1, &q1, &q2, &q1, &q2] {
+            drop(tracing::info_span!("long", p = p.as_str(), q = q.as_str()));
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(m.counter("long.total", &[("p", &p), ("q", &q1)]), Some(3));
+    assert_eq!(m.counter("long.total", &[("p", &p), ("q", &q2)]), Some(2));
+    assert_eq!(m.series("long.total").len(), 2);
+    assert_eq!(m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]), None);
+}
+
 /// Spans of one callsite reach their series through a shortcut keyed by the raw values their
 /// labels are made from. Whatever takes that shortcut must count exactly what the full label
 /// resolution counts: a value cut on every span, raw values a mapping folds together beyond
