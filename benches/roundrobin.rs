@@ -146,6 +146,19 @@ fn main() {
         eprint!("\rround {}/{}", round + 1, args.rounds);
     }
     eprintln!(" ({:.1} s)", started.elapsed().as_secs_f64());
+    // A variant that silently measured nothing would look cheap: each one that records a calls
+    // counter must have counted every span it ran (warm-up and rounds).
+    let ran = args.slice.min(20_000) + args.rounds as u64 * args.slice;
+    for v in vs {
+        if let Some(calls) = v.calls {
+            let counted = suite.recorded(calls);
+            assert_eq!(
+                counted, ran,
+                "{}: {calls} counted {counted} of {ran} spans",
+                v.name
+            );
+        }
+    }
     if args.threads {
         for (v, s) in vs.iter().zip(samples.iter_mut()) {
             if v.threaded {

@@ -30,6 +30,7 @@ VARIANTS = [
     "hand/naive",
     "hand/handles",
     "hand/handles-foldhash",
+    "hand/layer",
     "layer/rule",
     "layer/rule-unrecorded",
     "layer/red",

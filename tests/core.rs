@@ -957,7 +957,10 @@ fn values_too_long_for_the_shortcut_key_still_count_apart() {
     );
     let d = h.dispatch();
     let p = "p".repeat(128);
-    let (q1, q2) = (format!("{}1", "q".repeat(59)), format!("{}2", "q".repeat(59)));
+    let (q1, q2) = (
+        format!("{}1", "q".repeat(59)),
+        format!("{}2", "q".repeat(59)),
+    );
     dispatcher::with_default(&d, || {
         for q in [&q1, &q1, &q2, &q1, &q2] {
             drop(tracing::info_span!("long", p = p.as_str(), q = q.as_str()));
