@@ -188,11 +188,12 @@ fn main() {
 ///
 /// And twice, because of where the two threads' span stacks land. tracing-subscriber's
 /// `Registry` keeps each thread's stack of entered spans in a `thread_local::ThreadLocal`,
-/// which numbers threads (the smallest free number first) and stores their values in buckets
-/// of 1, 1, 2, 4, 8, ... threads, side by side. The main thread of an application holds number
-/// 0 as soon as it enters a span; the next two threads are then numbers 1 and 2, whose values
-/// share a bucket and a cache line, which both write on every enter and exit. `--apart` keeps
-/// number 2 taken by an idle thread, so the two threads are 1 and 3, in different buckets.
+/// which numbers threads (the smallest free number first) and stores their values side by
+/// side in buckets of 1, 2, 4, 8, ... threads (0; 1 and 2; 3 to 6; ...). The main thread of an
+/// application holds number 0 as soon as it enters a span; the next two threads are then
+/// numbers 1 and 2, whose values share a bucket and a cache line, which both write on every
+/// enter and exit. `--apart` keeps number 2 taken by an idle thread, so the two threads are 1
+/// and 3, in different buckets.
 fn scaling_in_child(name: &str, args: &Args, apart: bool) -> (Vec<f64>, Vec<f64>) {
     let exe = std::env::current_exe().expect("the bench binary's path");
     let out = std::process::Command::new(exe)
