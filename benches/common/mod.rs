@@ -195,6 +195,21 @@ fn naive(x: &Input) {
     metrics::counter!("hand.naive.calls", &labels).increment(1);
 }
 
+/// Every label set with its histogram and calls counter, registered on the current recorder
+/// under `prefix`.
+fn prebuilt(prefix: &str) -> impl Iterator<Item = (Input, (Histogram, Counter))> + '_ {
+    label_sets().map(move |x| {
+        let labels = [
+            ("partition", x.partition.to_string()),
+            ("service", x.service.to_owned()),
+            ("deployment", x.deployment.to_owned()),
+        ];
+        let h = metrics::histogram!(format!("{prefix}.duration.seconds"), &labels);
+        let c = metrics::counter!(format!("{prefix}.calls"), &labels);
+        (x, (h, c))
+    })
+}
+
 /// Pre-built handles per label set, keyed by the three values.
 pub struct Handles<S> {
     map: HashMap<(u64, &'static str, &'static str), (Histogram, Counter), S>,
@@ -203,17 +218,9 @@ pub struct Handles<S> {
 impl<S: std::hash::BuildHasher + Default> Handles<S> {
     /// Registers every label set's handles on the current recorder.
     pub fn new(prefix: &str) -> Self {
-        let mut map = HashMap::with_hasher(S::default());
-        for x in label_sets() {
-            let labels = [
-                ("partition", x.partition.to_string()),
-                ("service", x.service.to_owned()),
-                ("deployment", x.deployment.to_owned()),
-            ];
-            let h = metrics::histogram!(format!("{prefix}.duration.seconds"), &labels);
-            let c = metrics::counter!(format!("{prefix}.calls"), &labels);
-            map.insert((x.partition, x.service, x.deployment), (h, c));
-        }
+        let map = prebuilt(prefix)
+            .map(|(x, handles)| ((x.partition, x.service, x.deployment), handles))
+            .collect();
         Handles { map }
     }
 
@@ -298,17 +305,9 @@ pub struct HandLayer {
 impl HandLayer {
     /// Registers every label set's handles on the current recorder.
     pub fn new(prefix: &str) -> Self {
-        let mut map = hashbrown::HashMap::new();
-        for x in label_sets() {
-            let labels = [
-                ("partition", x.partition.to_string()),
-                ("service", x.service.to_owned()),
-                ("deployment", x.deployment.to_owned()),
-            ];
-            let h = metrics::histogram!(format!("{prefix}.duration.seconds"), &labels);
-            let c = metrics::counter!(format!("{prefix}.calls"), &labels);
-            map.insert(RpcKey::of(&x), (h, c));
-        }
+        let map = prebuilt(prefix)
+            .map(|(x, handles)| (RpcKey::of(&x), handles))
+            .collect();
         HandLayer {
             map,
             clock: quanta::Clock::new(),
