@@ -283,7 +283,7 @@ impl fmt::Write for BoundedWriter<'_> {
     }
 }
 
-/// A cache key on the stack (see [`FieldValues::write_key`]); its bytes are not zeroed first.
+/// A cache key on the stack (written by `labels::write_key`); its bytes are not zeroed first.
 pub(crate) struct KeyBuf {
     bytes: ArrayVec<u8, KEY_INLINE>,
 }
@@ -410,9 +410,7 @@ impl FieldValues {
 
     #[cold]
     fn make_room_spilled(&mut self) {
-        if self.arena.len() <= ARENA_INLINE {
-            return;
-        }
+        // At least twice `ARENA_INLINE`.
         let limit = self.raws.len().max(1) * self.arena.bound.max(ARENA_INLINE) * 2;
         if self.arena.len() > limit {
             self.compact();
