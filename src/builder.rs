@@ -1,5 +1,6 @@
 //! The builder: collects rules and settings, validates them all, and builds the layer.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use metrics::Recorder;
@@ -8,9 +9,12 @@ use crate::config::{
     Buckets, Condition, FieldTest, Label, LabelSource, Measure, Metric, MetricKind, Spans, Unit,
 };
 use crate::error::ConfigError;
-use crate::instruments::{Family, OVERFLOW_LABEL, RecorderRef};
+use crate::instruments::{
+    Family, HEALTH_METRICS, OVERFLOW_LABEL, RecorderRef,
+};
 use crate::layer::{HistogramInfo, SpanMetricsLayer};
-use crate::plan::{Compiled, Model, Rule, Settings};
+use crate::naming::{claimed_names, exported_name};
+use crate::plan::{Model, Rule, Settings};
 
 /// The default most distinct label sets per metric family (as the OpenTelemetry Collector's
 /// spanmetrics connector and the OpenTelemetry metrics SDK).
@@ -70,7 +74,8 @@ pub struct SpanMetricsBuilder {
     rules: Vec<Metric>,
     cardinality_limit: usize,
     max_label_len: usize,
-    recorder: RecorderRef,
+    /// `None`: the facade's current recorder for a new layer, the running one on a reload.
+    recorder: Option<RecorderRef>,
     clock: Option<quanta::Clock>,
 }
 
@@ -80,17 +85,19 @@ impl Default for SpanMetricsBuilder {
             rules: Vec::new(),
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
             max_label_len: DEFAULT_MAX_LABEL_LEN,
-            recorder: RecorderRef::Global,
+            recorder: None,
             clock: None,
         }
     }
 }
 
-/// The RED metric names (facade names; with the exporter's recommended naming, Prometheus shows
-/// `traces_span_metrics_calls_total` and `traces_span_metrics_duration_seconds_bucket`).
-pub const RED_CALLS: &str = "traces.span.metrics.calls";
-/// See [`RED_CALLS`].
-pub const RED_DURATION: &str = "traces.span.metrics.duration";
+/// The RED calls counter, as the OpenTelemetry Collector's spanmetrics connector exports it
+/// (its `traces.span.metrics.calls`), whatever the exporter's naming settings.
+pub const RED_CALLS: &str = "traces_span_metrics_calls_total";
+/// The RED duration histogram, in seconds, as the OpenTelemetry Collector's spanmetrics
+/// connector exports it (its `traces.span.metrics.duration`; Prometheus shows
+/// `traces_span_metrics_duration_seconds_bucket`, `_sum` and `_count`).
+pub const RED_DURATION: &str = "traces_span_metrics_duration_seconds";
 
 impl SpanMetricsBuilder {
     /// Adds a rule.
@@ -107,7 +114,7 @@ impl SpanMetricsBuilder {
 
     /// Adds the RED metrics that the OpenTelemetry Collector's spanmetrics connector derives, for
     /// the selected spans: a calls counter [`RED_CALLS`] and a duration histogram
-    /// [`RED_DURATION`] in seconds (the semantic conventions' advised buckets), labelled
+    /// [`RED_DURATION`] in seconds (buckets [`Buckets::red_seconds`]: 100 µs to 15 s), labelled
     /// `service.name`, `span.name` (honouring `otel.name`), `span.kind` (from `otel.kind`,
     /// `SPAN_KIND_INTERNAL` by default) and `status.code` (`STATUS_CODE_UNSET`,
     /// `STATUS_CODE_OK` from `otel.status_code`, `STATUS_CODE_ERROR` from it or from an error
@@ -138,7 +145,7 @@ impl SpanMetricsBuilder {
                 .spans(spans)
                 .wall_time()
                 .labels(labels())
-                .buckets(Buckets::otel_durations()),
+                .buckets(Buckets::red_seconds()),
         )
     }
 
@@ -159,7 +166,7 @@ impl SpanMetricsBuilder {
     /// Useful in tests (a `metrics_util::debugging::DebuggingRecorder` sees every thread) and
     /// to keep span metrics apart from the application's own.
     pub fn with_recorder(mut self, recorder: Arc<dyn Recorder + Send + Sync>) -> Self {
-        self.recorder = RecorderRef::Explicit(recorder);
+        self.recorder = Some(RecorderRef::Explicit(recorder));
         self
     }
 
@@ -182,25 +189,23 @@ impl SpanMetricsBuilder {
     /// exporter be configured before the layer is built, e.g. to hand its recorder to
     /// [`with_recorder`](SpanMetricsBuilder::with_recorder).
     pub fn histograms(&self) -> Vec<HistogramInfo> {
-        let mut out: Vec<HistogramInfo> = Vec::new();
-        for m in self
-            .rules
+        let mut seen: HashSet<&str> = HashSet::new();
+        self.rules
             .iter()
-            .filter(|m| m.kind == MetricKind::Histogram)
-        {
-            if out.iter().any(|h| h.name == m.name) {
-                continue;
-            }
-            let buckets = m
-                .buckets
-                .clone()
-                .unwrap_or_else(|| Buckets::default_for(m.effective_unit()));
-            out.push(HistogramInfo {
-                name: m.name.clone(),
-                buckets: buckets.bounds().to_vec(),
-            });
-        }
-        out
+            .filter(|m| m.kind == MetricKind::Histogram && seen.insert(&m.name))
+            .map(|m| {
+                let unit = m.effective_unit();
+                let buckets = m
+                    .buckets
+                    .clone()
+                    .unwrap_or_else(|| Buckets::default_for(unit));
+                HistogramInfo {
+                    name: m.name.clone(),
+                    exported_name: exported_name(&m.name, m.kind, unit),
+                    buckets: buckets.bounds().to_vec(),
+                }
+            })
+            .collect()
     }
 
     /// Validates every rule and builds the layer.
@@ -211,12 +216,14 @@ impl SpanMetricsBuilder {
     /// units, label keys or buckets, bad bucket boundaries, an empty selector, a label value
     /// longer than the length bound, or a limit of zero.
     pub fn build(self) -> Result<SpanMetricsLayer, ConfigError> {
-        let model = self.compile()?;
+        let model = self.compile(None)?;
         let clock = self.clock.unwrap_or_default();
-        Ok(SpanMetricsLayer::new(Compiled::new(model), clock))
+        Ok(SpanMetricsLayer::new(model, clock))
     }
 
-    pub(crate) fn compile(&self) -> Result<Model, ConfigError> {
+    /// Validates every rule into a model. `running` is the recorder of the layer being reloaded,
+    /// kept unless this builder names one.
+    pub(crate) fn compile(&self, running: Option<&RecorderRef>) -> Result<Model, ConfigError> {
         if self.cardinality_limit == 0 {
             return Err(ConfigError::global(
                 "the cardinality limit must be at least 1",
@@ -228,6 +235,8 @@ impl SpanMetricsBuilder {
             ));
         }
         let mut families: Vec<Family> = Vec::new();
+        // Declared name → (family, the first rule that declared it).
+        let mut by_name: HashMap<&str, (usize, usize)> = HashMap::new();
         let mut rules = Vec::with_capacity(self.rules.len());
         for (i, m) in self.rules.iter().enumerate() {
             let err = |(key, p): Problem| {
@@ -245,10 +254,11 @@ impl SpanMetricsBuilder {
                     .clone()
                     .unwrap_or_else(|| Buckets::default_for(unit))
             });
-            let family = match families.iter().position(|f| f.name == m.name) {
+            let family = match by_name.get(m.name.as_str()) {
                 None => {
                     families.push(Family::new(
                         m.name.clone(),
+                        exported_name(&m.name, m.kind, unit),
                         m.kind,
                         unit,
                         m.description.clone(),
@@ -256,9 +266,10 @@ impl SpanMetricsBuilder {
                         buckets,
                         limit,
                     ));
+                    by_name.insert(&m.name, (families.len() - 1, i));
                     families.len() - 1
                 }
-                Some(fi) => {
+                Some(&(fi, _)) => {
                     let f = &mut families[fi];
                     check_same_family(f, m, unit, &keys, &buckets, limit).map_err(err)?;
                     if f.description.is_none() {
@@ -283,15 +294,91 @@ impl SpanMetricsBuilder {
                 conditions: m.conditions.clone(),
             });
         }
+        let first_rules: Vec<usize> = {
+            let mut first = vec![0; families.len()];
+            for &(fi, rule) in by_name.values() {
+                first[fi] = rule;
+            }
+            first
+        };
+        check_exported_names(&families, &first_rules)?;
+        let recorder = match (&self.recorder, running) {
+            (Some(own), _) => own.clone(),
+            (None, Some(running)) => running.clone(),
+            (None, None) => RecorderRef::Global,
+        };
         Ok(Model::new(
             rules,
             families,
             Settings {
                 max_label_len: self.max_label_len,
-                recorder: self.recorder.clone(),
+                recorder,
             },
         ))
     }
+
+    /// Whether this builder sets a clock of its own.
+    pub(crate) fn sets_clock(&self) -> bool {
+        self.clock.is_some()
+    }
+}
+
+/// Refuses families that Prometheus would see as one, or whose samples would collide: the same
+/// exported name from two declared names, one family's name among another's derived sample
+/// names, or a name the layer's own health counters use. `first_rules[f]` is the first rule
+/// that declared family `f`, named in the error.
+fn check_exported_names(families: &[Family], first_rules: &[usize]) -> Result<(), ConfigError> {
+    // Claimed name → the family that claimed it first, in rule order.
+    let mut claimed: HashMap<String, usize> = HashMap::new();
+    let mut order: Vec<usize> = (0..families.len()).collect();
+    order.sort_by_key(|&f| first_rules[f]);
+    for f in order {
+        let family = &families[f];
+        let refuse = |problem: String| {
+            let mut e = ConfigError::rule(first_rules[f], &family.name, problem);
+            e.key = Some("name");
+            e
+        };
+        if let Some(health) = HEALTH_METRICS.iter().find(|h| {
+            claimed_names(h, MetricKind::Counter)
+                .iter()
+                .any(|c| claimed_names(&family.exported, family.kind).contains(c))
+        }) {
+            return Err(refuse(format!(
+                "exported as `{}`, which collides with `{health}`, the layer's own health \
+                 counter; choose another name",
+                family.exported
+            )));
+        }
+        for name in claimed_names(&family.exported, family.kind) {
+            if let Some(&other) = claimed.get(&name) {
+                let o = &families[other];
+                let problem = if o.exported == family.exported {
+                    format!(
+                        "exported as `{}`, the same name as rule #{} (`{}`) once `.` becomes \
+                         `_` and unit and `_total` suffixes are added; give the two families \
+                         distinct names",
+                        family.exported, first_rules[other], o.name
+                    )
+                } else {
+                    format!(
+                        "exported as `{}`, whose sample `{name}` collides with the {} of rule \
+                         #{} (`{}`, exported as `{}`); rename one of them",
+                        family.exported,
+                        o.kind.as_str(),
+                        first_rules[other],
+                        o.name,
+                        o.exported
+                    )
+                };
+                return Err(refuse(problem));
+            }
+        }
+        for name in claimed_names(&family.exported, family.kind) {
+            claimed.insert(name, f);
+        }
+    }
+    Ok(())
 }
 
 fn check_same_family(
@@ -513,6 +600,14 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
             LabelSource::Fixed(v) => Some(v.as_str()),
             _ => None,
         };
+        if fixed.is_some_and(|v| v.trim().is_empty()) {
+            return Err(format!(
+                "label `{}`: the fixed value {:?} is blank; Prometheus treats an empty label \
+                 value as no label at all, so give it a non-blank value",
+                label.key,
+                fixed.unwrap_or_default()
+            ));
+        }
         for value in fixed.into_iter().chain(label.default.as_deref()) {
             if value.len() > max_label_len {
                 return Err(format!(

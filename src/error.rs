@@ -39,6 +39,13 @@ impl ConfigError {
         }
     }
 
+    pub(crate) fn family(metric: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            metric: Some(metric.to_owned()),
+            ..ConfigError::global(problem)
+        }
+    }
+
     pub(crate) fn global(problem: impl Into<String>) -> Self {
         ConfigError {
             rule: None,

@@ -1,18 +1,35 @@
 //! Exporter helpers: `metrics-exporter-prometheus` set up for the layer's families.
 //!
 //! `metrics-exporter-prometheus` renders a histogram as a summary unless buckets are set for it,
-//! and keeps raw samples until its upkeep drains them. [`prometheus_builder`] sets every declared
-//! histogram's buckets and the recommended naming (`_total` on counters, unit suffixes);
-//! [`install`] also starts the HTTP listener and the upkeep task.
+//! fixes those buckets when it is built, and keeps raw samples until its upkeep drains them.
+//! These helpers take care of all three:
+//! - [`install`]: the global recorder with an HTTP listener for `/metrics`, and its upkeep;
+//! - [`build_with_own_recorder`]: a layer recording into a recorder of its own (nothing
+//!   installed globally), with an [`Exposition`] to serve from your own HTTP server;
+//! - [`add_buckets`] and [`prometheus_builder`]: a `PrometheusBuilder` (yours, or a new one)
+//!   with every declared histogram's buckets.
+//!
+//! Exported names do not depend on the exporter's naming settings: the layer registers each
+//! family under its exported name (dots to `_`, unit suffix, `_total` on counters; see
+//! [`HistogramInfo::exported_name`]), so a plain `PrometheusBuilder::new()` and
+//! `with_recommended_naming(true)` show the same names.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::thread::Thread;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::{Buckets, HistogramInfo, SpanMetricsBuilder, SpanMetricsLayer};
+use crate::layer::ExporterBuckets;
+use crate::{Buckets, ConfigError, HistogramInfo, SpanMetricsBuilder, SpanMetricsLayer};
 
 /// Where [`install`] is usually pointed: loopback only, port 9000.
 pub const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9000);
+
+/// How often the upkeep of [`install`] and [`build_with_own_recorder`] drains histogram
+/// samples into their buckets.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Anything that knows the histogram families it records: a built [`SpanMetricsLayer`] or a
 /// [`SpanMetricsBuilder`] (to set the exporter up before building the layer).
@@ -33,44 +50,73 @@ impl DeclaresHistograms for SpanMetricsBuilder {
     }
 }
 
-/// A `PrometheusBuilder` with buckets for every histogram family of `layer` (and the semantic
-/// conventions' duration buckets for any other histogram) and the recommended naming. Add your
-/// own settings, then install or build it.
+/// The buckets every histogram without buckets of its own falls back to in
+/// [`prometheus_builder`]: [`Buckets::otel_durations`].
+fn fallback_buckets() -> Vec<f64> {
+    Buckets::otel_durations().bounds().to_vec()
+}
+
+/// Adds the buckets of every histogram family `layer` declares to a `PrometheusBuilder` you
+/// already have, so that none is rendered as a summary. Your other settings are kept.
 ///
 /// ```
-/// use std::sync::Arc;
+/// use metrics_exporter_prometheus::PrometheusBuilder;
 /// use tracing_spanmetrics::{Metric, SpanMetrics, Spans, exporter};
 ///
 /// let rules = SpanMetrics::builder()
 ///     .metric(Metric::histogram("rpc.duration.seconds").spans(Spans::named("rpc")));
-/// // A recorder of your own (not installed globally), set up from the rules.
-/// let recorder = exporter::prometheus_builder(&rules)?.build_recorder();
-/// let handle = recorder.handle();
-/// let layer = rules.with_recorder(Arc::new(recorder)).build()?;
-/// # let _ = (layer, handle);
+/// let builder = exporter::add_buckets(PrometheusBuilder::new(), &rules)?;
+/// # let _ = builder;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Errors
-/// Never in practice: bucket lists were validated when the layer was built; the exporter's own
+/// Never in practice: bucket lists were validated when the rules were; the exporter's own
 /// error is passed through.
+pub fn add_buckets(
+    builder: PrometheusBuilder,
+    layer: &(impl DeclaresHistograms + ?Sized),
+) -> Result<PrometheusBuilder, BuildError> {
+    layer
+        .declared_histograms()
+        .into_iter()
+        .try_fold(builder, |builder, h| {
+            builder.set_buckets_for_metric(Matcher::Full(h.exported_name), &h.buckets)
+        })
+}
+
+/// A `PrometheusBuilder` with buckets for every histogram family of `layer` (and the semantic
+/// conventions' duration buckets for any other histogram) and the recommended naming. Add your
+/// own settings, then install or build it.
+///
+/// # Errors
+/// As [`add_buckets`].
 pub fn prometheus_builder(
     layer: &(impl DeclaresHistograms + ?Sized),
 ) -> Result<PrometheusBuilder, BuildError> {
-    // Histograms added later (by a reload) fall back to these rather than becoming summaries.
-    let mut builder = PrometheusBuilder::new()
+    let builder = PrometheusBuilder::new()
         .with_recommended_naming(true)
-        .set_buckets(Buckets::otel_durations().bounds())?;
-    for h in layer.declared_histograms() {
-        builder = builder.set_buckets_for_metric(Matcher::Full(h.name), &h.buckets)?;
+        .set_buckets(&fallback_buckets())?;
+    add_buckets(builder, layer)
+}
+
+/// What a reload must keep: the buckets [`prometheus_builder`] fixed for `layer`.
+fn fixed_by_prometheus_builder(layer: &(impl DeclaresHistograms + ?Sized)) -> ExporterBuckets {
+    ExporterBuckets {
+        per_family: layer
+            .declared_histograms()
+            .into_iter()
+            .map(|h| (h.exported_name, h.buckets))
+            .collect(),
+        fallback: Some(fallback_buckets()),
     }
-    Ok(builder)
 }
 
 /// Installs the global Prometheus recorder for `layer`'s families, serving `/metrics` on `addr`
 /// (bind loopback, e.g. `127.0.0.1:9000`, unless it must be reachable from elsewhere). The
-/// exporter's upkeep (which drains histogram samples) runs on a task of its own every 5 s.
-/// Must be called from within a Tokio runtime.
+/// exporter's upkeep (which drains histogram samples) runs on a task of its own every
+/// [`UPKEEP_INTERVAL`]. Must be called from within a Tokio runtime. Reloads of `layer` that
+/// declare histogram buckets other than these are refused from then on.
 ///
 /// # Errors
 /// The exporter's error: the address is taken, a recorder is already installed, …
@@ -81,6 +127,7 @@ pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusH
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)?;
     tokio::spawn(exporter);
+    layer.exporter_fixed(fixed_by_prometheus_builder(layer));
     Ok(handle)
 }
 
@@ -91,4 +138,143 @@ pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusH
 /// As [`install`].
 pub fn install_on_loopback(layer: &SpanMetricsLayer) -> Result<PrometheusHandle, BuildError> {
     install(layer, DEFAULT_ADDR.into())
+}
+
+/// Builds the layer of `builder` recording into a Prometheus recorder of its own, not installed
+/// globally (the application's other metrics stay apart), with every histogram's buckets set.
+/// The returned [`Exposition`] renders the text to serve on `/metrics` from your own HTTP
+/// server, and runs the recorder's upkeep on a thread of its own until it is dropped.
+///
+/// Reloads of the layer keep recording into this recorder, and are refused if they declare
+/// histogram buckets other than the ones fixed here.
+///
+/// ```
+/// use tracing_spanmetrics::{Metric, SpanMetrics, Spans, exporter};
+/// use tracing_subscriber::prelude::*;
+///
+/// let (layer, exposition) = exporter::build_with_own_recorder(
+///     SpanMetrics::builder()
+///         .metric(Metric::histogram("rpc.duration.seconds").spans(Spans::named("rpc"))),
+/// )?;
+/// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+///     drop(tracing::info_span!("rpc"));
+/// });
+/// // In your `/metrics` handler:
+/// let text = exposition.render();
+/// assert!(text.contains("rpc_duration_seconds_count 1"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`SetupError::Config`] for rules the builder refuses, [`SetupError::Exporter`] for the
+/// exporter's own error.
+pub fn build_with_own_recorder(
+    builder: SpanMetricsBuilder,
+) -> Result<(SpanMetricsLayer, Exposition), SetupError> {
+    let recorder = prometheus_builder(&builder)
+        .map_err(SetupError::Exporter)?
+        .build_recorder();
+    let handle = recorder.handle();
+    let fixed = fixed_by_prometheus_builder(&builder);
+    let layer = builder
+        .with_recorder(Arc::new(recorder))
+        .build()
+        .map_err(SetupError::Config)?;
+    layer.exporter_fixed(fixed);
+    Ok((layer, Exposition::new(handle)))
+}
+
+/// Renders a recorder's metrics as Prometheus text and keeps its upkeep running; made by
+/// [`build_with_own_recorder`]. Clones share the recorder and the upkeep, which stops when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct Exposition {
+    handle: PrometheusHandle,
+    _upkeep: Arc<Upkeep>,
+}
+
+impl std::fmt::Debug for Exposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exposition").finish_non_exhaustive()
+    }
+}
+
+impl Exposition {
+    fn new(handle: PrometheusHandle) -> Self {
+        let upkeep = Arc::new_cyclic(|weak: &Weak<Upkeep>| {
+            let weak = weak.clone();
+            let handle = handle.clone();
+            let thread = std::thread::Builder::new()
+                .name("spanmetrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::park_timeout(UPKEEP_INTERVAL);
+                        if weak.strong_count() == 0 {
+                            return;
+                        }
+                        handle.run_upkeep();
+                    }
+                })
+                .ok()
+                .map(|t| t.thread().clone());
+            Upkeep { thread }
+        });
+        Exposition {
+            handle,
+            _upkeep: upkeep,
+        }
+    }
+
+    /// The metrics in the Prometheus text format (`text/plain; version=0.0.4`).
+    #[must_use]
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// The exporter's own handle, for what this type does not offer.
+    #[must_use]
+    pub fn prometheus_handle(&self) -> &PrometheusHandle {
+        &self.handle
+    }
+}
+
+/// Wakes the upkeep thread when the last [`Exposition`] is dropped, so that it ends.
+struct Upkeep {
+    thread: Option<Thread>,
+}
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        if let Some(t) = &self.thread {
+            t.unpark();
+        }
+    }
+}
+
+/// Why [`build_with_own_recorder`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The rules were refused.
+    Config(ConfigError),
+    /// The exporter could not be built.
+    Exporter(BuildError),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Config(e) => write!(f, "invalid span metrics configuration: {e}"),
+            SetupError::Exporter(e) => write!(f, "the Prometheus exporter failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Config(e) => Some(e),
+            SetupError::Exporter(e) => Some(e),
+        }
+    }
 }

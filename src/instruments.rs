@@ -30,13 +30,16 @@ use crate::config::{Buckets, MetricKind, Unit};
 
 /// The label key of the overflow series.
 pub const OVERFLOW_LABEL: &str = "otel_metric_overflow";
-/// Counter of observations folded into an overflow series, labelled `metric`.
-pub const OVERFLOW_METRIC: &str = "spanmetrics.overflow.observations";
+/// Counter of observations folded into an overflow series, labelled `metric` (the family's
+/// exported name). Registered under this, its exported name.
+pub const OVERFLOW_METRIC: &str = "spanmetrics_overflow_observations_total";
 /// Counter of label values cut to the configured length bound.
-pub const TRUNCATED_METRIC: &str = "spanmetrics.label_values.truncated";
+pub const TRUNCATED_METRIC: &str = "spanmetrics_label_values_truncated_total";
 /// Counter of values that could not be recorded (not a number, not finite, negative for a
-/// counter), labelled `metric` and `reason`.
-pub const REJECTED_METRIC: &str = "spanmetrics.values.rejected";
+/// counter), labelled `metric` (the family's exported name) and `reason`.
+pub const REJECTED_METRIC: &str = "spanmetrics_values_rejected_total";
+/// The layer's own health counters: no family may be exported under their names.
+pub(crate) const HEALTH_METRICS: [&str; 3] = [OVERFLOW_METRIC, TRUNCATED_METRIC, REJECTED_METRIC];
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("tracing_spanmetrics", Level::INFO, Some(module_path!()));
@@ -61,6 +64,15 @@ impl std::fmt::Debug for RecorderRef {
 }
 
 impl RecorderRef {
+    /// Whether both name the same recorder.
+    pub(crate) fn same_as(&self, other: &RecorderRef) -> bool {
+        match (self, other) {
+            (RecorderRef::Global, RecorderRef::Global) => true,
+            (RecorderRef::Explicit(a), RecorderRef::Explicit(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     pub(crate) fn with<T>(&self, f: impl FnOnce(&dyn Recorder, usize) -> T) -> T {
         match self {
             RecorderRef::Global => metrics::with_recorder(|r| f(r, identity(r))),
@@ -166,17 +178,66 @@ struct Snapshot {
     overflow: Option<(Handle, Counter)>,
 }
 
+/// The label sets a family admitted, per exported family, for the life of the process.
+///
+/// A reload builds new families, but the exporter keeps every series the old ones registered;
+/// so a family's admitted label sets outlive its configuration. A reload that keeps a family's
+/// kind and label keys hands the new family the same table (see
+/// [`Family::continue_from`]); one that changes them starts a new table that counts the old
+/// one's label sets as already taken, so the cardinality limit bounds what the exporter holds.
+pub(crate) struct SeriesTable {
+    snapshot: ArcSwapOption<Snapshot>,
+    writer: Mutex<()>,
+    /// Label sets admitted on a recorder (its identity, their number) by the tables this one
+    /// replaced.
+    taken_before: Option<(usize, usize)>,
+}
+
+impl SeriesTable {
+    fn new(taken_before: Option<(usize, usize)>) -> Self {
+        SeriesTable {
+            snapshot: ArcSwapOption::empty(),
+            writer: Mutex::new(()),
+            taken_before,
+        }
+    }
+
+    /// Label sets taken on the current recorder, by this table and those it replaced.
+    fn taken(&self) -> Option<(usize, usize)> {
+        let snap = self.snapshot.load();
+        let snap = snap.as_ref()?;
+        Some((snap.recorder, snap.series.len() + self.taken_on(snap.recorder)))
+    }
+
+    /// Label sets the replaced tables took on recorder `id`.
+    fn taken_on(&self, id: usize) -> usize {
+        match self.taken_before {
+            Some((rid, n)) if rid == id => n,
+            _ => 0,
+        }
+    }
+}
+
+/// The label sets a family admitted, with what decides whether a later family may share them.
+pub(crate) struct Admitted {
+    kind: MetricKind,
+    label_keys: Vec<SharedString>,
+    table: Arc<SeriesTable>,
+}
+
 /// A metric family: name, kind, unit, description, label keys and its series.
 pub(crate) struct Family {
+    /// The name the rules declare.
     pub(crate) name: String,
+    /// The name it is registered and exported under (see [`crate::naming`]).
+    pub(crate) exported: String,
     pub(crate) kind: MetricKind,
     pub(crate) unit: Unit,
     pub(crate) description: Option<String>,
     pub(crate) label_keys: Vec<SharedString>,
     pub(crate) buckets: Option<Buckets>,
     pub(crate) limit: usize,
-    snapshot: ArcSwapOption<Snapshot>,
-    writer: Mutex<()>,
+    series: Arc<SeriesTable>,
 }
 
 impl std::fmt::Debug for Family {
@@ -189,8 +250,10 @@ impl std::fmt::Debug for Family {
 }
 
 impl Family {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         name: String,
+        exported: String,
         kind: MetricKind,
         unit: Unit,
         description: Option<String>,
@@ -200,15 +263,40 @@ impl Family {
     ) -> Self {
         Family {
             name,
+            exported,
             kind,
             unit,
             description,
             label_keys: label_keys.into_iter().map(SharedString::from).collect(),
             buckets,
             limit,
-            snapshot: ArcSwapOption::empty(),
-            writer: Mutex::new(()),
+            series: Arc::new(SeriesTable::new(None)),
         }
+    }
+
+    /// What the family admitted so far, for the family of the same exported name in a
+    /// configuration that replaces this one.
+    pub(crate) fn admitted(&self) -> Admitted {
+        Admitted {
+            kind: self.kind,
+            label_keys: self.label_keys.clone(),
+            table: self.series.clone(),
+        }
+    }
+
+    /// Takes over the label sets an earlier family of the same exported name admitted: its
+    /// very table when kind and label keys are unchanged, else a new table that counts them
+    /// as taken. Called before the family records anything.
+    pub(crate) fn continue_from(&mut self, earlier: &Admitted) {
+        debug_assert!(
+            self.series.snapshot.load().is_none(),
+            "a family continued after it recorded: this is a bug"
+        );
+        self.series = if earlier.kind == self.kind && earlier.label_keys == self.label_keys {
+            earlier.table.clone()
+        } else {
+            Arc::new(SeriesTable::new(earlier.table.taken()))
+        };
     }
 
     /// Applies `op` to the series for `values` (one entry per label key, in order), whose
@@ -250,12 +338,12 @@ impl Family {
         hash: u64,
         f: impl FnOnce(&Handle, bool) -> R,
     ) -> R {
-        if let Some(snap) = self.snapshot.load().as_ref() {
+        if let Some(snap) = self.series.snapshot.load().as_ref() {
             if snap.recorder == id {
                 if let Some(s) = snap.series.find(hash, |s| s.is(values)) {
                     return f(&s.handle, false);
                 }
-                if snap.series.len() >= self.limit {
+                if snap.series.len() + self.series.taken_on(id) >= self.limit {
                     if let Some((h, folded)) = &snap.overflow {
                         folded.increment(1);
                         return f(h, true);
@@ -277,8 +365,9 @@ impl Family {
     ) -> (Handle, bool) {
         // A poisoned lock only means another thread panicked while holding it (inside a
         // recorder); the data it guards is the snapshot, which is always consistent.
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.snapshot.load_full();
+        let table = &*self.series;
+        let _w = table.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = table.snapshot.load_full();
         let fresh = current.as_ref().is_none_or(|s| s.recorder != id);
         if fresh {
             self.describe(r);
@@ -298,7 +387,7 @@ impl Family {
         if let Some(s) = next.series.find(hash, |s| s.is(values)) {
             return (s.handle.clone(), false);
         }
-        if next.series.len() < self.limit {
+        if next.series.len() + table.taken_on(id) < self.limit {
             let labels: Vec<metrics::Label> = self
                 .label_keys
                 .iter()
@@ -306,29 +395,29 @@ impl Family {
                 .filter_map(|(k, v)| v.map(|v| metrics::Label::new(k.clone(), v.to_owned())))
                 .collect();
             let handle =
-                Handle::register(self.kind, r, &Key::from_parts(self.name.clone(), labels));
+                Handle::register(self.kind, r, &Key::from_parts(self.exported.clone(), labels));
             let series = Series {
                 values: values.iter().map(|v| v.map(Box::from)).collect(),
                 handle: handle.clone(),
                 hash,
             };
             next.series.insert_unique(hash, series, |s| s.hash);
-            self.snapshot.store(Some(Arc::new(next)));
+            table.snapshot.store(Some(Arc::new(next)));
             return (handle, false);
         }
         let (handle, folded) = match &next.overflow {
             Some(o) => o.clone(),
             None => {
                 let key = Key::from_parts(
-                    self.name.clone(),
+                    self.exported.clone(),
                     vec![metrics::Label::new(OVERFLOW_LABEL, "true")],
                 );
                 let o = (
                     Handle::register(self.kind, r, &key),
-                    register_health_counter(r, OVERFLOW_METRIC, &[("metric", &self.name)]),
+                    register_health_counter(r, OVERFLOW_METRIC, &[("metric", &self.exported)]),
                 );
                 next.overflow = Some(o.clone());
-                self.snapshot.store(Some(Arc::new(next)));
+                table.snapshot.store(Some(Arc::new(next)));
                 o
             }
         };
@@ -336,17 +425,11 @@ impl Family {
         (handle, true)
     }
 
-    /// How many label sets the family holds (the overflow series not included).
-    #[allow(dead_code)]
-    pub(crate) fn series_count(&self) -> usize {
-        self.snapshot.load().as_ref().map_or(0, |s| s.series.len())
-    }
-
     fn describe(&self, r: &dyn Recorder) {
         let Some(text) = &self.description else {
             return;
         };
-        let name = KeyName::from(self.name.clone());
+        let name = KeyName::from(self.exported.clone());
         let unit = Some(self.unit.to_metrics());
         let text = SharedString::from(text.clone());
         match self.kind {

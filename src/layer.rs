@@ -10,6 +10,7 @@
 //! when no callback can reach it; so a recorder, or a field's `Debug`, that itself emits
 //! tracing events cannot deadlock the layer.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::LocalKey;
@@ -25,7 +26,8 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use crate::builder::SpanMetricsBuilder;
 use crate::config::{Measure, MetricKind};
 use crate::error::ConfigError;
-use crate::instruments::{Handle, Op, hash_labels};
+use crate::config::Buckets;
+use crate::instruments::{Admitted, Family, Handle, Op, RecorderRef, hash_labels};
 use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve, write_key};
 use crate::plan::{
     Applied, CloseGroup, Compiled, EventPlan, Local, MAX_GROUP, Model, Rule, SpanPlan,
@@ -135,9 +137,66 @@ struct Shared {
     /// Those configurations' models, held weakly: open spans keep them alive through their
     /// plans. Also serialises installs.
     retired: Mutex<Vec<Weak<Model>>>,
+    /// What every family ever configured admitted, by exported name: a reload's families
+    /// continue from it, so the cardinality limit holds for the life of the process.
+    admitted: Mutex<HashMap<String, Admitted>>,
+    /// The buckets the running exporter fixed for each histogram when it was built, when the
+    /// crate's exporter helpers set it up: a reload must not declare others.
+    exporter_buckets: Mutex<Option<ExporterBuckets>>,
+}
+
+/// The buckets an exporter fixed when it was built: per exported histogram name, and the
+/// fallback it uses for any other histogram.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExporterBuckets {
+    pub(crate) per_family: HashMap<String, Vec<f64>>,
+    pub(crate) fallback: Option<Vec<f64>>,
+}
+
+impl ExporterBuckets {
+    /// Refuses a histogram whose declared buckets the exporter would not render.
+    fn check(&self, family: &Family) -> Result<(), ConfigError> {
+        let Some(declared) = family.buckets.as_ref().map(Buckets::bounds) else {
+            return Ok(());
+        };
+        let rendered = self
+            .per_family
+            .get(&family.exported)
+            .or(self.fallback.as_ref());
+        match rendered {
+            Some(r) if r.as_slice() == declared => Ok(()),
+            _ => Err(ConfigError::family(
+                &family.name,
+                format!(
+                    "this reload declares buckets {declared:?} for the histogram (exported as \
+                     `{}`), but the running exporter renders it with {}: \
+                     metrics-exporter-prometheus fixes each histogram's buckets when it is \
+                     built; declare those buckets, or restart with the new configuration",
+                    family.exported,
+                    rendered.map_or("no buckets (as a summary)".to_owned(), |r| format!("{r:?}"))
+                ),
+            )),
+        }
+    }
 }
 
 impl Shared {
+    /// Hands `model`'s families what the families of the same exported names admitted before
+    /// (on the same recorder), and remembers what they admit from now on.
+    fn continue_families(&self, model: &mut Model, running: &RecorderRef) {
+        let same_recorder = model.settings.recorder.same_as(running);
+        let mut admitted = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
+        if !same_recorder {
+            admitted.clear();
+        }
+        for family in &mut model.families {
+            if let Some(earlier) = admitted.get(&family.exported) {
+                family.continue_from(earlier);
+            }
+            admitted.insert(family.exported.clone(), family.admitted());
+        }
+    }
+
     fn install(&self, compiled: Compiled) {
         let m = &compiled.model;
         if m.any_busy {
@@ -210,13 +269,38 @@ impl std::fmt::Debug for ReloadHandle {
 }
 
 impl ReloadHandle {
-    /// Validates `builder` and, if it is valid, makes it the layer's configuration. The
-    /// builder's clock is ignored: the layer keeps measuring with its own.
+    /// Validates `builder` and, if it is valid, makes it the layer's configuration.
+    ///
+    /// The layer keeps its recorder unless `builder` names one
+    /// ([`with_recorder`](SpanMetricsBuilder::with_recorder)), and always keeps its clock. Each
+    /// family keeps the label sets it admitted before (by exported name), so its cardinality
+    /// limit bounds the series the exporter holds across any number of reloads.
     ///
     /// # Errors
-    /// The builder's [`ConfigError`]; the running configuration is then left unchanged.
+    /// The builder's [`ConfigError`]; a builder that sets a clock (spans open across the swap
+    /// would measure their start and end on two clocks); a histogram whose buckets differ from
+    /// the ones the running exporter fixed, when the exporter was set up by this crate's
+    /// helpers (`exporter::install`, `exporter::PrometheusRecorder`). The running
+    /// configuration is then left unchanged.
     pub fn reload(&self, builder: SpanMetricsBuilder) -> Result<(), ConfigError> {
-        let model = builder.compile()?;
+        if builder.sets_clock() {
+            return Err(ConfigError::global(
+                "a reload cannot change the layer's clock: spans open across the swap would \
+                 measure their start and end on two clocks; leave `with_clock` out of the \
+                 reloaded builder",
+            ));
+        }
+        let running = self.shared.current.load_full();
+        let running = &running.model.settings.recorder;
+        let mut model = builder.compile(Some(running))?;
+        let fixed = self.shared.exporter_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fixed) = fixed.as_ref() {
+            for family in &model.families {
+                fixed.check(family)?;
+            }
+        }
+        drop(fixed);
+        self.shared.continue_families(&mut model, running);
         self.shared.install(Compiled::new(model));
         Ok(())
     }
@@ -246,15 +330,27 @@ impl std::fmt::Debug for SpanMetricsLayer {
 /// What the exporter needs to know about a histogram family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramInfo {
-    /// The family's name, as given to the `metrics` facade.
+    /// The family's name, as the rules declare it.
     pub name: String,
+    /// The name it is registered with the `metrics` facade and exported under (dots become
+    /// `_`, the unit suffix is appended: see [`SpanMetricsBuilder`]'s naming rule). Exporter
+    /// settings match this name.
+    pub exported_name: String,
     /// Its bucket boundaries.
     pub buckets: Vec<f64>,
 }
 
 impl SpanMetricsLayer {
-    pub(crate) fn new(compiled: Compiled, clock: quanta::Clock) -> Self {
+    pub(crate) fn new(model: Model, clock: quanta::Clock) -> Self {
+        let admitted = model
+            .families
+            .iter()
+            .map(|f| (f.exported.clone(), f.admitted()))
+            .collect();
+        let compiled = Compiled::new(model);
         let shared = Shared {
+            admitted: Mutex::new(admitted),
+            exporter_buckets: Mutex::new(None),
             busy_possible: AtomicBool::new(compiled.model.any_busy),
             children_possible: AtomicBool::new(compiled.model.any_self_time),
             retired_milestones: AtomicBool::new(false),
@@ -267,6 +363,16 @@ impl SpanMetricsLayer {
             shared: Arc::new(shared),
             clock,
         }
+    }
+
+    /// Tells the layer which buckets the exporter it records into fixed: reloads that declare
+    /// other buckets are then refused.
+    pub(crate) fn exporter_fixed(&self, buckets: ExporterBuckets) {
+        *self
+            .shared
+            .exporter_buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(buckets);
     }
 
     /// A handle that swaps this layer's configuration at run time.
@@ -285,6 +391,7 @@ impl SpanMetricsLayer {
             .filter_map(|f| {
                 Some(HistogramInfo {
                     name: f.name.clone(),
+                    exported_name: f.exported.clone(),
                     buckets: f.buckets.as_ref()?.bounds().to_vec(),
                 })
             })
@@ -463,7 +570,7 @@ impl SpanMetricsLayer {
             Err(reason) => {
                 if applies() {
                     let rec = &model.settings.recorder;
-                    model.health.rejected(rec, &family.name, reason);
+                    model.health.rejected(rec, &family.exported, reason);
                 }
                 None
             }

@@ -63,6 +63,7 @@ pub mod exporter;
 mod instruments;
 mod labels;
 mod layer;
+mod naming;
 mod plan;
 mod state;
 mod values;

@@ -135,10 +135,10 @@ fn one_span_allocates_nothing_beyond_the_forced_extension() {
 
     // The layer did its work on every span.
     let spans = WARM + MEASURED;
-    assert_eq!(recorder.total("rpc.calls"), spans);
-    assert_eq!(recorder.total("rpc.duration.seconds"), spans);
-    assert_eq!(recorder.total("rpc.first_byte.seconds"), spans);
-    assert_eq!(recorder.total("rpc.events"), spans);
+    assert_eq!(recorder.total("rpc_calls_total"), spans);
+    assert_eq!(recorder.total("rpc_duration_seconds"), spans);
+    assert_eq!(recorder.total("rpc_first_byte_seconds"), spans);
+    assert_eq!(recorder.total("rpc_events_total"), spans);
 
     eprintln!(
         "per span: baseline {} allocations ({} bytes), layer {} allocations ({} bytes)",

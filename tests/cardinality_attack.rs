@@ -84,7 +84,7 @@ fn a_million_distinct_values_into_one_label() {
         Some(folded)
     );
     assert_eq!(
-        m.counter(OVERFLOW_METRIC, &[("metric", "attack.total")]),
+        m.counter(OVERFLOW_METRIC, &[("metric", "attack_total")]),
         Some(folded)
     );
     // No growth after the limit was reached, and a bounded total.
@@ -124,7 +124,7 @@ fn a_million_distinct_span_names_under_red() {
     let in_histogram: usize = m
         .series
         .iter()
-        .filter(|(k, _)| k.name() == "traces.span.metrics.duration")
+        .filter(|(k, _)| k.name() == "traces_span_metrics_duration_seconds")
         .map(|(_, v)| match v {
             common::Value::Histogram(h) => h.len(),
             _ => 0,

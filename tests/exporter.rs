@@ -29,7 +29,7 @@ fn red_mode_has_the_spanmetrics_connector_prometheus_names() {
     );
     assert!(text.contains("# TYPE traces_span_metrics_duration_seconds histogram\n"));
     assert!(text.contains(&format!(
-        "traces_span_metrics_duration_seconds_bucket{{{labels},le=\"0.005\"}} 1\n"
+        "traces_span_metrics_duration_seconds_bucket{{{labels},le=\"0.0001\"}} 1\n"
     )));
     assert!(text.contains(&format!(
         "traces_span_metrics_duration_seconds_count{{{labels}}} 1\n"

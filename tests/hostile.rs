@@ -111,7 +111,7 @@ fn counts_survive_truncation_exactly() {
     let total: u64 = m
         .series
         .iter()
-        .filter(|(k, _)| k.name() == "hostile.total")
+        .filter(|(k, _)| k.name() == "hostile_total")
         .map(|(_, v)| match v {
             common::Value::Counter(n) => *n,
             _ => 0,
@@ -179,13 +179,13 @@ fn numeric_fields_that_are_nan_infinite_negative_or_huge() {
     let rejected = |metric: &str, reason: &str| {
         m.counter(REJECTED_METRIC, &[("metric", metric), ("reason", reason)])
     };
-    assert_eq!(rejected("size.bytes", "not_a_number"), Some(2));
-    assert_eq!(rejected("size.bytes", "not_finite"), Some(1));
+    assert_eq!(rejected("size_bytes", "not_a_number"), Some(2));
+    assert_eq!(rejected("size_bytes", "not_finite"), Some(1));
     assert_eq!(rejected("level", "not_a_number"), Some(2));
-    assert_eq!(rejected("added.total", "not_a_number"), Some(2));
-    assert_eq!(rejected("added.total", "not_finite"), Some(1));
-    assert_eq!(rejected("added.total", "negative"), Some(1));
-    assert_eq!(rejected("added.total", "too_large"), Some(3));
+    assert_eq!(rejected("added_total", "not_a_number"), Some(2));
+    assert_eq!(rejected("added_total", "not_finite"), Some(1));
+    assert_eq!(rejected("added_total", "negative"), Some(1));
+    assert_eq!(rejected("added_total", "too_large"), Some(3));
 }
 
 /// `promtool check metrics` on `text`: its report (empty when clean), or `None` without promtool.

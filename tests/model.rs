@@ -540,14 +540,14 @@ fn read(recorder: &TestRecorder) -> Expected {
             n
         };
         match (key.name(), value) {
-            ("calls", common::Value::Counter(n)) => {
+            ("calls_total", common::Value::Counter(n)) => {
                 out.calls
                     .insert((label("name"), label("k"), label("result")), *n);
             }
-            ("wall", common::Value::Histogram(v)) => {
+            ("wall_seconds", common::Value::Histogram(v)) => {
                 out.wall.insert(label("name"), nanos(v));
             }
-            ("busy", common::Value::Histogram(v)) => {
+            ("busy_seconds", common::Value::Histogram(v)) => {
                 out.busy.insert(label("name"), nanos(v));
             }
             ("open", common::Value::Gauge(g)) => {
@@ -556,13 +556,13 @@ fn read(recorder: &TestRecorder) -> Expected {
             ("pinned", common::Value::Gauge(g)) => {
                 out.pinned.insert(label("p"), *g as i64);
             }
-            ("ticks", common::Value::Counter(n)) => {
+            ("ticks_total", common::Value::Counter(n)) => {
                 out.ticks.insert(label("k"), *n);
             }
-            ("to_mile", common::Value::Histogram(v)) => {
+            ("to_mile_seconds", common::Value::Histogram(v)) => {
                 out.to_mile.insert(label("name"), nanos(v));
             }
-            ("errors", common::Value::Counter(n)) => {
+            ("errors_total", common::Value::Counter(n)) => {
                 out.errors.insert(label("name"), *n);
             }
             _ => {}

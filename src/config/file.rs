@@ -720,7 +720,7 @@ impl SpanMetricsBuilder {
             builder = builder.metric(metric);
         }
         // The builder's own validation, located at the offending `[[metric]]`.
-        if let Err(e) = builder.compile() {
+        if let Err(e) = builder.compile(None) {
             let span = e
                 .rule
                 .and_then(|r| r.checked_sub(first_file_rule))

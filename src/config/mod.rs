@@ -181,6 +181,18 @@ impl Buckets {
         ])
     }
 
+    /// The default buckets of RED mode, in seconds: the OpenTelemetry Collector spanmetrics
+    /// connector's default boundaries (2 ms to 15 s), below which four more resolve in-process
+    /// spans that take well under a millisecond: `0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004,
+    /// 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1.4, 2, 5, 10, 15`. Every boundary of
+    /// the connector is among them, so a dashboard's `le` selectors written for it still match.
+    pub fn red_seconds() -> Self {
+        Buckets(vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4,
+            0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0,
+        ])
+    }
+
     /// `count` boundaries starting at `start`, each `factor` times the previous one.
     ///
     /// Invalid arguments (a non-positive start, a factor not above 1, no buckets) are reported

@@ -147,6 +147,34 @@ fn same_labels(key: &Key, labels: &[(&str, &str)]) -> bool {
     have == want
 }
 
+/// Whether `registered` (the name the layer registered, its exported name) is the family the
+/// rules declared as `declared`, of kind `k` (0 counter, 1 gauge, 2 histogram; `None`: any):
+/// dots become `_`, a unit suffix may follow, counters end with `_total` (the naming rule).
+pub fn is_family(registered: &str, declared: &str, k: Option<u8>) -> bool {
+    if registered == declared {
+        return true;
+    }
+    let dotless = declared.replace('.', "_");
+    [0u8, 1, 2].into_iter().filter(|&kk| k.is_none_or(|k| k == kk)).any(|kk| {
+        let base = if kk == 0 {
+            dotless.strip_suffix("_total").unwrap_or(&dotless).to_owned()
+        } else {
+            dotless.clone()
+        };
+        ["", "_seconds", "_bytes"].into_iter().any(|unit| {
+            let mut name = if base.ends_with(unit) {
+                base.clone()
+            } else {
+                format!("{base}{unit}")
+            };
+            if kk == 0 {
+                name.push_str("_total");
+            }
+            name == registered
+        })
+    })
+}
+
 fn kind(v: &Value) -> u8 {
     match v {
         Value::Counter(_) => 0,
@@ -160,7 +188,9 @@ impl Metrics {
         let mut found = self
             .series
             .iter()
-            .filter(|(key, v)| kind(v) == k && key.name() == name && same_labels(key, labels));
+            .filter(|(key, v)| {
+                kind(v) == k && is_family(key.name(), name, Some(k)) && same_labels(key, labels)
+            });
         let first = found.next();
         assert!(found.next().is_none(), "duplicate series {name} {labels:?}");
         first.map(|(_, v)| v)
@@ -192,7 +222,7 @@ impl Metrics {
         let mut out: Vec<Vec<(String, String)>> = self
             .series
             .iter()
-            .filter(|(k, _)| k.name() == name)
+            .filter(|(k, _)| is_family(k.name(), name, None))
             .map(|(k, _)| {
                 let mut l: Vec<(String, String)> = k
                     .labels()
@@ -209,8 +239,9 @@ impl Metrics {
     /// The unit and description registered for `name`.
     pub fn description(&self, name: &str) -> Option<(Option<Unit>, Option<String>)> {
         self.descriptions
-            .get(name)
-            .map(|(u, d)| (*u, Some(d.clone())))
+            .iter()
+            .find(|(registered, _)| is_family(registered, name, None))
+            .map(|(_, (u, d))| (*u, Some(d.clone())))
     }
 }
 /// Label pairs from `[("k", "v")]` as owned, sorted: for comparing with [`Metrics::series`].

@@ -1,0 +1,118 @@
+//! Exported names: the one name Prometheus shows for a family, whatever the exporter's settings.
+//!
+//! # The naming rule
+//! A family's exported name depends on its declared name, its kind and its unit, and on nothing
+//! else (not on its description, not on the exporter's naming settings):
+//! 1. every `.` becomes `_`;
+//! 2. unless the unit is a plain count, `_<unit>` is appended (`_seconds`, `_bytes`) where the
+//!    name does not already end with it; a counter's `_total` stays last
+//!    (`bytes.sent.total` in bytes → `bytes_sent_bytes_total`, `busy.seconds.total` in seconds
+//!    → `busy_seconds_total`);
+//! 3. a counter ends with `_total`, appended where missing.
+//!
+//! The layer registers every family with the `metrics` facade under that name, so a plain
+//! `PrometheusBuilder::new()` shows it as is, and `with_recommended_naming(true)` finds both
+//! suffixes already there and adds nothing.
+//!
+//! # Claimed names
+//! Besides its exported name, a family occupies the sample names Prometheus derives from it:
+//! a histogram's `_bucket`, `_sum` and `_count` (and OpenMetrics' `_created`), a counter's name
+//! without `_total` (its OpenMetrics family name) and `_created`. Two families whose claimed
+//! names meet would be one family, or a broken exposition, once scraped; the builder refuses
+//! them.
+
+use crate::config::{MetricKind, Unit};
+
+/// The name Prometheus shows for a family declared as `declared` (see the module docs).
+pub(crate) fn exported_name(declared: &str, kind: MetricKind, unit: Unit) -> String {
+    let mut name = declared.replace('.', "_");
+    let counter = kind == MetricKind::Counter;
+    if counter && name.ends_with("_total") {
+        name.truncate(name.len() - "_total".len());
+    }
+    if let Some(unit) = unit_suffix(unit) {
+        if !name.ends_with(unit) {
+            name.push_str(unit);
+        }
+    }
+    if counter {
+        name.push_str("_total");
+    }
+    name
+}
+
+/// The suffix a unit adds to a name, if any.
+fn unit_suffix(unit: Unit) -> Option<&'static str> {
+    match unit {
+        Unit::Count => None,
+        Unit::Seconds => Some("_seconds"),
+        Unit::Bytes => Some("_bytes"),
+    }
+}
+
+/// Every sample or family name a family with exported name `exported` occupies in a Prometheus
+/// or OpenMetrics exposition.
+pub(crate) fn claimed_names(exported: &str, kind: MetricKind) -> Vec<String> {
+    match kind {
+        MetricKind::Gauge => vec![exported.to_owned()],
+        MetricKind::Counter => {
+            let family = exported.strip_suffix("_total").unwrap_or(exported);
+            vec![
+                exported.to_owned(),
+                family.to_owned(),
+                format!("{family}_created"),
+            ]
+        }
+        MetricKind::Histogram => ["", "_bucket", "_sum", "_count", "_created"]
+            .iter()
+            .map(|suffix| format!("{exported}{suffix}"))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MetricKind::*;
+
+    #[test]
+    fn the_exported_name_follows_name_kind_and_unit_only() {
+        let cases = [
+            ("rpc.latency", Histogram, Unit::Seconds, "rpc_latency_seconds"),
+            ("rpc.duration.seconds", Histogram, Unit::Seconds, "rpc_duration_seconds"),
+            ("payload", Histogram, Unit::Bytes, "payload_bytes"),
+            ("calls", Counter, Unit::Count, "calls_total"),
+            ("calls.total", Counter, Unit::Count, "calls_total"),
+            ("bytes.sent.total", Counter, Unit::Bytes, "bytes_sent_bytes_total"),
+            ("busy.seconds.total", Counter, Unit::Seconds, "busy_seconds_total"),
+            ("busy", Counter, Unit::Seconds, "busy_seconds_total"),
+            ("queue.total", Gauge, Unit::Count, "queue_total"),
+            ("queue.total", Gauge, Unit::Bytes, "queue_total_bytes"),
+            ("in_flight", Gauge, Unit::Count, "in_flight"),
+        ];
+        for (declared, kind, unit, want) in cases {
+            assert_eq!(exported_name(declared, kind, unit), want, "{declared}");
+            // Idempotent: an exported name declared again exports unchanged.
+            assert_eq!(exported_name(want, kind, unit), want, "{want} again");
+        }
+    }
+
+    #[test]
+    fn families_claim_their_derived_sample_names() {
+        assert_eq!(
+            claimed_names("lat_seconds", Histogram),
+            [
+                "lat_seconds",
+                "lat_seconds_bucket",
+                "lat_seconds_sum",
+                "lat_seconds_count",
+                "lat_seconds_created"
+            ]
+        );
+        assert_eq!(
+            claimed_names("foo_total", Counter),
+            ["foo_total", "foo", "foo_created"]
+        );
+        assert_eq!(claimed_names("foo", Gauge), ["foo"]);
+    }
+}
