@@ -353,7 +353,7 @@ fn check_exported_names(families: &[Family], first_rules: &[usize]) -> Result<()
         for name in claimed_names(&family.exported, family.kind) {
             if let Some(&other) = claimed.get(&name) {
                 let o = &families[other];
-                let problem = if o.exported == family.exported {
+                let problem = if o.exported == family.exported && o.kind == family.kind {
                     format!(
                         "exported as `{}`, the same name as rule #{} (`{}`) once `.` becomes \
                          `_` and unit and `_total` suffixes are added; give the two families \
