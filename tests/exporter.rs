@@ -75,3 +75,114 @@ fn every_histogram_has_buckets_even_one_added_later() {
     assert!(!text.contains("summary"));
     assert!(!text.contains("quantile"));
 }
+
+/// The layer and exposition of `build_with_own_recorder`, one span of `op` recorded.
+fn own_recorder_with(
+    rules: tracing_spanmetrics::SpanMetricsBuilder,
+) -> (
+    tracing_spanmetrics::ReloadHandle,
+    tracing::Dispatch,
+    exporter::Exposition,
+) {
+    let (layer, exposition) = exporter::build_with_own_recorder(rules).unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    (reload, dispatch, exposition)
+}
+
+fn op_rules() -> tracing_spanmetrics::SpanMetricsBuilder {
+    SpanMetrics::builder().metric(
+        Metric::histogram("op.duration.seconds")
+            .spans(Spans::named("op"))
+            .buckets(tracing_spanmetrics::Buckets::explicit([0.5, 1.0])),
+    )
+}
+
+#[test]
+fn an_own_recorder_in_one_call_keeps_counting_across_reloads() {
+    let (reload, dispatch, exposition) = own_recorder_with(op_rules());
+    tracing::dispatcher::with_default(&dispatch, || {
+        drop(tracing::info_span!("op"));
+        // The README's pattern: the reloaded builder names no recorder.
+        reload.reload(op_rules()).unwrap();
+        drop(tracing::info_span!("op"));
+    });
+    let text = exposition.render();
+    assert!(
+        text.contains("op_duration_seconds_bucket{le=\"0.5\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("op_duration_seconds_count 2\n"), "{text}");
+}
+
+#[test]
+fn a_reload_that_declares_buckets_the_exporter_lacks_is_refused() {
+    let (reload, _dispatch, _exposition) = own_recorder_with(op_rules());
+    let err = reload
+        .reload(
+            op_rules().metric(
+                Metric::histogram("late.duration.seconds")
+                    .spans(Spans::named("op"))
+                    .buckets(tracing_spanmetrics::Buckets::explicit([0.25, 4.0])),
+            ),
+        )
+        .expect_err("must be refused");
+    assert_eq!(
+        err.to_string(),
+        "metric `late.duration.seconds`: this reload declares buckets [0.25, 4.0] for the \
+         histogram (exported as `late_duration_seconds`), but the running exporter renders it \
+         with [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]: \
+         metrics-exporter-prometheus fixes each histogram's buckets when it is built; declare \
+         those buckets, or restart with the new configuration"
+    );
+    // Changing the buckets of a histogram the exporter knows is refused too.
+    let err = reload
+        .reload(
+            SpanMetrics::builder().metric(
+                Metric::histogram("op.duration.seconds")
+                    .spans(Spans::named("op"))
+                    .buckets(tracing_spanmetrics::Buckets::explicit([2.0])),
+            ),
+        )
+        .expect_err("must be refused");
+    assert!(
+        err.to_string().contains("renders it with [0.5, 1.0]"),
+        "{err}"
+    );
+    // A histogram added with the buckets the exporter falls back to is accepted, and rendered
+    // with them.
+    reload
+        .reload(op_rules().metric(
+            Metric::histogram("late.duration.seconds").spans(Spans::named("op")),
+        ))
+        .unwrap();
+}
+
+#[test]
+fn the_upkeep_thread_ends_with_the_last_exposition() {
+    fn upkeep_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter(|t| {
+                let comm = t.as_ref().unwrap().path().join("comm");
+                std::fs::read_to_string(comm).is_ok_and(|c| c.starts_with("spanmetrics-upk"))
+            })
+            .count()
+    }
+    /// Polls until `done` holds, for at most 5 s (threads name themselves once started).
+    fn eventually(done: impl Fn() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !done() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        done()
+    }
+    let (_reload, _dispatch, exposition) = own_recorder_with(op_rules());
+    let clone = exposition.clone();
+    assert!(eventually(|| upkeep_threads() >= 1));
+    drop(exposition);
+    assert!(upkeep_threads() >= 1, "a clone still holds the upkeep");
+    drop(clone);
+    // Other tests of this binary may run their own meanwhile; all of them end.
+    assert!(eventually(|| upkeep_threads() == 0));
+}

@@ -190,3 +190,144 @@ fn an_event_callsite_without_work_follows_every_swap() {
     assert_eq!(m.counter("logs.total", &[("cfg", "a")]), Some(5));
     assert_eq!(m.series("logs.total").len(), 1);
 }
+
+fn counter_of(limit: usize) -> SpanMetricsBuilder {
+    SpanMetrics::builder().metric(
+        Metric::counter("jobs.total")
+            .spans(Spans::named("job"))
+            .label("id")
+            .cardinality_limit(limit),
+    )
+}
+
+#[test]
+fn a_reload_without_a_recorder_keeps_the_layers_own() {
+    let recorder = Arc::new(TestRecorder::default());
+    let layer = counter_of(100)
+        .with_recorder(recorder.clone())
+        .build()
+        .unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    dispatcher::with_default(&dispatch, || {
+        drop(tracing::info_span!("job", id = 1));
+        // The README's pattern: a builder that names no recorder.
+        reload.reload(counter_of(100)).unwrap();
+        drop(tracing::info_span!("job", id = 1));
+        drop(tracing::info_span!("job", id = 2));
+    });
+    let m = recorder.snapshot();
+    assert_eq!(m.counter("jobs.total", &[("id", "1")]), Some(2));
+    assert_eq!(m.counter("jobs.total", &[("id", "2")]), Some(1));
+}
+
+#[test]
+fn a_reload_that_names_a_recorder_moves_to_it() {
+    let (first, second) = (
+        Arc::new(TestRecorder::default()),
+        Arc::new(TestRecorder::default()),
+    );
+    let layer = counter_of(100).with_recorder(first.clone()).build().unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    dispatcher::with_default(&dispatch, || {
+        drop(tracing::info_span!("job", id = 1));
+        reload
+            .reload(counter_of(100).with_recorder(second.clone()))
+            .unwrap();
+        drop(tracing::info_span!("job", id = 1));
+    });
+    assert_eq!(first.snapshot().counter("jobs.total", &[("id", "1")]), Some(1));
+    assert_eq!(second.snapshot().counter("jobs.total", &[("id", "1")]), Some(1));
+}
+
+#[test]
+fn a_reload_cannot_change_the_clock() {
+    let layer = counter_of(10).build().unwrap();
+    let err = layer
+        .reload_handle()
+        .reload(counter_of(10).with_clock(quanta::Clock::new()))
+        .expect_err("must be refused");
+    assert_eq!(
+        err.to_string(),
+        "a reload cannot change the layer's clock: spans open across the swap would measure \
+         their start and end on two clocks; leave `with_clock` out of the reloaded builder"
+    );
+}
+
+#[test]
+fn the_cardinality_limit_holds_across_reloads_of_the_same_rules() {
+    let recorder = Arc::new(TestRecorder::default());
+    let layer = counter_of(10)
+        .with_recorder(recorder.clone())
+        .build()
+        .unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    dispatcher::with_default(&dispatch, || {
+        for round in 0..6 {
+            if round > 0 {
+                reload.reload(counter_of(10)).unwrap();
+            }
+            for i in 0..10 {
+                drop(tracing::info_span!("job", id = round * 10 + i));
+            }
+        }
+    });
+    let m = recorder.snapshot();
+    // 10 label sets and the overflow series: not 60.
+    assert_eq!(m.series("jobs.total").len(), 11);
+    assert_eq!(
+        m.counter("jobs.total", &[("otel_metric_overflow", "true")]),
+        Some(50)
+    );
+    assert_eq!(
+        m.counter(
+            tracing_spanmetrics::OVERFLOW_METRIC,
+            &[("metric", "jobs_total")]
+        ),
+        Some(50)
+    );
+    // Label sets admitted before a reload keep their series after it.
+    for i in 0..10 {
+        assert_eq!(
+            m.counter("jobs.total", &[("id", &i.to_string())]),
+            Some(1),
+            "id {i}"
+        );
+    }
+}
+
+#[test]
+fn the_cardinality_limit_holds_when_a_reload_changes_the_label_keys() {
+    let recorder = Arc::new(TestRecorder::default());
+    let by = |key: &str| {
+        SpanMetrics::builder().metric(
+            Metric::counter("jobs.total")
+                .spans(Spans::named("job"))
+                .label(key)
+                .cardinality_limit(10),
+        )
+    };
+    let layer = by("id").with_recorder(recorder.clone()).build().unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    dispatcher::with_default(&dispatch, || {
+        for i in 0..6 {
+            drop(tracing::info_span!("job", id = i, kind = i));
+        }
+        reload.reload(by("kind")).unwrap();
+        for i in 0..6 {
+            drop(tracing::info_span!("job", id = i, kind = i));
+        }
+    });
+    let m = recorder.snapshot();
+    // 6 series by `id`, then 4 by `kind` before the limit of 10, then the overflow series.
+    assert_eq!(m.series("jobs.total").len(), 11);
+    assert_eq!(
+        m.counter("jobs.total", &[("otel_metric_overflow", "true")]),
+        Some(2)
+    );
+    assert_eq!(m.counter("jobs.total", &[("kind", "3")]), Some(1));
+    assert_eq!(m.counter("jobs.total", &[("kind", "4")]), None);
+}
