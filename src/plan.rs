@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use smallvec::SmallVec;
 use thread_local::ThreadLocal;
 use tracing_core::field::FieldSet;
@@ -85,7 +85,7 @@ pub(crate) struct Model {
     pub(crate) settings: Settings,
     pub(crate) health: Health,
     /// Field names that rules may read from spans (own or inherited).
-    span_fields: Vec<String>,
+    span_fields: HashSet<String>,
     /// Whether any rule measures self time (children must report to their parents).
     pub(crate) any_self_time: bool,
     /// Whether any rule measures busy or idle time (enters and exits matter).
@@ -94,12 +94,11 @@ pub(crate) struct Model {
 
 impl Model {
     pub(crate) fn new(rules: Vec<Rule>, families: Vec<Family>, settings: Settings) -> Self {
-        let mut span_fields: Vec<String> = Vec::new();
-        for f in rules.iter().flat_map(Rule::fields) {
-            if !span_fields.iter().any(|s| s == f) {
-                span_fields.push(f.to_owned());
-            }
-        }
+        let span_fields: HashSet<String> = rules
+            .iter()
+            .flat_map(Rule::fields)
+            .map(str::to_owned)
+            .collect();
         let any_self_time = rules.iter().any(|r| r.measure == Measure::SelfTime);
         let any_busy = rules
             .iter()
@@ -322,7 +321,7 @@ impl SpanPlan {
             matches!(
                 name,
                 OTEL_NAME | OTEL_KIND | OTEL_STATUS | OTEL_STATUS_DESCRIPTION
-            ) || model.span_fields.iter().any(|f| f == name)
+            ) || model.span_fields.contains(name)
         });
         let mut plan = SpanPlan {
             model: model.clone(),

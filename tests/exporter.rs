@@ -186,3 +186,32 @@ fn the_upkeep_thread_ends_with_the_last_exposition() {
     // Other tests of this binary may run their own meanwhile; all of them end.
     assert!(eventually(|| upkeep_threads() == 0));
 }
+
+#[test]
+fn red_buckets_resolve_sub_millisecond_spans_and_keep_the_connectors_bounds() {
+    let (clock, mock) = quanta::Clock::mock();
+    let text = render(SpanMetrics::red("shop").with_clock(clock), || {
+        let span = tracing::info_span!("parse");
+        mock.increment(std::time::Duration::from_micros(300));
+        drop(span);
+    });
+    let bucket = |le: &str| {
+        let prefix = format!(
+            "traces_span_metrics_duration_seconds_bucket{{service_name=\"shop\",span_name=\"parse\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_UNSET\",le=\"{le}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no bucket le={le} in {text}"))
+            .to_owned()
+    };
+    // 300 µs: above 250 µs, within 500 µs.
+    assert_eq!(bucket("0.00025"), "0");
+    assert_eq!(bucket("0.0005"), "1");
+    // Every bound of the Collector connector's default (2 ms to 15 s) is there.
+    for le in [
+        "0.002", "0.004", "0.006", "0.008", "0.01", "0.05", "0.1", "0.2", "0.4", "0.8", "1", "1.4",
+        "2", "5", "10", "15",
+    ] {
+        assert_eq!(bucket(le), "1", "le={le}");
+    }
+}
