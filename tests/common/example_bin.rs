@@ -8,9 +8,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// The `restate` example's binary, next to this test's own binary (`cargo test` builds every
-/// example); built with `cargo build --example restate` when it is not there.
+/// The `restate` example's binary: see [`example_binary`].
 pub fn restate_binary() -> PathBuf {
+    example_binary("restate")
+}
+
+/// An example's binary, next to this test's own binary (`cargo test` builds every example);
+/// built with `cargo build --example NAME` when it is not there.
+pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
         .parent()
@@ -18,15 +23,15 @@ pub fn restate_binary() -> PathBuf {
         .expect("target/<profile>/deps/<test>");
     let bin = profile_dir
         .join("examples")
-        .join(format!("restate{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         let cargo = option_env!("CARGO").unwrap_or("cargo");
         let status = Command::new(cargo)
-            .args(["build", "--example", "restate"])
+            .args(["build", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo can be run");
-        assert!(status.success(), "cargo build --example restate failed");
+        assert!(status.success(), "cargo build --example {name} failed");
     }
     assert!(bin.exists(), "no example binary at {}", bin.display());
     bin
