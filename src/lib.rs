@@ -65,6 +65,7 @@ mod labels;
 mod layer;
 mod plan;
 mod state;
+pub mod testing;
 mod values;
 
 pub use builder::{
