@@ -79,6 +79,7 @@ mod layer;
 mod naming;
 mod plan;
 mod state;
+pub mod testing;
 mod values;
 
 pub use builder::{
