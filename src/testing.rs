@@ -233,7 +233,7 @@ impl fmt::Debug for MetricsCapture {
 ///
 /// *Available with the crate feature `testing`.* Lookups take a family name (see the
 /// [module docs](self) for how names match) and the series' full label set, in any order.
-/// The `Debug` output lists every series, e.g. `rpc.calls.total{method="get"}: Counter(1)`.
+/// The `Debug` output lists every series, e.g. `rpc_calls_total{method="get"}: Counter(1)`.
 #[derive(Clone, PartialEq)]
 pub struct MetricsSnapshot {
     /// Sorted by name, then labels.

@@ -235,9 +235,9 @@ fn families_and_series_list_what_was_recorded() {
     assert_eq!(
         s.families(),
         [
-            ("rpc.calls.total", MetricKind::Counter),
-            ("rpc.duration.seconds", MetricKind::Histogram),
-            ("rpc.in_flight", MetricKind::Gauge),
+            ("rpc_calls_total", MetricKind::Counter),
+            ("rpc_duration_seconds", MetricKind::Histogram),
+            ("rpc_in_flight", MetricKind::Gauge),
         ]
     );
     assert_eq!(
@@ -248,7 +248,7 @@ fn families_and_series_list_what_was_recorded() {
     // The Debug output names every series.
     let debug = format!("{s:?}");
     assert!(
-        debug.contains(r#"rpc.calls.total{method="put"}: Counter(2)"#),
+        debug.contains(r#"rpc_calls_total{method="put"}: Counter(2)"#),
         "{debug}"
     );
 }
