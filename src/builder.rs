@@ -9,9 +9,7 @@ use crate::config::{
     Buckets, Condition, FieldTest, Label, LabelSource, Measure, Metric, MetricKind, Spans, Unit,
 };
 use crate::error::ConfigError;
-use crate::instruments::{
-    Family, HEALTH_METRICS, OVERFLOW_LABEL, RecorderRef,
-};
+use crate::instruments::{Family, HEALTH_METRICS, OVERFLOW_LABEL, RecorderRef};
 use crate::layer::{HistogramInfo, SpanMetricsLayer};
 use crate::naming::{claimed_names, exported_name};
 use crate::plan::{Model, Rule, Settings};

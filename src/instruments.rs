@@ -206,7 +206,10 @@ impl SeriesTable {
     fn taken(&self) -> Option<(usize, usize)> {
         let snap = self.snapshot.load();
         let snap = snap.as_ref()?;
-        Some((snap.recorder, snap.series.len() + self.taken_on(snap.recorder)))
+        Some((
+            snap.recorder,
+            snap.series.len() + self.taken_on(snap.recorder),
+        ))
     }
 
     /// Label sets the replaced tables took on recorder `id`.
@@ -394,8 +397,11 @@ impl Family {
                 .zip(values)
                 .filter_map(|(k, v)| v.map(|v| metrics::Label::new(k.clone(), v.to_owned())))
                 .collect();
-            let handle =
-                Handle::register(self.kind, r, &Key::from_parts(self.exported.clone(), labels));
+            let handle = Handle::register(
+                self.kind,
+                r,
+                &Key::from_parts(self.exported.clone(), labels),
+            );
             let series = Series {
                 values: values.iter().map(|v| v.map(Box::from)).collect(),
                 handle: handle.clone(),

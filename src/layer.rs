@@ -24,9 +24,9 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::builder::SpanMetricsBuilder;
+use crate::config::Buckets;
 use crate::config::{Measure, MetricKind};
 use crate::error::ConfigError;
-use crate::config::Buckets;
 use crate::instruments::{Admitted, Family, Handle, Op, RecorderRef, hash_labels};
 use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve, write_key};
 use crate::plan::{
@@ -293,7 +293,11 @@ impl ReloadHandle {
         let running = self.shared.current.load_full();
         let running = &running.model.settings.recorder;
         let mut model = builder.compile(Some(running))?;
-        let fixed = self.shared.exporter_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let fixed = self
+            .shared
+            .exporter_buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(fixed) = fixed.as_ref() {
             for family in &model.families {
                 fixed.check(family)?;

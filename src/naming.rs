@@ -78,13 +78,33 @@ mod tests {
     #[test]
     fn the_exported_name_follows_name_kind_and_unit_only() {
         let cases = [
-            ("rpc.latency", Histogram, Unit::Seconds, "rpc_latency_seconds"),
-            ("rpc.duration.seconds", Histogram, Unit::Seconds, "rpc_duration_seconds"),
+            (
+                "rpc.latency",
+                Histogram,
+                Unit::Seconds,
+                "rpc_latency_seconds",
+            ),
+            (
+                "rpc.duration.seconds",
+                Histogram,
+                Unit::Seconds,
+                "rpc_duration_seconds",
+            ),
             ("payload", Histogram, Unit::Bytes, "payload_bytes"),
             ("calls", Counter, Unit::Count, "calls_total"),
             ("calls.total", Counter, Unit::Count, "calls_total"),
-            ("bytes.sent.total", Counter, Unit::Bytes, "bytes_sent_bytes_total"),
-            ("busy.seconds.total", Counter, Unit::Seconds, "busy_seconds_total"),
+            (
+                "bytes.sent.total",
+                Counter,
+                Unit::Bytes,
+                "bytes_sent_bytes_total",
+            ),
+            (
+                "busy.seconds.total",
+                Counter,
+                Unit::Seconds,
+                "busy_seconds_total",
+            ),
             ("busy", Counter, Unit::Seconds, "busy_seconds_total"),
             ("queue.total", Gauge, Unit::Count, "queue_total"),
             ("queue.total", Gauge, Unit::Bytes, "queue_total_bytes"),

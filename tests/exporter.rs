@@ -152,9 +152,9 @@ fn a_reload_that_declares_buckets_the_exporter_lacks_is_refused() {
     // A histogram added with the buckets the exporter falls back to is accepted, and rendered
     // with them.
     reload
-        .reload(op_rules().metric(
-            Metric::histogram("late.duration.seconds").spans(Spans::named("op")),
-        ))
+        .reload(
+            op_rules().metric(Metric::histogram("late.duration.seconds").spans(Spans::named("op"))),
+        )
         .unwrap();
 }
 

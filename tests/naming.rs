@@ -66,7 +66,8 @@ fn exported_names_depend_on_name_kind_and_unit_only() {
         "# TYPE rpc_in_flight gauge",
         "# TYPE rpc_latency_seconds histogram",
     ];
-    let exporters: [(&str, fn() -> PrometheusBuilder); 3] = [
+    type Setup = fn() -> PrometheusBuilder;
+    let exporters: [(&str, Setup); 3] = [
         ("the crate's helper", || {
             exporter::prometheus_builder(&SpanMetrics::builder()).unwrap()
         }),
@@ -147,8 +148,16 @@ fn two_declared_names_of_one_exported_name_are_refused() {
     assert_eq!(
         refused(
             SpanMetrics::builder()
-                .metric(Metric::counter("x.calls").spans(Spans::named("s")).label("a"))
-                .metric(Metric::counter("x_calls").spans(Spans::named("s")).label("b"))
+                .metric(
+                    Metric::counter("x.calls")
+                        .spans(Spans::named("s"))
+                        .label("a")
+                )
+                .metric(
+                    Metric::counter("x_calls")
+                        .spans(Spans::named("s"))
+                        .label("b")
+                )
         ),
         "rule #1 (`x_calls`): exported as `x_calls_total`, the same name as rule #0 \
          (`x.calls`) once `.` becomes `_` and unit and `_total` suffixes are added; give the two \
@@ -192,7 +201,11 @@ fn families_of_distinct_exported_names_are_accepted() {
     // only, which is refused as a family declared twice; distinct exported names are fine.
     SpanMetrics::builder()
         .metric(Metric::counter("requests").spans(Spans::named("s")))
-        .metric(Metric::gauge("requests.open").spans(Spans::named("s")).in_flight())
+        .metric(
+            Metric::gauge("requests.open")
+                .spans(Spans::named("s"))
+                .in_flight(),
+        )
         .metric(Metric::histogram("requests.duration").spans(Spans::named("s")))
         .build()
         .expect("distinct exported names");

@@ -29,13 +29,18 @@ fn the_applications_own_server_serves_span_metrics() {
         .then_some(body)
     })
     .expect("/metrics shows both queues within 30 s");
-    assert!(text.contains("# TYPE job_duration_seconds histogram\n"), "{text}");
+    assert!(
+        text.contains("# TYPE job_duration_seconds histogram\n"),
+        "{text}"
+    );
     assert!(
         text.contains("# HELP job_duration_seconds One job, start to end\n"),
         "{text}"
     );
     assert!(
-        text.contains("job_duration_seconds_bucket{queue=\"fast\",result=\"success\",le=\"0.005\"}"),
+        text.contains(
+            "job_duration_seconds_bucket{queue=\"fast\",result=\"success\",le=\"0.005\"}"
+        ),
         "{text}"
     );
     assert_eq!(get(addr, "/elsewhere").expect("an answer").0, 404);

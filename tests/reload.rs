@@ -227,7 +227,10 @@ fn a_reload_that_names_a_recorder_moves_to_it() {
         Arc::new(TestRecorder::default()),
         Arc::new(TestRecorder::default()),
     );
-    let layer = counter_of(100).with_recorder(first.clone()).build().unwrap();
+    let layer = counter_of(100)
+        .with_recorder(first.clone())
+        .build()
+        .unwrap();
     let reload = layer.reload_handle();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     dispatcher::with_default(&dispatch, || {
@@ -237,8 +240,14 @@ fn a_reload_that_names_a_recorder_moves_to_it() {
             .unwrap();
         drop(tracing::info_span!("job", id = 1));
     });
-    assert_eq!(first.snapshot().counter("jobs.total", &[("id", "1")]), Some(1));
-    assert_eq!(second.snapshot().counter("jobs.total", &[("id", "1")]), Some(1));
+    assert_eq!(
+        first.snapshot().counter("jobs.total", &[("id", "1")]),
+        Some(1)
+    );
+    assert_eq!(
+        second.snapshot().counter("jobs.total", &[("id", "1")]),
+        Some(1)
+    );
 }
 
 #[test]

@@ -155,24 +155,30 @@ pub fn is_family(registered: &str, declared: &str, k: Option<u8>) -> bool {
         return true;
     }
     let dotless = declared.replace('.', "_");
-    [0u8, 1, 2].into_iter().filter(|&kk| k.is_none_or(|k| k == kk)).any(|kk| {
-        let base = if kk == 0 {
-            dotless.strip_suffix("_total").unwrap_or(&dotless).to_owned()
-        } else {
-            dotless.clone()
-        };
-        ["", "_seconds", "_bytes"].into_iter().any(|unit| {
-            let mut name = if base.ends_with(unit) {
-                base.clone()
+    [0u8, 1, 2]
+        .into_iter()
+        .filter(|&kk| k.is_none_or(|k| k == kk))
+        .any(|kk| {
+            let base = if kk == 0 {
+                dotless
+                    .strip_suffix("_total")
+                    .unwrap_or(&dotless)
+                    .to_owned()
             } else {
-                format!("{base}{unit}")
+                dotless.clone()
             };
-            if kk == 0 {
-                name.push_str("_total");
-            }
-            name == registered
+            ["", "_seconds", "_bytes"].into_iter().any(|unit| {
+                let mut name = if base.ends_with(unit) {
+                    base.clone()
+                } else {
+                    format!("{base}{unit}")
+                };
+                if kk == 0 {
+                    name.push_str("_total");
+                }
+                name == registered
+            })
         })
-    })
 }
 
 fn kind(v: &Value) -> u8 {
@@ -185,12 +191,9 @@ fn kind(v: &Value) -> u8 {
 
 impl Metrics {
     fn find(&self, k: u8, name: &str, labels: &[(&str, &str)]) -> Option<&Value> {
-        let mut found = self
-            .series
-            .iter()
-            .filter(|(key, v)| {
-                kind(v) == k && is_family(key.name(), name, Some(k)) && same_labels(key, labels)
-            });
+        let mut found = self.series.iter().filter(|(key, v)| {
+            kind(v) == k && is_family(key.name(), name, Some(k)) && same_labels(key, labels)
+        });
         let first = found.next();
         assert!(found.next().is_none(), "duplicate series {name} {labels:?}");
         first.map(|(_, v)| v)
