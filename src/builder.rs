@@ -667,7 +667,20 @@ fn check_event(e: &crate::config::EventMatch, max_label_len: usize) -> Result<()
     Ok(())
 }
 
-fn check_buckets(b: &Buckets) -> Result<(), String> {
+/// Bucket boundaries: at most [`MAX_BUCKETS`](crate::config::MAX_BUCKETS), finite and
+/// strictly increasing.
+pub(crate) fn check_buckets(b: &Buckets) -> Result<(), String> {
+    use crate::config::{Excess, MAX_BUCKETS};
+    let asked = match b.excess() {
+        Some(Excess::Count(n)) => Some(n.to_string()),
+        Some(Excess::Unknown) => Some(format!("more than {MAX_BUCKETS}")),
+        None => None,
+    };
+    if let Some(asked) = asked {
+        return Err(format!(
+            "{asked} bucket boundaries were asked for; at most {MAX_BUCKETS} are accepted"
+        ));
+    }
     let bounds = b.bounds();
     if bounds.is_empty() {
         return Err("bucket boundaries are empty".into());

@@ -262,3 +262,47 @@ fn fields_no_callsite_declares_are_listed() {
     });
     assert_eq!(handle.unseen_fields(), all(&[("calls", "stauts")]));
 }
+
+#[test]
+fn too_many_bucket_boundaries_are_refused_not_truncated() {
+    use tracing_spanmetrics::config::MAX_BUCKETS;
+    assert_eq!(MAX_BUCKETS, 1024);
+    let asked = |buckets: Buckets| one(Metric::histogram("lat").buckets(buckets));
+    assert_eq!(
+        asked(Buckets::exponential(1.0, 1.0001, 100_000)),
+        "rule #0 (`lat`): 100000 bucket boundaries were asked for; at most 1024 are accepted"
+    );
+    assert_eq!(
+        asked(Buckets::linear(0.0, 1.0, 1025)),
+        "rule #0 (`lat`): 1025 bucket boundaries were asked for; at most 1024 are accepted"
+    );
+    // Nothing is allocated for the request, however large.
+    assert_eq!(
+        asked(Buckets::exponential(1.0, 2.0, usize::MAX)),
+        format!(
+            "rule #0 (`lat`): {} bucket boundaries were asked for; at most 1024 are accepted",
+            usize::MAX
+        )
+    );
+    assert!(Buckets::linear(0.0, 1.0, usize::MAX).bounds().is_empty());
+    assert_eq!(
+        asked(Buckets::explicit((0..2000).map(f64::from))),
+        "rule #0 (`lat`): 2000 bucket boundaries were asked for; at most 1024 are accepted"
+    );
+    // An iterator that does not tell its length is not drained to count it.
+    assert_eq!(
+        asked(Buckets::explicit((0..5000).map(f64::from).filter(|_| true))),
+        "rule #0 (`lat`): more than 1024 bucket boundaries were asked for; at most 1024 are accepted"
+    );
+    // The bound itself is accepted, whole.
+    let at_bound = Buckets::linear(1.0, 1.0, MAX_BUCKETS);
+    assert_eq!(at_bound.bounds().len(), MAX_BUCKETS);
+    assert_eq!(
+        Buckets::explicit((1..=1024).map(f64::from)).bounds().len(),
+        MAX_BUCKETS
+    );
+    SpanMetrics::builder()
+        .metric(Metric::histogram("lat").buckets(at_bound))
+        .build()
+        .unwrap();
+}

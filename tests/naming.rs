@@ -242,11 +242,10 @@ fn a_blank_red_service_name_in_toml_is_refused() {
         .toml("[red]\nservice_name = \"\"\n")
         .expect_err("must be refused")
         .to_string();
-    assert!(
-        err.ends_with(
-            "label `service.name`: the fixed value \"\" is blank; Prometheus treats an empty \
-             label value as no label at all, so give it a non-blank value"
-        ),
-        "{err}"
+    assert_eq!(
+        err,
+        "line 2, column 1: rule #0 (`traces_span_metrics_calls_total`): label `service.name`: \
+         the fixed value \"\" is blank; Prometheus treats an empty label value as no label at \
+         all, so give it a non-blank value"
     );
 }

@@ -36,596 +36,857 @@
 //! Conditions: `"error"`, `"not_error"`, or `{ field = "f", <test> }` with one of
 //! `recorded = true`, `missing = true`, `one_of = [..]`, `not_one_of = [..]`,
 //! `between = [lo, hi]`, `not_between = [lo, hi]`.
+//!
+//! Every error names its line and column and says what was found and what is accepted: an
+//! unknown key or word also suggests the nearest accepted one (``unknown measure `wall_tim`:
+//! expected one of `wall_time`, …; did you mean `wall_time`?``). A problem inside a
+//! `[[metric]]` names the rule, and the builder's own verdict on a rule (or on a setting) points
+//! at the key it is about.
 
 use std::ops::Range;
 use std::path::Path;
 
-use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
 use tracing_subscriber::filter::LevelFilter;
 
 use super::{
-    Buckets, Condition, EventMatch, Label, Mapping, Measure, Metric, MetricKind, OutcomeValues,
-    Spans, Unit,
+    Buckets, Condition, EventMatch, FieldCondition, Label, Mapping, Measure, Metric, MetricKind,
+    OutcomeValues, Spans, Unit,
 };
-use crate::builder::{Problem, SpanMetricsBuilder};
+use crate::builder::{SpanMetricsBuilder, check_buckets};
 use crate::error::ConfigError;
 
-/// The whole file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    settings: Settings,
-    red: Option<Red>,
-    #[serde(default)]
-    metric: Vec<toml::Spanned<MetricRepr>>,
+// The vocabulary: the words and keys the file accepts.
+
+/// The words a value may be, and what each one means.
+struct Words<T: 'static> {
+    /// What the value is, for messages: ``unknown {what} `…` ``.
+    what: &'static str,
+    words: &'static [(&'static str, T)],
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+const KINDS: Words<MetricKind> = Words {
+    what: "kind",
+    words: &[
+        ("counter", MetricKind::Counter),
+        ("gauge", MetricKind::Gauge),
+        ("histogram", MetricKind::Histogram),
+    ],
+};
+
+const UNITS: Words<Unit> = Words {
+    what: "unit",
+    words: &[
+        ("seconds", Unit::Seconds),
+        ("count", Unit::Count),
+        ("bytes", Unit::Bytes),
+    ],
+};
+
+const LEVELS: Words<LevelFilter> = Words {
+    what: "level",
+    words: &[
+        ("error", LevelFilter::ERROR),
+        ("warn", LevelFilter::WARN),
+        ("info", LevelFilter::INFO),
+        ("debug", LevelFilter::DEBUG),
+        ("trace", LevelFilter::TRACE),
+    ],
+};
+
+const MEASURES: Words<Measure> = Words {
+    what: "measure",
+    words: &[
+        ("wall_time", Measure::WallTime),
+        ("busy_time", Measure::BusyTime),
+        ("idle_time", Measure::IdleTime),
+        ("self_time", Measure::SelfTime),
+        ("spans_opened", Measure::SpansOpened),
+        ("spans_closed", Measure::SpansClosed),
+        ("in_flight", Measure::InFlight),
+    ],
+};
+
+const SOURCES: Words<fn(String) -> Label> = Words {
+    what: "label source",
+    words: &[
+        ("span_name", Label::span_name),
+        ("span_kind", Label::span_kind),
+        ("target", Label::target),
+        ("outcome", Label::outcome),
+        ("otel_status_code", Label::otel_status_code),
+    ],
+};
+
+const MAPPINGS: Words<fn() -> Mapping> = Words {
+    what: "mapping",
+    words: &[("status_class", Mapping::status_class)],
+};
+
+const CONDITIONS: Words<Condition> = Words {
+    what: "condition",
+    words: &[
+        ("error", Condition::Error),
+        ("not_error", Condition::NotError),
+    ],
+};
+
+const PRESETS: Words<fn() -> Buckets> = Words {
+    what: "bucket preset",
+    words: &[
+        ("otel_durations", Buckets::otel_durations),
+        ("exponential_seconds", Buckets::exponential_seconds),
+        ("exponential_bytes", Buckets::exponential_bytes),
+    ],
+};
+
+const FILE_KEYS: &[&str] = &["settings", "red", "metric"];
+const SETTINGS_KEYS: &[&str] = &["cardinality_limit", "max_label_len", "duration_buckets"];
+const RED_KEYS: &[&str] = &["service_name", "spans"];
+const METRIC_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "description",
+    "unit",
+    "spans",
+    "measure",
+    "labels",
+    "when",
+    "buckets",
+    "cardinality_limit",
+];
+const SPANS_KEYS: &[&str] = &["name", "target", "level"];
+const EVENT_KEYS: &[&str] = &["name", "target", "level", "field", "fields", "message"];
+const MEASURE_KEYS: &[&str] = &[
+    "time_to",
+    "in_flight_after",
+    "events",
+    "span_field",
+    "event_field",
+];
+const LABEL_KEYS: &[&str] = &[
+    "key", "field", "fixed", "source", "outcome", "default", "map", "own_only",
+];
+const OUTCOME_KEYS: &[&str] = &["unset", "ok", "error"];
+const MAP_KEYS: &[&str] = &["table", "otherwise"];
+const CONDITION_KEYS: &[&str] = &[
+    "field",
+    "recorded",
+    "missing",
+    "one_of",
+    "not_one_of",
+    "between",
+    "not_between",
+];
+const BUCKETS_KEYS: &[&str] = &["exponential", "linear"];
+const EXPONENTIAL_KEYS: &[&str] = &["start", "factor", "count"];
+const LINEAR_KEYS: &[&str] = &["start", "width", "count"];
+
+// Saying what is accepted.
+
+/// `` `a`, `b`, `c` ``.
+fn quoted(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+    quoted.join(", ")
+}
+
+/// What is accepted instead of `found`, and the nearest accepted word if a typo could explain
+/// the difference.
+fn accepted(found: &str, words: &[&str]) -> String {
+    if let [only] = words {
+        return format!("expected `{only}`");
+    }
+    let mut text = format!("expected one of {}", quoted(words));
+    if let Some(near) = nearest(found, words) {
+        text.push_str(&format!("; did you mean `{near}`?"));
+    }
+    text
+}
+
+/// The word of `words` nearest to `found`, ignoring case: one at most one edit (an insertion, a
+/// deletion, a substitution or a swap of neighbours) per three characters away, or else the
+/// only one that `found` (three characters or more) abbreviates.
+fn nearest<'w>(found: &str, words: &[&'w str]) -> Option<&'w str> {
+    let found = found.to_lowercase();
+    let limit = (found.chars().count() / 3).max(1);
+    let closest = words
+        .iter()
+        .map(|w| (strsim::osa_distance(&found, w), *w))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, w)| w);
+    let mut completions = words
+        .iter()
+        .filter(|w| found.chars().count() >= 3 && w.starts_with(&found));
+    let completion = match (completions.next(), completions.next()) {
+        (Some(only), None) => Some(*only),
+        _ => None,
+    };
+    closest.or(completion)
+}
+
+// Reading values.
+
+/// A value of the file, with where it is written.
+type Node<'i> = Spanned<DeValue<'i>>;
+
+/// A problem with the file, and where it is once known.
+struct Fail {
+    at: Option<Range<usize>>,
+    problem: String,
+}
+
+/// What reading part of the file gives.
+type Read<T> = Result<T, Fail>;
+
+impl Fail {
+    /// A problem with `node` itself.
+    fn at(node: &Node<'_>, problem: String) -> Self {
+        Fail {
+            at: Some(node.span()),
+            problem,
+        }
+    }
+
+    /// `node` is not what was `expected`.
+    fn expected(node: &Node<'_>, expected: &str) -> Self {
+        let found = type_name(node.get_ref());
+        Fail::at(node, format!("expected {expected}, found {found}"))
+    }
+
+    /// Locates the problem at `span` unless it already is.
+    fn or_at(mut self, span: Range<usize>) -> Self {
+        self.at.get_or_insert(span);
+        self
+    }
+}
+
+/// A problem with a whole value (two measures in one table, say): it is located at the key
+/// that holds the value.
+impl From<String> for Fail {
+    fn from(problem: String) -> Self {
+        Fail { at: None, problem }
+    }
+}
+
+/// The type of a value, with its article.
+fn type_name(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+impl<T: Clone> Words<T> {
+    fn names(&self) -> Vec<&'static str> {
+        self.words.iter().map(|(word, _)| *word).collect()
+    }
+
+    /// What the word `node` holds means.
+    fn read(&self, node: &Node<'_>) -> Read<T> {
+        let what = self.what;
+        let Some(word) = node.get_ref().as_str() else {
+            let expected = format!("a {what} (one of {})", quoted(&self.names()));
+            return Err(Fail::expected(node, &expected));
+        };
+        match self.words.iter().find(|(w, _)| *w == word) {
+            Some((_, meaning)) => Ok(meaning.clone()),
+            None => {
+                let accepted = accepted(word, &self.names());
+                Err(Fail::at(
+                    node,
+                    format!("unknown {what} `{word}`: {accepted}"),
+                ))
+            }
+        }
+    }
+}
+
+/// A table of the file, whose keys are all among those it accepts.
+struct Table<'a, 'i> {
+    /// What the table is, for messages: "a label", "`[settings]`".
+    what: &'static str,
+    entries: &'a DeTable<'i>,
+    span: Range<usize>,
+}
+
+impl<'a, 'i> Table<'a, 'i> {
+    /// `entries`, written at `span`, as a table of `what` that accepts `keys`.
+    fn new(
+        what: &'static str,
+        entries: &'a DeTable<'i>,
+        span: Range<usize>,
+        keys: &[&str],
+    ) -> Read<Self> {
+        let unknown = entries
+            .keys()
+            .filter(|k| !keys.contains(&k.get_ref().as_ref()))
+            .min_by_key(|k| k.span().start);
+        if let Some(key) = unknown {
+            let found = key.get_ref();
+            return Err(Fail {
+                at: Some(key.span()),
+                problem: format!("unknown key `{found}` in {what}: {}", accepted(found, keys)),
+            });
+        }
+        Ok(Table {
+            what,
+            entries,
+            span,
+        })
+    }
+
+    /// `node` as a table of `what` that accepts `keys`.
+    fn open(node: &'a Node<'i>, what: &'static str, keys: &[&str]) -> Read<Self> {
+        match node.get_ref() {
+            DeValue::Table(entries) => Table::new(what, entries, node.span(), keys),
+            _ => Err(Fail::expected(node, &format!("{what} (a table)"))),
+        }
+    }
+
+    /// The value of `key` as `read` reads it, if the table has the key; a problem `read` does
+    /// not locate is located at the key.
+    fn get<T>(&self, key: &str, read: impl FnOnce(&'a Node<'i>) -> Read<T>) -> Read<Option<T>> {
+        match find(self.entries, key) {
+            Some((k, value)) => read(value).map(Some).map_err(|f| f.or_at(k.span())),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Table::get`], for a key the table must have.
+    fn need<T>(&self, key: &str, read: impl FnOnce(&'a Node<'i>) -> Read<T>) -> Read<T> {
+        self.get(key, read)?.ok_or_else(|| Fail {
+            at: Some(self.span.clone()),
+            problem: format!("missing key `{key}` in {}", self.what),
+        })
+    }
+
+    /// The value of `key`, unread.
+    fn node(&self, key: &str) -> Option<&'a Node<'i>> {
+        find(self.entries, key).map(|(_, value)| value)
+    }
+}
+
+/// A key, with where it is written, and its value.
+type Entry<'a, 'i> = (&'a Spanned<DeString<'i>>, &'a Node<'i>);
+
+/// The entry of `key` in `entries`.
+fn find<'a, 'i>(entries: &'a DeTable<'i>, key: &str) -> Option<Entry<'a, 'i>> {
+    entries.iter().find(|(k, _)| k.get_ref() == key)
+}
+
+/// The entry of `key` in `node`, if `node` is a table that has it.
+fn entry<'a, 'i>(node: &'a Node<'i>, key: &str) -> Option<Entry<'a, 'i>> {
+    match node.get_ref() {
+        DeValue::Table(entries) => find(entries, key),
+        _ => None,
+    }
+}
+
+fn string(node: &Node<'_>) -> Read<String> {
+    match node.get_ref() {
+        DeValue::String(s) => Ok(s.to_string()),
+        _ => Err(Fail::expected(node, "a string")),
+    }
+}
+
+fn boolean(node: &Node<'_>) -> Read<bool> {
+    match node.get_ref() {
+        DeValue::Boolean(b) => Ok(*b),
+        _ => Err(Fail::expected(node, "a boolean")),
+    }
+}
+
+fn integer(node: &Node<'_>) -> Read<i64> {
+    let DeValue::Integer(i) = node.get_ref() else {
+        return Err(Fail::expected(node, "an integer"));
+    };
+    i64::from_str_radix(i.as_str(), i.radix())
+        .map_err(|_| Fail::at(node, format!("integer `{i}` is out of range")))
+}
+
+/// A count or a size.
+fn unsigned(node: &Node<'_>) -> Read<usize> {
+    const EXPECTED: &str = "a non-negative integer";
+    if !matches!(node.get_ref(), DeValue::Integer(_)) {
+        return Err(Fail::expected(node, EXPECTED));
+    }
+    let n = integer(node)?;
+    usize::try_from(n).map_err(|_| Fail::at(node, format!("expected {EXPECTED}, found `{n}`")))
+}
+
+/// An integer or a float.
+fn number(node: &Node<'_>) -> Read<f64> {
+    match node.get_ref() {
+        DeValue::Integer(_) => integer(node).map(|i| i as f64),
+        DeValue::Float(f) => match f.as_str().parse::<f64>() {
+            // `inf` is written as such; a finite number too large to hold is not.
+            Ok(x) if !x.is_infinite() || f.as_str().contains("inf") => Ok(x),
+            _ => Err(Fail::at(node, format!("float `{f}` is out of range"))),
+        },
+        _ => Err(Fail::expected(node, "a number")),
+    }
+}
+
+/// A value a field's text is compared with: a string, a number or a boolean, as text.
+fn text(node: &Node<'_>) -> Read<String> {
+    match node.get_ref() {
+        DeValue::String(s) => Ok(s.to_string()),
+        DeValue::Integer(_) => integer(node).map(|i| i.to_string()),
+        DeValue::Float(_) => number(node).map(|x| x.to_string()),
+        DeValue::Boolean(b) => Ok(b.to_string()),
+        _ => Err(Fail::expected(node, "a string, a number or a boolean")),
+    }
+}
+
+/// An array, each item read by `read`.
+fn list<'a, 'i, T>(node: &'a Node<'i>, read: impl Fn(&'a Node<'i>) -> Read<T>) -> Read<Vec<T>> {
+    match node.get_ref() {
+        DeValue::Array(items) => items.iter().map(read).collect(),
+        _ => Err(Fail::expected(node, "an array")),
+    }
+}
+
+/// `[low, high]`.
+fn range(node: &Node<'_>) -> Read<(f64, f64)> {
+    const EXPECTED: &str = "a range `[low, high]`";
+    match node.get_ref() {
+        DeValue::Array(bounds) if bounds.len() == 2 => {
+            Ok((number(&bounds[0])?, number(&bounds[1])?))
+        }
+        DeValue::Array(bounds) => {
+            let n = bounds.len();
+            let s = if n == 1 { "" } else { "s" };
+            Err(Fail::at(
+                node,
+                format!("expected {EXPECTED}, found an array of {n} element{s}"),
+            ))
+        }
+        _ => Err(Fail::expected(node, EXPECTED)),
+    }
+}
+
+/// The one value given, if exactly one is.
+fn exactly_one<T>(given: impl IntoIterator<Item = Option<T>>) -> Option<T> {
+    let mut given = given.into_iter().flatten();
+    match (given.next(), given.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
+// Reading the parts of a rule.
+
+/// `"name"` or `{ name = …, target = …, level = … }`.
+fn spans(node: &Node<'_>) -> Read<Spans> {
+    match node.get_ref() {
+        DeValue::String(name) => Ok(Spans::named(name.to_string())),
+        DeValue::Table(_) => {
+            let t = Table::open(node, "a span selector", SPANS_KEYS)?;
+            Ok(Spans {
+                names: t.get("name", names)?.unwrap_or_default(),
+                target: t.get("target", string)?,
+                level: t.get("level", |n| LEVELS.read(n))?,
+            })
+        }
+        _ => Err(Fail::expected(
+            node,
+            "a span selector (a span name or a table)",
+        )),
+    }
+}
+
+/// `"pattern"` or `["pattern", …]`.
+fn names(node: &Node<'_>) -> Read<Vec<String>> {
+    match node.get_ref() {
+        DeValue::String(name) => Ok(vec![name.to_string()]),
+        DeValue::Array(_) => list(node, string),
+        _ => Err(Fail::expected(node, "a name or an array of names")),
+    }
+}
+
+/// `{ name = …, target = …, level = …, field = …, fields = […], message = … }`.
+fn event(node: &Node<'_>) -> Read<EventMatch> {
+    let t = Table::open(node, "an event selector", EVENT_KEYS)?;
+    let field = t.get("field", string)?;
+    let fields = t.get("fields", |n| list(n, string))?.unwrap_or_default();
+    Ok(EventMatch {
+        name: t.get("name", string)?,
+        target: t.get("target", string)?,
+        level: t.get("level", |n| LEVELS.read(n))?,
+        fields: field.into_iter().chain(fields).collect(),
+        message: t.get("message", string)?,
+    })
+}
+
+/// A word (`"wall_time"`) or a table (`{ span_field = "…" }`).
+fn measure(node: &Node<'_>) -> Read<Measure> {
+    match node.get_ref() {
+        DeValue::String(_) => MEASURES.read(node),
+        DeValue::Table(_) => measure_table(&Table::open(node, "a measure table", MEASURE_KEYS)?),
+        _ => Err(Fail::expected(
+            node,
+            "a measure (a word such as `wall_time`, or a table)",
+        )),
+    }
+}
+
+/// Exactly one of `time_to`, `in_flight_after`, `events`, `span_field`, `event_field` (with
+/// `events` beside `event_field`).
+fn measure_table(t: &Table<'_, '_>) -> Read<Measure> {
+    let events = t.get("events", event)?;
+    let of_events = match t.get("event_field", string)? {
+        Some(field) => Some(Measure::EventField(events.unwrap_or_default(), field)),
+        None => events.map(Measure::Events),
+    };
+    let given = [
+        t.get("time_to", event)?.map(Measure::TimeToEvent),
+        t.get("in_flight_after", string)?
+            .map(Measure::InFlightAfter),
+        t.get("span_field", string)?.map(Measure::SpanField),
+        of_events,
+    ];
+    exactly_one(given).ok_or_else(|| {
+        "a measure table takes exactly one of `time_to`, `in_flight_after`, `events`, \
+         `span_field`, `event_field` (with `events` beside `event_field`)"
+            .to_owned()
+            .into()
+    })
+}
+
+/// A field's name (`"status"`) or a table.
+fn label(node: &Node<'_>) -> Read<Label> {
+    match node.get_ref() {
+        DeValue::String(field) => Ok(Label::field(field.to_string())),
+        DeValue::Table(_) => label_table(&Table::open(node, "a label", LABEL_KEYS)?),
+        _ => Err(Fail::expected(node, "a label (a field name or a table)")),
+    }
+}
+
+/// `{ key = …, <source>, default = …, map = …, own_only = … }`.
+fn label_table(t: &Table<'_, '_>) -> Read<Label> {
+    let mut label = label_source(t)?;
+    if let Some(value) = t.get("default", string)? {
+        label = label.default(value);
+    }
+    if let Some(mapping) = t.get("map", mapping)? {
+        label = label.map(mapping);
+    }
+    if t.get("own_only", boolean)? == Some(true) {
+        label = label.own_only();
+    }
+    Ok(label)
+}
+
+/// Where a label's value comes from.
+enum LabelFrom {
+    Field(String),
+    Fixed(String),
+    Source(fn(String) -> Label),
+    Outcome(OutcomeValues),
+}
+
+/// The label of `key` with exactly one of `field`, `fixed`, `source`, `outcome`.
+fn label_source(t: &Table<'_, '_>) -> Read<Label> {
+    let key = t.get("key", string)?;
+    let field = t.get("field", string)?;
+    let name = key.clone().or_else(|| field.clone());
+    let given = [
+        field.map(LabelFrom::Field),
+        t.get("fixed", string)?.map(LabelFrom::Fixed),
+        t.get("source", |n| SOURCES.read(n))?.map(LabelFrom::Source),
+        t.get("outcome", outcome_values)?.map(LabelFrom::Outcome),
+    ];
+    let Some(from) = exactly_one(given) else {
+        let name = name.as_deref().unwrap_or("?");
+        return Err(format!(
+            "label `{name}`: give exactly one of `field`, `fixed`, `source`, `outcome`"
+        )
+        .into());
+    };
+    Ok(match (from, key) {
+        (LabelFrom::Field(field), None) => Label::field(field),
+        (LabelFrom::Field(field), Some(key)) => Label::field(field).key(key),
+        (_, None) => return Err("a label without `field` needs a `key`".to_owned().into()),
+        (LabelFrom::Fixed(value), Some(key)) => Label::fixed(key, value),
+        (LabelFrom::Source(source), Some(key)) => source(key),
+        (LabelFrom::Outcome(values), Some(key)) => Label::outcome_with(key, values),
+    })
+}
+
+/// `{ unset = …, ok = …, error = … }`.
+fn outcome_values(node: &Node<'_>) -> Read<OutcomeValues> {
+    let t = Table::open(node, "a label's `outcome`", OUTCOME_KEYS)?;
+    Ok(OutcomeValues {
+        unset: t.need("unset", string)?,
+        ok: t.need("ok", string)?,
+        error: t.need("error", string)?,
+    })
+}
+
+/// `"status_class"` or `{ table = { raw = "mapped", … }, otherwise = … }`.
+fn mapping(node: &Node<'_>) -> Read<Mapping> {
+    match node.get_ref() {
+        DeValue::String(_) => MAPPINGS.read(node).map(|named| named()),
+        DeValue::Table(_) => {
+            let t = Table::open(node, "a label's `map`", MAP_KEYS)?;
+            Ok(Mapping::Table {
+                entries: t.need("table", mapping_entries)?,
+                otherwise: t.get("otherwise", string)?,
+            })
+        }
+        _ => Err(Fail::expected(
+            node,
+            "a mapping (`status_class` or a table)",
+        )),
+    }
+}
+
+/// `{ raw = "mapped", … }`: each text of the field and the value it becomes.
+fn mapping_entries(node: &Node<'_>) -> Read<Vec<(String, String)>> {
+    let DeValue::Table(entries) = node.get_ref() else {
+        return Err(Fail::expected(node, "a table of values"));
+    };
+    entries
+        .iter()
+        .map(|(raw, mapped)| Ok((raw.get_ref().to_string(), text(mapped)?)))
+        .collect()
+}
+
+/// `"error"`, `"not_error"` or `{ field = …, <test> }`.
+fn condition(node: &Node<'_>) -> Read<Condition> {
+    match node.get_ref() {
+        DeValue::String(_) => CONDITIONS.read(node),
+        DeValue::Table(_) => field_condition(&Table::open(node, "a condition", CONDITION_KEYS)?),
+        _ => Err(Fail::expected(
+            node,
+            "a condition (`error`, `not_error` or a table)",
+        )),
+    }
+}
+
+/// `{ field = …, <test> }` with exactly one test.
+fn field_condition(t: &Table<'_, '_>) -> Read<Condition> {
+    let field = t.need("field", string)?;
+    let mut tests = field_tests(t, Condition::field(field.clone()))?;
+    match tests.len() {
+        1 => Ok(tests.remove(0)),
+        n => Err(format!(
+            "condition on `{field}` needs exactly one test (`recorded`, `missing`, `one_of`, \
+             `not_one_of`, `between`, `not_between`), found {n}"
+        )
+        .into()),
+    }
+}
+
+/// The tests of a condition on a field: `recorded`, `missing`, `one_of`, `not_one_of`,
+/// `between`, `not_between`.
+fn field_tests(t: &Table<'_, '_>, on: FieldCondition) -> Read<Vec<Condition>> {
+    let present = |recorded: bool| {
+        if recorded {
+            on.clone().recorded()
+        } else {
+            on.clone().missing()
+        }
+    };
+    let texts = |node: &Node<'_>| list(node, text);
+    let tests = [
+        t.get("recorded", boolean)?.map(present),
+        t.get("missing", boolean)?.map(|missing| present(!missing)),
+        t.get("one_of", texts)?.map(|v| on.clone().one_of(v)),
+        t.get("not_one_of", texts)?
+            .map(|v| on.clone().not_one_of(v)),
+        t.get("between", range)?
+            .map(|(lo, hi)| on.clone().between(lo, hi)),
+        t.get("not_between", range)?
+            .map(|(lo, hi)| on.clone().not_between(lo, hi)),
+    ];
+    Ok(tests.into_iter().flatten().collect())
+}
+
+/// A preset (`"otel_durations"`), a list of boundaries or a table.
+fn buckets(node: &Node<'_>) -> Read<Buckets> {
+    match node.get_ref() {
+        DeValue::String(_) => PRESETS.read(node).map(|preset| preset()),
+        DeValue::Array(_) => list(node, number).map(Buckets::explicit),
+        DeValue::Table(_) => {
+            let t = Table::open(node, "a buckets table", BUCKETS_KEYS)?;
+            let given = [t.get("exponential", exponential)?, t.get("linear", linear)?];
+            exactly_one(given).ok_or_else(|| {
+                "a buckets table takes exactly one of `exponential`, `linear`"
+                    .to_owned()
+                    .into()
+            })
+        }
+        _ => Err(Fail::expected(
+            node,
+            "buckets (a preset such as `otel_durations`, a list of numbers or a table)",
+        )),
+    }
+}
+
+/// `{ start = …, factor = …, count = … }`.
+fn exponential(node: &Node<'_>) -> Read<Buckets> {
+    let t = Table::open(node, "`exponential` buckets", EXPONENTIAL_KEYS)?;
+    let start = t.need("start", number)?;
+    let factor = t.need("factor", number)?;
+    let count = t.need("count", unsigned)?;
+    if count == 0 || start <= 0.0 || factor <= 1.0 {
+        return Err("exponential buckets need start > 0, factor > 1, count > 0"
+            .to_owned()
+            .into());
+    }
+    Ok(Buckets::exponential(start, factor, count))
+}
+
+/// `{ start = …, width = …, count = … }`.
+fn linear(node: &Node<'_>) -> Read<Buckets> {
+    let t = Table::open(node, "`linear` buckets", LINEAR_KEYS)?;
+    let start = t.need("start", number)?;
+    let width = t.need("width", number)?;
+    Ok(Buckets::linear(start, width, t.need("count", unsigned)?))
+}
+
+/// One `[[metric]]`. A histogram of durations without buckets takes `duration_buckets`.
+fn metric(node: &Node<'_>, duration_buckets: Option<&Buckets>) -> Read<Metric> {
+    let t = Table::open(node, "`[[metric]]`", METRIC_KEYS)?;
+    let name = t.need("name", string)?;
+    let mut m = Metric::new(t.need("kind", |n| KINDS.read(n))?, name);
+    m.description = t.get("description", string)?;
+    m.unit = t.get("unit", |n| UNITS.read(n))?;
+    m.spans = t.get("spans", spans)?;
+    m.measure = t.get("measure", measure)?;
+    m.labels = t.get("labels", |n| list(n, label))?.unwrap_or_default();
+    m.conditions = t.get("when", |n| list(n, condition))?.unwrap_or_default();
+    m.buckets = t.get("buckets", buckets)?;
+    m.cardinality_limit = t.get("cardinality_limit", unsigned)?;
+    let durations = m.kind == MetricKind::Histogram && m.effective_measure().is_duration();
+    if m.buckets.is_none() && durations {
+        m.buckets = duration_buckets.cloned();
+    }
+    Ok(m)
+}
+
+/// The `[[metric]]` tables.
+fn metric_tables<'a, 'i>(node: &'a Node<'i>) -> Read<&'a [Node<'i>]> {
+    match node.get_ref() {
+        DeValue::Array(tables) => Ok(tables),
+        _ => Err(Fail::expected(node, "`[[metric]]` tables")),
+    }
+}
+
+// Reading the file.
+
+/// `[settings]`, each checked as the builder checks it.
+#[derive(Default)]
 struct Settings {
     cardinality_limit: Option<usize>,
     max_label_len: Option<usize>,
-    duration_buckets: Option<BucketsRepr>,
+    duration_buckets: Option<Buckets>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Red {
-    service_name: String,
-    spans: Option<SpansRepr>,
+fn settings(node: &Node<'_>) -> Read<Settings> {
+    let t = Table::open(node, "`[settings]`", SETTINGS_KEYS)?;
+    let alone = |b: SpanMetricsBuilder| b.compile(None).map(drop).map_err(|e| e.problem);
+    Ok(Settings {
+        cardinality_limit: setting(&t, "cardinality_limit", unsigned, |&limit| {
+            alone(SpanMetricsBuilder::default().cardinality_limit(limit))
+        })?,
+        max_label_len: setting(&t, "max_label_len", unsigned, |&bytes| {
+            alone(SpanMetricsBuilder::default().max_label_len(bytes))
+        })?,
+        duration_buckets: setting(&t, "duration_buckets", buckets, check_buckets)?,
+    })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetricRepr {
-    name: String,
-    kind: KindRepr,
-    description: Option<String>,
-    unit: Option<UnitRepr>,
-    spans: Option<SpansRepr>,
-    measure: Option<MeasureRepr>,
-    #[serde(default)]
-    labels: Vec<LabelRepr>,
-    #[serde(default)]
-    when: Vec<ConditionRepr>,
-    buckets: Option<BucketsRepr>,
-    cardinality_limit: Option<usize>,
+/// The setting `key`, read by `read` and checked by `check`; a problem `check` finds names the
+/// setting and is located at its key.
+fn setting<'a, 'i, T>(
+    t: &Table<'a, 'i>,
+    key: &'static str,
+    read: impl FnOnce(&'a Node<'i>) -> Read<T>,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Read<Option<T>> {
+    t.get(key, |node| {
+        let value = read(node)?;
+        check(&value).map_err(|problem| format!("[settings] {key}: {problem}"))?;
+        Ok(value)
+    })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum KindRepr {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum UnitRepr {
-    Seconds,
-    Count,
-    Bytes,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
+impl Settings {
+    fn apply(&self, mut builder: SpanMetricsBuilder) -> SpanMetricsBuilder {
+        if let Some(limit) = self.cardinality_limit {
+            builder = builder.cardinality_limit(limit);
         }
+        if let Some(bytes) = self.max_label_len {
+            builder = builder.max_label_len(bytes);
+        }
+        builder
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum SpansRepr {
-    Name(String),
-    Table(SpansTable),
+/// `[red]`: the service's name and the spans its RED metrics cover.
+fn red(node: &Node<'_>) -> Read<(String, Spans)> {
+    let t = Table::open(node, "`[red]`", RED_KEYS)?;
+    let service_name = t.need("service_name", string)?;
+    Ok((service_name, t.get("spans", spans)?.unwrap_or_default()))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpansTable {
-    name: Option<OneOrMany>,
-    target: Option<String>,
-    level: Option<LevelRepr>,
+/// Where the file's rules are written, to point the builder's verdict on one at its key.
+struct Rules<'a, 'i> {
+    /// The index of the first rule `[red]` adds, and its table.
+    red: Option<(usize, &'a Node<'i>)>,
+    /// The index of the first `[[metric]]` rule, and their tables.
+    first_metric: usize,
+    metrics: &'a [Node<'i>],
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum LevelRepr {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-impl From<LevelRepr> for LevelFilter {
-    fn from(l: LevelRepr) -> Self {
-        match l {
-            LevelRepr::Error => LevelFilter::ERROR,
-            LevelRepr::Warn => LevelFilter::WARN,
-            LevelRepr::Info => LevelFilter::INFO,
-            LevelRepr::Debug => LevelFilter::DEBUG,
-            LevelRepr::Trace => LevelFilter::TRACE,
-        }
-    }
-}
-
-impl From<SpansRepr> for Spans {
-    fn from(s: SpansRepr) -> Self {
-        match s {
-            SpansRepr::Name(n) => Spans::named(n),
-            SpansRepr::Table(t) => Spans {
-                names: t.name.map(OneOrMany::into_vec).unwrap_or_default(),
-                target: t.target,
-                level: t.level.map(Into::into),
-            },
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventRepr {
-    name: Option<String>,
-    target: Option<String>,
-    level: Option<LevelRepr>,
-    field: Option<String>,
-    #[serde(default)]
-    fields: Vec<String>,
-    message: Option<String>,
-}
-
-impl From<EventRepr> for EventMatch {
-    fn from(e: EventRepr) -> Self {
-        EventMatch {
-            name: e.name,
-            target: e.target,
-            level: e.level.map(Into::into),
-            fields: e.field.into_iter().chain(e.fields).collect(),
-            message: e.message,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum MeasureRepr {
-    Simple(SimpleMeasure),
-    Table(Box<MeasureTable>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum SimpleMeasure {
-    WallTime,
-    BusyTime,
-    IdleTime,
-    SelfTime,
-    SpansOpened,
-    SpansClosed,
-    InFlight,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MeasureTable {
-    time_to: Option<EventRepr>,
-    in_flight_after: Option<String>,
-    events: Option<EventRepr>,
-    span_field: Option<String>,
-    event_field: Option<String>,
-}
-
-impl MeasureRepr {
-    fn into_measure(self) -> Result<Measure, String> {
-        let t = match self {
-            MeasureRepr::Simple(s) => {
-                return Ok(match s {
-                    SimpleMeasure::WallTime => Measure::WallTime,
-                    SimpleMeasure::BusyTime => Measure::BusyTime,
-                    SimpleMeasure::IdleTime => Measure::IdleTime,
-                    SimpleMeasure::SelfTime => Measure::SelfTime,
-                    SimpleMeasure::SpansOpened => Measure::SpansOpened,
-                    SimpleMeasure::SpansClosed => Measure::SpansClosed,
-                    SimpleMeasure::InFlight => Measure::InFlight,
-                });
-            }
-            MeasureRepr::Table(t) => *t,
-        };
-        match t {
-            MeasureTable {
-                time_to: Some(e),
-                in_flight_after: None,
-                events: None,
-                span_field: None,
-                event_field: None,
-            } => Ok(Measure::TimeToEvent(e.into())),
-            MeasureTable {
-                time_to: None,
-                in_flight_after: Some(f),
-                events: None,
-                span_field: None,
-                event_field: None,
-            } => Ok(Measure::InFlightAfter(f)),
-            MeasureTable {
-                time_to: None,
-                in_flight_after: None,
-                events: Some(e),
-                span_field: None,
-                event_field: None,
-            } => Ok(Measure::Events(e.into())),
-            MeasureTable {
-                time_to: None,
-                in_flight_after: None,
-                events: None,
-                span_field: Some(f),
-                event_field: None,
-            } => Ok(Measure::SpanField(f)),
-            MeasureTable {
-                time_to: None,
-                in_flight_after: None,
-                events,
-                span_field: None,
-                event_field: Some(f),
-            } => Ok(Measure::EventField(
-                events.map(Into::into).unwrap_or_default(),
-                f,
-            )),
-            _ => Err(
-                "a measure table takes exactly one of `time_to`, `in_flight_after`, \
-                      `events`, `span_field`, `event_field` (with `events` beside `event_field`)"
-                    .into(),
-            ),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum LabelRepr {
-    Field(String),
-    Table(Box<LabelTable>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LabelTable {
-    key: Option<String>,
-    field: Option<String>,
-    fixed: Option<String>,
-    source: Option<SourceRepr>,
-    outcome: Option<OutcomeRepr>,
-    default: Option<String>,
-    map: Option<MappingRepr>,
-    #[serde(default)]
-    own_only: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum SourceRepr {
-    SpanName,
-    SpanKind,
-    Target,
-    Outcome,
-    OtelStatusCode,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OutcomeRepr {
-    unset: String,
-    ok: String,
-    error: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum MappingRepr {
-    Named(NamedMapping),
-    Table {
-        table: toml::Table,
-        otherwise: Option<String>,
-    },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum NamedMapping {
-    StatusClass,
-}
-
-fn text_of(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        // Dates, arrays and tables never equal a field's text; keep them visibly odd.
-        other => format!("{other:?}"),
-    }
-}
-
-impl LabelRepr {
-    fn into_label(self) -> Result<Label, String> {
-        let t = match self {
-            LabelRepr::Field(f) => return Ok(Label::field(f)),
-            LabelRepr::Table(t) => *t,
-        };
-        let sources = [
-            t.field.is_some(),
-            t.fixed.is_some(),
-            t.source.is_some(),
-            t.outcome.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() != 1 {
-            return Err(format!(
-                "label `{}`: give exactly one of `field`, `fixed`, `source`, `outcome`",
-                t.key.as_deref().or(t.field.as_deref()).unwrap_or("?")
-            ));
-        }
-        let key = || {
-            t.key
-                .clone()
-                .ok_or_else(|| "a label without `field` needs a `key`".to_string())
-        };
-        let mut label = if let Some(f) = t.field.clone() {
-            let l = Label::field(f);
-            match t.key.clone() {
-                Some(k) => l.key(k),
-                None => l,
-            }
-        } else if let Some(v) = t.fixed.clone() {
-            Label::fixed(key()?, v)
-        } else if let Some(o) = t.outcome {
-            Label::outcome_with(
-                key()?,
-                OutcomeValues {
-                    unset: o.unset,
-                    ok: o.ok,
-                    error: o.error,
-                },
-            )
-        } else {
-            match t.source {
-                Some(SourceRepr::SpanName) => Label::span_name(key()?),
-                Some(SourceRepr::SpanKind) => Label::span_kind(key()?),
-                Some(SourceRepr::Target) => Label::target(key()?),
-                Some(SourceRepr::Outcome) => Label::outcome(key()?),
-                Some(SourceRepr::OtelStatusCode) => Label::otel_status_code(key()?),
-                None => unreachable!("one source is set"),
-            }
-        };
-        if let Some(d) = t.default {
-            label = label.default(d);
-        }
-        if let Some(m) = t.map {
-            label = label.map(match m {
-                MappingRepr::Named(NamedMapping::StatusClass) => Mapping::StatusClass,
-                MappingRepr::Table { table, otherwise } => Mapping::Table {
-                    entries: table.iter().map(|(k, v)| (k.clone(), text_of(v))).collect(),
-                    otherwise,
-                },
-            });
-        }
-        if t.own_only {
-            label = label.own_only();
-        }
-        Ok(label)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum ConditionRepr {
-    Outcome(OutcomeCondition),
-    Field(FieldConditionRepr),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum OutcomeCondition {
-    Error,
-    NotError,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FieldConditionRepr {
-    field: String,
-    recorded: Option<bool>,
-    missing: Option<bool>,
-    one_of: Option<Vec<toml::Value>>,
-    not_one_of: Option<Vec<toml::Value>>,
-    between: Option<(f64, f64)>,
-    not_between: Option<(f64, f64)>,
-}
-
-impl ConditionRepr {
-    fn into_condition(self) -> Result<Condition, String> {
-        let c = match self {
-            ConditionRepr::Outcome(OutcomeCondition::Error) => return Ok(Condition::Error),
-            ConditionRepr::Outcome(OutcomeCondition::NotError) => return Ok(Condition::NotError),
-            ConditionRepr::Field(c) => c,
-        };
-        let fc = Condition::field(c.field.clone());
-        let texts = |v: Vec<toml::Value>| v.iter().map(text_of).collect::<Vec<_>>();
-        let mut tests: Vec<Condition> = Vec::new();
-        match c.recorded {
-            Some(true) => tests.push(fc.clone().recorded()),
-            Some(false) => tests.push(fc.clone().missing()),
-            None => {}
-        }
-        match c.missing {
-            Some(true) => tests.push(fc.clone().missing()),
-            Some(false) => tests.push(fc.clone().recorded()),
-            None => {}
-        }
-        if let Some(v) = c.one_of {
-            tests.push(fc.clone().one_of(texts(v)));
-        }
-        if let Some(v) = c.not_one_of {
-            tests.push(fc.clone().not_one_of(texts(v)));
-        }
-        if let Some((lo, hi)) = c.between {
-            tests.push(fc.clone().between(lo, hi));
-        }
-        if let Some((lo, hi)) = c.not_between {
-            tests.push(fc.not_between(lo, hi));
-        }
-        match tests.len() {
-            1 => Ok(tests.remove(0)),
-            n => Err(format!(
-                "condition on `{}` needs exactly one test (`recorded`, `missing`, `one_of`, \
-                 `not_one_of`, `between`, `not_between`), found {n}",
-                c.field
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum BucketsRepr {
-    Preset(Preset),
-    List(Vec<f64>),
-    Table(BucketsTable),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Preset {
-    OtelDurations,
-    ExponentialSeconds,
-    ExponentialBytes,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BucketsTable {
-    exponential: Option<Exponential>,
-    linear: Option<Linear>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Exponential {
-    start: f64,
-    factor: f64,
-    count: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Linear {
-    start: f64,
-    width: f64,
-    count: usize,
-}
-
-impl BucketsRepr {
-    fn into_buckets(self) -> Result<Buckets, String> {
-        Ok(match self {
-            BucketsRepr::Preset(Preset::OtelDurations) => Buckets::otel_durations(),
-            BucketsRepr::Preset(Preset::ExponentialSeconds) => Buckets::exponential_seconds(),
-            BucketsRepr::Preset(Preset::ExponentialBytes) => Buckets::exponential_bytes(),
-            BucketsRepr::List(v) => Buckets::explicit(v),
-            BucketsRepr::Table(BucketsTable {
-                exponential: Some(e),
-                linear: None,
-            }) => {
-                if e.count == 0 || e.start <= 0.0 || e.factor <= 1.0 {
-                    return Err("exponential buckets need start > 0, factor > 1, count > 0".into());
-                }
-                Buckets::exponential(e.start, e.factor, e.count)
-            }
-            BucketsRepr::Table(BucketsTable {
-                exponential: None,
-                linear: Some(l),
-            }) => Buckets::linear(l.start, l.width, l.count),
-            BucketsRepr::Table(_) => {
-                return Err("a buckets table takes exactly one of `exponential`, `linear`".into());
-            }
-        })
-    }
-}
-
-impl MetricRepr {
-    fn into_metric(self, duration_buckets: Option<&Buckets>) -> Result<Metric, Problem> {
-        let mut m = match self.kind {
-            KindRepr::Counter => Metric::counter(self.name),
-            KindRepr::Gauge => Metric::gauge(self.name),
-            KindRepr::Histogram => Metric::histogram(self.name),
-        };
-        if let Some(d) = self.description {
-            m = m.describe(d);
-        }
-        if let Some(u) = self.unit {
-            m = m.unit(match u {
-                UnitRepr::Seconds => Unit::Seconds,
-                UnitRepr::Count => Unit::Count,
-                UnitRepr::Bytes => Unit::Bytes,
-            });
-        }
-        if let Some(s) = self.spans {
-            m = m.spans(s.into());
-        }
-        if let Some(measure) = self.measure {
-            m = m.measure(measure.into_measure().map_err(|p| ("measure", p))?);
-        }
-        for l in self.labels {
-            m = m.label(l.into_label().map_err(|p| ("labels", p))?);
-        }
-        for c in self.when {
-            m = m.when(c.into_condition().map_err(|p| ("when", p))?);
-        }
-        match self.buckets {
-            Some(b) => m = m.buckets(b.into_buckets().map_err(|p| ("buckets", p))?),
+impl Rules<'_, '_> {
+    /// Where the problem `e` is written: the key it is about, or else the rule's table.
+    fn site(&self, e: &ConfigError) -> Option<Range<usize>> {
+        let rule = e.rule?;
+        let (node, key) = match rule.checked_sub(self.first_metric) {
+            Some(i) => (self.metrics.get(i)?, e.key),
             None => {
-                if let (Some(b), MetricKind::Histogram) = (duration_buckets, m.kind) {
-                    if m.effective_measure().is_duration() {
-                        m = m.buckets(b.clone());
-                    }
-                }
+                let (_, red) = self.red.filter(|(first, _)| rule >= *first)?;
+                (red, e.key.map(red_key))
             }
-        }
-        if let Some(l) = self.cardinality_limit {
-            m = m.cardinality_limit(l);
-        }
-        Ok(m)
+        };
+        let key = key.and_then(|k| entry(node, k));
+        Some(key.map_or_else(|| node.span(), |(k, _)| k.span()))
     }
 }
 
-/// Where `key = …` starts among the lines of the `[[metric]]` table whose header starts at
-/// `span.start` (up to the next table header).
-fn key_in(text: &str, span: &Range<usize>, key: &str) -> Option<usize> {
-    let body = text.get(span.start..)?;
-    let mut offset = span.start;
-    for (n, line) in body.split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_start();
-        if n > 0 && trimmed.starts_with('[') {
-            return None;
-        }
-        if let Some(rest) = trimmed.strip_prefix(key) {
-            if rest.trim_start().starts_with('=') {
-                return Some(offset + (line.len() - trimmed.len()));
-            }
-        }
-        offset += line.len();
+/// The key of `[red]` behind `key` of a rule it adds: their labels come from `service_name`.
+fn red_key(key: &'static str) -> &'static str {
+    match key {
+        "labels" => "service_name",
+        other => other,
     }
-    None
+}
+
+/// Rule `index`, read from its `[[metric]]` table; its problems name it once its name is known.
+fn read_metric(
+    text: &str,
+    index: usize,
+    node: &Node<'_>,
+    duration_buckets: Option<&Buckets>,
+) -> Result<Metric, ConfigError> {
+    metric(node, duration_buckets).map_err(|fail| {
+        let name = entry(node, "name").and_then(|(_, name)| name.get_ref().as_str());
+        let e = match name {
+            Some(name) => ConfigError::rule(index, name, fail.problem),
+            None => ConfigError::global(fail.problem),
+        };
+        located(text, Some(fail.at.unwrap_or_else(|| node.span())), e)
+    })
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -643,6 +904,11 @@ fn located(text: &str, span: Option<Range<usize>>, mut e: ConfigError) -> Config
         e.column = u32::try_from(column).ok();
     }
     e
+}
+
+/// A problem outside the rules, located.
+fn global_error(text: &str, fail: Fail) -> ConfigError {
+    located(text, fail.at, ConfigError::global(fail.problem))
 }
 
 impl SpanMetricsBuilder {
@@ -665,74 +931,44 @@ impl SpanMetricsBuilder {
     /// ```
     ///
     /// # Errors
-    /// A [`ConfigError`] with the line and column: TOML syntax, an unknown key, a value of the
-    /// wrong type, or anything the builder rejects (with the builder's message).
+    /// A [`ConfigError`] with the line and column: TOML syntax, an unknown key or word (with
+    /// the accepted ones and the nearest), a value of the wrong type, or anything the builder
+    /// rejects (with the builder's message, at the key or setting it is about).
     pub fn toml(self, text: &str) -> Result<SpanMetricsBuilder, ConfigError> {
-        let file: File = toml::from_str(text).map_err(|e| {
+        let doc = DeTable::parse(text).map_err(|e| {
             located(
                 text,
                 e.span(),
                 ConfigError::global(e.message().trim().to_owned()),
             )
         })?;
-        let mut builder = self;
-        if let Some(l) = file.settings.cardinality_limit {
-            builder = builder.cardinality_limit(l);
+        let global = |fail| global_error(text, fail);
+        let file = Table::new("the file", doc.get_ref(), doc.span(), FILE_KEYS).map_err(global)?;
+        let settings = file.get("settings", settings).map_err(global)?;
+        let settings = settings.unwrap_or_default();
+        let red = file.get("red", red).map_err(global)?;
+        let metrics = file.get("metric", metric_tables).map_err(global)?;
+        let metrics = metrics.unwrap_or_default();
+
+        let mut builder = settings.apply(self);
+        let first_red = builder.rules().len();
+        if let Some((service_name, spans)) = red {
+            builder = builder.red(service_name, spans);
         }
-        if let Some(l) = file.settings.max_label_len {
-            builder = builder.max_label_len(l);
+        let first_metric = builder.rules().len();
+        let duration_buckets = settings.duration_buckets.as_ref();
+        for (i, node) in metrics.iter().enumerate() {
+            builder = builder.metric(read_metric(text, first_metric + i, node, duration_buckets)?);
         }
-        let duration_buckets = file
-            .settings
-            .duration_buckets
-            .map(BucketsRepr::into_buckets)
-            .transpose()
-            .map_err(|p| {
-                located(
-                    text,
-                    Some(0..0),
-                    ConfigError::global(format!("settings: {p}")),
-                )
-            })?;
-        if let Some(red) = file.red {
-            builder = builder.red(
-                red.service_name,
-                red.spans.map(Into::into).unwrap_or_default(),
-            );
-        }
-        let first_file_rule = builder.rules().len();
-        let mut spans = Vec::with_capacity(file.metric.len());
-        for (i, spanned) in file.metric.into_iter().enumerate() {
-            let span = spanned.span();
-            let repr = spanned.into_inner();
-            let name = repr.name.clone();
-            let metric = repr
-                .into_metric(duration_buckets.as_ref())
-                .map_err(|(key, p)| {
-                    let at = key_in(text, &span, key).unwrap_or(span.start);
-                    located(
-                        text,
-                        Some(at..at),
-                        ConfigError::rule(first_file_rule + i, &name, p),
-                    )
-                })?;
-            spans.push(span);
-            builder = builder.metric(metric);
-        }
-        // The builder's own validation, located at the offending `[[metric]]`.
+        // The builder's own validation, located at the offending key.
         if let Err(e) = builder.compile(None) {
-            let span = e
-                .rule
-                .and_then(|r| r.checked_sub(first_file_rule))
-                .and_then(|i| spans.get(i).cloned())
-                .map(|span| {
-                    let at = e
-                        .key
-                        .and_then(|k| key_in(text, &span, k))
-                        .unwrap_or(span.start);
-                    at..at
-                });
-            return Err(located(text, span, e));
+            let rules = Rules {
+                red: file.node("red").map(|red| (first_red, red)),
+                first_metric,
+                metrics,
+            };
+            let site = rules.site(&e);
+            return Err(located(text, site, e));
         }
         Ok(builder)
     }
@@ -754,7 +990,7 @@ impl SpanMetricsBuilder {
 
 #[cfg(test)]
 mod tests {
-    use super::line_col;
+    use super::{line_col, nearest};
 
     #[test]
     fn lines_and_columns_are_one_based() {
@@ -762,5 +998,18 @@ mod tests {
         assert_eq!(line_col(t, 0), (1, 1));
         assert_eq!(line_col(t, 6), (2, 1));
         assert_eq!(line_col(t, 9), (2, 4));
+    }
+
+    #[test]
+    fn the_nearest_word_is_a_typo_away() {
+        let words = ["wall_time", "busy_time", "in_flight"];
+        assert_eq!(nearest("wall_tim", &words), Some("wall_time"));
+        assert_eq!(nearest("wlal_time", &words), Some("wall_time"));
+        assert_eq!(nearest("BUSY_TIME", &words), Some("busy_time"));
+        assert_eq!(nearest("in_fl", &words), Some("in_flight"));
+        assert_eq!(nearest("in_flight_after", &words), None);
+        assert_eq!(nearest("x", &words), None);
+        // An abbreviation of several words names none of them.
+        assert_eq!(nearest("span", &["span_name", "span_kind"]), None);
     }
 }

@@ -168,15 +168,50 @@ impl Measure {
     }
 }
 
-/// Histogram bucket boundaries (upper bounds, strictly increasing).
+/// The most bucket boundaries a histogram may have.
+///
+/// Every [`Buckets`] constructor accepts a request for more, and
+/// [`build`](crate::SpanMetricsBuilder::build) then refuses it (nothing is truncated silently);
+/// no boundary is computed or kept for such a request.
+pub const MAX_BUCKETS: usize = 1024;
+
+/// Histogram bucket boundaries (upper bounds, strictly increasing), at most [`MAX_BUCKETS`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct Buckets(pub(crate) Vec<f64>);
+pub struct Buckets {
+    bounds: Vec<f64>,
+    excess: Option<Excess>,
+}
+
+/// A request for more than [`MAX_BUCKETS`] boundaries: how many, when that is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Excess {
+    /// This many boundaries were asked for.
+    Count(usize),
+    /// An iterator yielded more than [`MAX_BUCKETS`] and did not tell how many more.
+    Unknown,
+}
 
 impl Buckets {
+    /// Boundaries within the bound.
+    fn kept(bounds: Vec<f64>) -> Self {
+        Buckets {
+            bounds,
+            excess: None,
+        }
+    }
+
+    /// A request over the bound: no boundary is kept, and the build refuses it.
+    fn refused(excess: Excess) -> Self {
+        Buckets {
+            bounds: Vec::new(),
+            excess: Some(excess),
+        }
+    }
+
     /// The OpenTelemetry semantic conventions' advised boundaries for HTTP and RPC durations,
     /// in seconds: `0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10`.
     pub fn otel_durations() -> Self {
-        Buckets(vec![
+        Buckets::kept(vec![
             0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
         ])
     }
@@ -187,7 +222,7 @@ impl Buckets {
     /// 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1.4, 2, 5, 10, 15`. Every boundary of
     /// the connector is among them, so a dashboard's `le` selectors written for it still match.
     pub fn red_seconds() -> Self {
-        Buckets(vec![
+        Buckets::kept(vec![
             0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4,
             0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0,
         ])
@@ -195,16 +230,17 @@ impl Buckets {
 
     /// `count` boundaries starting at `start`, each `factor` times the previous one.
     ///
-    /// Invalid arguments (a non-positive start, a factor not above 1, no buckets) are reported
-    /// when the layer is built.
+    /// Invalid arguments (a non-positive start, a factor not above 1, no buckets, more than
+    /// [`MAX_BUCKETS`]) are reported when the layer is built.
     pub fn exponential(start: f64, factor: f64, count: usize) -> Self {
-        let mut out = Vec::with_capacity(count.min(1024));
-        let mut b = start;
-        for _ in 0..count.min(1024) {
-            out.push(b);
-            b *= factor;
+        if count > MAX_BUCKETS {
+            return Buckets::refused(Excess::Count(count));
         }
-        Buckets(out)
+        Buckets::kept(
+            std::iter::successors(Some(start), |b| Some(b * factor))
+                .take(count)
+                .collect(),
+        )
     }
 
     /// Powers of two from 1 ms to about 65 s (17 boundaries): for durations of unknown scale.
@@ -218,22 +254,44 @@ impl Buckets {
     }
 
     /// `count` boundaries `start, start + width, …`.
+    ///
+    /// Invalid arguments (no buckets, a width that does not make them increase, more than
+    /// [`MAX_BUCKETS`]) are reported when the layer is built.
     pub fn linear(start: f64, width: f64, count: usize) -> Self {
-        Buckets(
-            (0..count.min(1024))
-                .map(|i| start + width * i as f64)
-                .collect(),
-        )
+        if count > MAX_BUCKETS {
+            return Buckets::refused(Excess::Count(count));
+        }
+        Buckets::kept((0..count).map(|i| start + width * i as f64).collect())
     }
 
-    /// Explicit boundaries; they must be finite and strictly increasing.
+    /// Explicit boundaries; they must be finite and strictly increasing, and at most
+    /// [`MAX_BUCKETS`] (more are reported when the layer is built).
+    ///
+    /// At most `MAX_BUCKETS + 1` values are drawn from `bounds`: an iterator longer than that
+    /// is not drained, and only its [`size_hint`](Iterator::size_hint), when exact, tells how
+    /// many were asked for.
     pub fn explicit(bounds: impl IntoIterator<Item = f64>) -> Self {
-        Buckets(bounds.into_iter().collect())
+        let mut bounds = bounds.into_iter();
+        let kept: Vec<f64> = bounds.by_ref().take(MAX_BUCKETS).collect();
+        if bounds.next().is_none() {
+            return Buckets::kept(kept);
+        }
+        Buckets::refused(match bounds.size_hint() {
+            (low, Some(high)) if low == high => {
+                Excess::Count((MAX_BUCKETS + 1).saturating_add(low))
+            }
+            _ => Excess::Unknown,
+        })
     }
 
-    /// The boundaries.
+    /// The boundaries; none for a request over [`MAX_BUCKETS`], which the build refuses.
     pub fn bounds(&self) -> &[f64] {
-        &self.0
+        &self.bounds
+    }
+
+    /// How far a request went over [`MAX_BUCKETS`], if it did.
+    pub(crate) fn excess(&self) -> Option<Excess> {
+        self.excess
     }
 
     /// The default for a histogram of `unit`: [`Buckets::otel_durations`] for seconds, powers of
