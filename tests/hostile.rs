@@ -75,12 +75,16 @@ fn exposition() -> String {
 #[test]
 fn label_values_are_bounded_and_the_exposition_parses() {
     let text = exposition();
+    let mut counted = 0u64;
     for line in text.lines().filter(|l| l.starts_with("hostile_total{")) {
         // Escaping may lengthen a value; the raw value is at most 128 bytes.
         let value = &line["hostile_total{v=\"".len()..line.rfind("\"}").unwrap()];
         assert!(value.len() <= 2 * 128, "{} bytes: {value}", value.len());
         assert!(!value.contains('\n'));
+        counted += line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
     }
+    // Every span was counted on some rendered series: three spans per hostile value.
+    assert_eq!(counted, 3 * hostile_values().len() as u64, "{text}");
     // Every sample line is `name{labels} value` with a parseable value.
     for line in text
         .lines()

@@ -17,6 +17,11 @@ fn get_metrics() -> std::io::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn installs_on_loopback_with_buckets() {
     if std::net::TcpListener::bind("127.0.0.1:9000").is_err() {
+        // Under CI the port must be free: a skip there would hide a broken install.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "127.0.0.1:9000 is taken by another process; CI needs it free for this test"
+        );
         let _ = writeln!(
             std::io::stderr(),
             "\n*** SKIPPED: 127.0.0.1:9000 is taken by another process ***\n"
