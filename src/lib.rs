@@ -68,6 +68,11 @@
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
+/// The README's Rust snippets, compiled as doctests so that a broken quick-start fails the tests.
+#[cfg(all(doctest, feature = "prometheus"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod builder;
 pub mod config;
 mod error;
