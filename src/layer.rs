@@ -246,7 +246,9 @@ impl Shared {
 /// Spans opened before a swap finish under the configuration they started with, spans opened
 /// after it use the new one; events count under the configuration current when they happen.
 /// Nothing is counted twice or lost at the switch. Unlike `tracing_subscriber::reload`, this
-/// takes no lock on any hook and works under per-layer filters.
+/// works under per-layer filters, and no hook waits for a lock because of it (while a replaced
+/// configuration that measures milestones still has open spans, events try a lock to prune it
+/// and move on if it is taken).
 ///
 /// ```
 /// use tracing_spanmetrics::{Metric, SpanMetrics};

@@ -285,10 +285,122 @@ fn overlapping_enters_on_two_threads_count_once() {
     let m = h.snapshot();
     // In whole nanoseconds: seconds as f64 carry rounding of the last bit.
     let nanos = |name: &str| {
-        m.histogram(name, &[])
-            .map(|v| v.iter().map(|s| (s * 1e9).round() as u64).collect::<Vec<_>>())
+        m.histogram(name, &[]).map(|v| {
+            v.iter()
+                .map(|s| (s * 1e9).round() as u64)
+                .collect::<Vec<_>>()
+        })
     };
     assert_eq!(nanos("job.busy"), Some(vec![30_000_000]));
     assert_eq!(nanos("job.idle"), Some(vec![20_000_000]));
     assert_eq!(nanos("job.wall"), Some(vec![50_000_000]));
+}
+
+/// A recorder that counts registrations, in front of a [`TestRecorder`].
+#[derive(Default)]
+struct CountingRecorder {
+    inner: TestRecorder,
+    registrations: std::sync::atomic::AtomicUsize,
+}
+
+impl metrics::Recorder for CountingRecorder {
+    fn describe_counter(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.inner.describe_counter(k, u, d)
+    }
+    fn describe_gauge(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.inner.describe_gauge(k, u, d)
+    }
+    fn describe_histogram(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.inner.describe_histogram(k, u, d)
+    }
+    fn register_counter(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.registrations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.register_counter(key, m)
+    }
+    fn register_gauge(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.registrations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.register_gauge(key, m)
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        m: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        self.registrations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.register_histogram(key, m)
+    }
+}
+
+/// The README's claim: once a label set has been seen, recording it registers nothing (the
+/// writer lock of a family is only taken to register), on any thread.
+#[test]
+fn label_sets_seen_before_register_nothing_on_any_thread() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let recorder = Arc::new(CountingRecorder::default());
+    let layer = SpanMetrics::builder()
+        .metric(
+            Metric::histogram("rpc.duration.seconds")
+                .spans(Spans::named("rpc"))
+                .label("peer"),
+        )
+        .metric(
+            Metric::counter("rpc.calls")
+                .spans(Spans::named("rpc"))
+                .label("peer"),
+        )
+        .metric(
+            Metric::gauge("rpc.open")
+                .spans(Spans::named("rpc"))
+                .in_flight()
+                .label("peer"),
+        )
+        .with_recorder(recorder.clone())
+        .build()
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let run = |spans: usize| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let d = dispatch.clone();
+                std::thread::spawn(move || {
+                    dispatcher::with_default(&d, || {
+                        for i in 0..spans {
+                            drop(tracing::info_span!("rpc", peer = i % 3));
+                        }
+                    })
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    };
+    run(3);
+    // 3 label sets × 3 families.
+    assert_eq!(recorder.registrations.load(SeqCst), 9);
+    run(10_000);
+    assert_eq!(recorder.registrations.load(SeqCst), 9);
+    let m = recorder.inner.snapshot();
+    assert_eq!(
+        m.counter("rpc.calls", &[("peer", "0")]),
+        Some(2 * (1 + 3334))
+    );
 }
