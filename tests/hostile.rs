@@ -273,3 +273,58 @@ fn a_real_prometheus_ingests_the_hostile_exposition() {
         "Prometheus did not ingest {series} series within 60 s; its log:\n{log}"
     );
 }
+
+/// The same refusals through `span_field`, as `Measure::SpanField` documents them: one span per
+/// value, so each rule sees each value once at close (the gauge whenever it is recorded).
+#[test]
+fn numeric_span_fields_that_are_nan_infinite_negative_or_huge() {
+    let mut h = Harness::new(
+        SpanMetrics::builder()
+            .metric(
+                Metric::histogram("span.size.bytes")
+                    .unit(Unit::Bytes)
+                    .spans(Spans::named("s"))
+                    .span_field("n"),
+            )
+            .metric(Metric::gauge("span.level").spans(Spans::named("s")).span_field("n"))
+            .metric(
+                Metric::counter("span.added.total")
+                    .spans(Spans::named("s"))
+                    .span_field("n"),
+            ),
+    );
+    let d = h.dispatch();
+    tracing::dispatcher::with_default(&d, || {
+        drop(tracing::info_span!("s", n = f64::NAN));
+        drop(tracing::info_span!("s", n = f64::NEG_INFINITY));
+        drop(tracing::info_span!("s", n = -3i64));
+        drop(tracing::info_span!("s", n = u64::MAX));
+        drop(tracing::info_span!("s", n = "12"));
+        drop(tracing::info_span!("s", n = "twelve"));
+        // Recorded later: the final value counts.
+        let late = tracing::info_span!("s", n = Empty);
+        late.record("n", 5u64);
+        late.record("n", 7u64);
+        drop(late);
+    });
+    let m = h.snapshot();
+    // Histograms take every finite value, negative ones included.
+    assert_eq!(
+        m.histogram("span.size.bytes", &[]),
+        Some(vec![-3.0, u64::MAX as f64, 12.0, 7.0])
+    );
+    // The gauge takes -Inf too and reads the last value set.
+    assert_eq!(m.gauge("span.level", &[]), Some(7.0));
+    // The counter: 12 + 7; -3 is negative, u64::MAX too large.
+    assert_eq!(m.counter("span.added.total", &[]), Some(19));
+    let rejected = |metric: &str, reason: &str| {
+        m.counter(REJECTED_METRIC, &[("metric", metric), ("reason", reason)])
+    };
+    assert_eq!(rejected("span_size_bytes", "not_a_number"), Some(2));
+    assert_eq!(rejected("span_size_bytes", "not_finite"), Some(1));
+    assert_eq!(rejected("span_level", "not_a_number"), Some(2));
+    assert_eq!(rejected("span_added_total", "not_a_number"), Some(2));
+    assert_eq!(rejected("span_added_total", "not_finite"), Some(1));
+    assert_eq!(rejected("span_added_total", "negative"), Some(1));
+    assert_eq!(rejected("span_added_total", "too_large"), Some(1));
+}

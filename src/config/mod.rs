@@ -118,9 +118,11 @@ pub enum Measure {
     /// set each time the field gets a value; a counter is increased by it at close.
     ///
     /// Numbers, bools (0/1) and text that parses as a number are accepted. NaN is never
-    /// recorded; ±Inf only by gauges; a counter takes non-negative values up to 2^53, rounded
-    /// down (a larger increment would only wrap the recorder's counter).
-    /// Refused values are counted in `spanmetrics.values.rejected{metric, reason}`.
+    /// recorded; ±Inf only by gauges; a histogram takes every finite value, negative ones
+    /// included; a counter takes non-negative values up to 2^53, rounded down (a larger
+    /// increment would only wrap the recorder's counter). Refused values are counted in
+    /// `spanmetrics_values_rejected_total{metric, reason}` (`reason`: `not_a_number`,
+    /// `not_finite`, `negative`, `too_large`).
     SpanField(String),
     /// A numeric field of events matching the selector: observed, set or added per event.
     EventField(EventMatch, String),
