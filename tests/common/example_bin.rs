@@ -101,7 +101,13 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
-/// Prometheus tools missing. Under CI (`CI=true`, as `.ci/run` runs, which installs them) or with
+/// Whether this runs under a CI service: `CI` set to anything but empty, `0` or `false` (services
+/// set `true` or `1`).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
+}
+
+/// Prometheus tools missing. Under CI (see [`under_ci`]; `.ci/run` installs them) or with
 /// `SPANMETRICS_REQUIRE_PROMETHEUS=1` that is a failure; elsewhere (a machine with only Rust, as
 /// the README's test command promises to work on) the check is skipped with a loud line on
 /// stderr. `SPANMETRICS_SKIP_PROMETHEUS=1` skips it knowingly everywhere.
@@ -109,8 +115,7 @@ pub fn encode(s: &str) -> String {
 pub fn skip_or_fail(why: &str) {
     let env = |k: &str| std::env::var(k).ok();
     let skip = env("SPANMETRICS_SKIP_PROMETHEUS").as_deref() == Some("1");
-    let required = env("CI").as_deref() == Some("true")
-        || env("SPANMETRICS_REQUIRE_PROMETHEUS").as_deref() == Some("1");
+    let required = under_ci() || env("SPANMETRICS_REQUIRE_PROMETHEUS").as_deref() == Some("1");
     if skip || !required {
         // Straight to the process's stderr: libtest would swallow `eprintln!` of a passing test.
         use std::io::Write as _;
