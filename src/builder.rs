@@ -50,6 +50,7 @@ pub struct SpanMetrics;
 
 impl SpanMetrics {
     /// A builder with no rules yet.
+    #[must_use]
     pub fn builder() -> SpanMetricsBuilder {
         SpanMetricsBuilder::default()
     }
@@ -61,6 +62,7 @@ impl SpanMetrics {
     /// let layer = tracing_spanmetrics::SpanMetrics::red("checkout").build().unwrap();
     /// # let _ = layer;
     /// ```
+    #[must_use]
     pub fn red(service_name: impl Into<String>) -> SpanMetricsBuilder {
         SpanMetricsBuilder::default().red(service_name, Spans::all())
     }
@@ -99,12 +101,14 @@ pub const RED_DURATION: &str = "traces_span_metrics_duration_seconds";
 
 impl SpanMetricsBuilder {
     /// Adds a rule.
+    #[must_use]
     pub fn metric(mut self, metric: Metric) -> Self {
         self.rules.push(metric);
         self
     }
 
     /// Adds several rules.
+    #[must_use]
     pub fn metrics(mut self, metrics: impl IntoIterator<Item = Metric>) -> Self {
         self.rules.extend(metrics);
         self
@@ -117,6 +121,7 @@ impl SpanMetricsBuilder {
     /// `SPAN_KIND_INTERNAL` by default) and `status.code` (`STATUS_CODE_UNSET`,
     /// `STATUS_CODE_OK` from `otel.status_code`, `STATUS_CODE_ERROR` from it or from an error
     /// event).
+    #[must_use]
     pub fn red(self, service_name: impl Into<String>, spans: Spans) -> Self {
         let service = service_name.into();
         let labels = || {
@@ -147,14 +152,22 @@ impl SpanMetricsBuilder {
         )
     }
 
-    /// The default most distinct label sets per family ([`DEFAULT_CARDINALITY_LIMIT`]).
+    /// The most distinct label sets per family, for families that set no limit of their own
+    /// ([`Metric::cardinality_limit`]); further label sets go to the overflow series. Must be at
+    /// least 1.
+    ///
+    /// Defaults to [`DEFAULT_CARDINALITY_LIMIT`] (2000).
+    #[must_use]
     pub fn cardinality_limit(mut self, limit: usize) -> Self {
         self.cardinality_limit = limit;
         self
     }
 
-    /// Label values longer than `bytes` are cut on a character boundary
-    /// ([`DEFAULT_MAX_LABEL_LEN`]).
+    /// Label values longer than `bytes` are cut on a character boundary (and counted in
+    /// [`TRUNCATED_METRIC`](crate::TRUNCATED_METRIC)). Must be at least 8.
+    ///
+    /// Defaults to [`DEFAULT_MAX_LABEL_LEN`] (128 bytes).
+    #[must_use]
     pub fn max_label_len(mut self, bytes: usize) -> Self {
         self.max_label_len = bytes;
         self
@@ -163,6 +176,11 @@ impl SpanMetricsBuilder {
     /// Registers metrics on `recorder` instead of the `metrics` facade's current recorder.
     /// Useful in tests (a `metrics_util::debugging::DebuggingRecorder` sees every thread) and
     /// to keep span metrics apart from the application's own.
+    ///
+    /// Defaults to the `metrics` facade's current recorder, looked up when a series is first
+    /// recorded (so an exporter installed after the layer is built still gets every series). On
+    /// a [reload](crate::ReloadHandle::reload), defaults to the running layer's recorder.
+    #[must_use]
     pub fn with_recorder(mut self, recorder: Arc<dyn Recorder + Send + Sync>) -> Self {
         self.recorder = Some(RecorderRef::Explicit(recorder));
         self
@@ -172,6 +190,9 @@ impl SpanMetricsBuilder {
     /// CPU's time-stamp counter where it is invariant (a few ns, against ~25 ns for
     /// `Instant::now()` here) and falls back to the monotonic OS clock elsewhere. Tests pass
     /// `quanta::Clock::mock()` to make durations exact.
+    ///
+    /// Defaults to `quanta::Clock::new()`. A reload cannot change it.
+    #[must_use]
     pub fn with_clock(mut self, clock: quanta::Clock) -> Self {
         self.clock = Some(clock);
         self

@@ -36,7 +36,7 @@ fn invalid_metric_names() {
 #[test]
 fn invalid_label_keys() {
     assert_eq!(
-        one(Metric::counter("c").label(Label::field("x").key("bad-key"))),
+        one(Metric::counter("c").label(Label::field("x").rename("bad-key"))),
         "rule #0 (`c`): invalid label key `bad-key`: `-` is not allowed (use letters, digits, `_` and `.`)"
     );
     assert_eq!(

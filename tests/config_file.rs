@@ -93,12 +93,12 @@ fn the_file_and_the_builder_are_one_model() {
                 .label("swimlane")
                 .label(
                     Label::field("deployment.id")
-                        .key("deployment_id")
+                        .rename("deployment_id")
                         .default("unknown"),
                 )
                 .label(
                     Label::field("status")
-                        .key("class")
+                        .rename("class")
                         .map(Mapping::status_class()),
                 )
                 .label(Label::outcome("result"))

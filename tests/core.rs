@@ -63,7 +63,7 @@ fn labels_renamed_defaulted_mapped_fixed_and_recorded_later() {
                 .spans(Spans::named("call"))
                 .label(
                     Label::field("http.status")
-                        .key("class")
+                        .rename("class")
                         .map(Mapping::status_class()),
                 )
                 .label(Label::field("deployment_id").default("unknown"))

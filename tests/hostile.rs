@@ -286,7 +286,11 @@ fn numeric_span_fields_that_are_nan_infinite_negative_or_huge() {
                     .spans(Spans::named("s"))
                     .span_field("n"),
             )
-            .metric(Metric::gauge("span.level").spans(Spans::named("s")).span_field("n"))
+            .metric(
+                Metric::gauge("span.level")
+                    .spans(Spans::named("s"))
+                    .span_field("n"),
+            )
             .metric(
                 Metric::counter("span.added.total")
                     .spans(Spans::named("s"))

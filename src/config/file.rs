@@ -612,7 +612,7 @@ fn label_source(t: &Table<'_, '_>) -> Read<Label> {
     };
     Ok(match (from, key) {
         (LabelFrom::Field(field), None) => Label::field(field),
-        (LabelFrom::Field(field), Some(key)) => Label::field(field).key(key),
+        (LabelFrom::Field(field), Some(key)) => Label::field(field).rename(key),
         (_, None) => return Err("a label without `field` needs a `key`".to_owned().into()),
         (LabelFrom::Fixed(value), Some(key)) => Label::fixed(key, value),
         (LabelFrom::Source(source), Some(key)) => source(key),

@@ -10,8 +10,8 @@
 /// use tracing_spanmetrics::{Label, Mapping};
 ///
 /// let partition = Label::field("partition_id");
-/// let deployment = Label::field("deployment.id").key("deployment_id").default("unknown");
-/// let class = Label::field("http.status").key("status_class").map(Mapping::status_class());
+/// let deployment = Label::field("deployment.id").rename("deployment_id").default("unknown");
+/// let class = Label::field("http.status").rename("status_class").map(Mapping::status_class());
 /// let fixed = Label::fixed("service.name", "checkout");
 /// let result = Label::outcome("result"); // success | error
 /// # let _ = (partition, deployment, class, fixed, result);
@@ -27,6 +27,7 @@ pub struct Label {
 
 /// Where a label's value comes from.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LabelSource {
     /// A field of the event, the span or an ancestor span.
     Field(String),
@@ -59,6 +60,7 @@ pub struct OutcomeValues {
 
 impl OutcomeValues {
     /// `success` / `error`: unset and OK both read `success`.
+    #[must_use]
     pub fn success_error() -> Self {
         OutcomeValues {
             unset: "success".into(),
@@ -69,6 +71,7 @@ impl OutcomeValues {
 
     /// The OpenTelemetry status codes: `STATUS_CODE_UNSET`, `STATUS_CODE_OK`,
     /// `STATUS_CODE_ERROR`.
+    #[must_use]
     pub fn otel() -> Self {
         OutcomeValues {
             unset: "STATUS_CODE_UNSET".into(),
@@ -91,72 +94,94 @@ impl Label {
 
     /// A label from the field `field`; its key is the field's name unless changed with
     /// [`Label::key`].
+    #[must_use]
     pub fn field(field: impl Into<String>) -> Self {
         let field = field.into();
         Label::with_source(field.clone(), LabelSource::Field(field))
     }
 
     /// A constant label.
+    #[must_use]
     pub fn fixed(key: impl Into<String>, value: impl Into<String>) -> Self {
         Label::with_source(key, LabelSource::Fixed(value.into()))
     }
 
     /// The span's name (its `otel.name` field when recorded).
+    #[must_use]
     pub fn span_name(key: impl Into<String>) -> Self {
         Label::with_source(key, LabelSource::SpanName)
     }
 
     /// The OpenTelemetry span kind from `otel.kind`.
+    #[must_use]
     pub fn span_kind(key: impl Into<String>) -> Self {
         Label::with_source(key, LabelSource::SpanKind)
     }
 
     /// The span's outcome as `success` / `error`; see [`LabelSource::Outcome`].
+    #[must_use]
     pub fn outcome(key: impl Into<String>) -> Self {
         Label::with_source(key, LabelSource::Outcome(OutcomeValues::success_error()))
     }
 
     /// The span's outcome as OpenTelemetry status codes.
+    #[must_use]
     pub fn otel_status_code(key: impl Into<String>) -> Self {
         Label::with_source(key, LabelSource::Outcome(OutcomeValues::otel()))
     }
 
     /// The span's outcome with your own three values.
+    #[must_use]
     pub fn outcome_with(key: impl Into<String>, values: OutcomeValues) -> Self {
         Label::with_source(key, LabelSource::Outcome(values))
     }
 
     /// The target (module path) of the span or event.
+    #[must_use]
     pub fn target(key: impl Into<String>) -> Self {
         Label::with_source(key, LabelSource::Target)
     }
 
     /// Renames the label: the key it carries on the metric.
-    pub fn key(mut self, key: impl Into<String>) -> Self {
+    ///
+    /// Defaults to the field's name for [`Label::field`], and to the key given to the other
+    /// constructors.
+    #[must_use]
+    pub fn rename(mut self, key: impl Into<String>) -> Self {
         self.key = key.into();
         self
     }
 
     /// The value used when no value is found.
+    ///
+    /// Defaults to none: without a value the label is left off the series.
+    #[must_use]
     pub fn default(mut self, value: impl Into<String>) -> Self {
         self.default = Some(value.into());
         self
     }
 
     /// Maps the value before it becomes a label (and before cardinality is counted).
+    ///
+    /// Defaults to none: the value as captured.
+    #[must_use]
     pub fn map(mut self, mapping: Mapping) -> Self {
         self.mapping = Some(mapping);
         self
     }
 
     /// Looks only at the span itself (and the event), never at ancestors.
+    ///
+    /// Defaults to off: a field missing on the span is looked up on its nearest ancestor.
+    #[must_use]
     pub fn own_only(mut self) -> Self {
         self.inherit = false;
         self
     }
 
-    /// The label's key.
-    pub fn label_key(&self) -> &str {
+    /// The label's key: the name it carries on the metric.
+    #[must_use]
+    pub fn key(&self) -> &str {
         &self.key
     }
 
@@ -182,6 +207,7 @@ impl From<String> for Label {
 
 /// A mapping of a label's raw value to the value the metric carries.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Mapping {
     /// An HTTP status code to its class: `1xx` … `5xx`; anything else reads `other`.
     StatusClass,
@@ -196,11 +222,13 @@ pub enum Mapping {
 
 impl Mapping {
     /// See [`Mapping::StatusClass`].
+    #[must_use]
     pub fn status_class() -> Self {
         Mapping::StatusClass
     }
 
     /// A lookup table; unknown values pass through.
+    #[must_use]
     pub fn table<K: Into<String>, V: Into<String>>(
         entries: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
@@ -214,6 +242,7 @@ impl Mapping {
     }
 
     /// For a table: the value of anything not in it (bounds the label's cardinality).
+    #[must_use]
     pub fn otherwise(self, value: impl Into<String>) -> Self {
         match self {
             Mapping::Table { entries, .. } => Mapping::Table {
@@ -255,6 +284,7 @@ impl Mapping {
 /// # let _ = (pinned, not_2xx, failed, errored);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Condition {
     /// A condition on a field's value.
     Field(FieldCondition),
@@ -283,11 +313,13 @@ pub(crate) enum FieldTest {
 
 impl Condition {
     /// The field has a value.
+    #[must_use]
     pub fn recorded(field: impl Into<String>) -> Self {
         Condition::field(field).recorded()
     }
 
     /// A condition on `field`: finish it with one of [`FieldCondition`]'s methods.
+    #[must_use]
     pub fn field(field: impl Into<String>) -> FieldCondition {
         FieldCondition {
             field: field.into(),
@@ -296,11 +328,13 @@ impl Condition {
     }
 
     /// The outcome is an error.
+    #[must_use]
     pub fn error() -> Self {
         Condition::Error
     }
 
     /// The outcome is not an error.
+    #[must_use]
     pub fn not_error() -> Self {
         Condition::NotError
     }
@@ -313,16 +347,19 @@ impl FieldCondition {
     }
 
     /// The field has a value.
+    #[must_use]
     pub fn recorded(self) -> Condition {
         self.with(FieldTest::Recorded)
     }
 
     /// The field has no value.
+    #[must_use]
     pub fn missing(self) -> Condition {
         self.with(FieldTest::Missing)
     }
 
     /// The field's text is one of `values`.
+    #[must_use]
     pub fn one_of<S: Into<String>>(self, values: impl IntoIterator<Item = S>) -> Condition {
         self.with(FieldTest::OneOf(
             values.into_iter().map(Into::into).collect(),
@@ -330,6 +367,7 @@ impl FieldCondition {
     }
 
     /// The field has a value and its text is none of `values`.
+    #[must_use]
     pub fn not_one_of<S: Into<String>>(self, values: impl IntoIterator<Item = S>) -> Condition {
         self.with(FieldTest::NotOneOf(
             values.into_iter().map(Into::into).collect(),
@@ -337,11 +375,13 @@ impl FieldCondition {
     }
 
     /// The field is a number in `low..=high`.
+    #[must_use]
     pub fn between(self, low: f64, high: f64) -> Condition {
         self.with(FieldTest::Between(low, high))
     }
 
     /// The field is a number outside `low..=high`.
+    #[must_use]
     pub fn not_between(self, low: f64, high: f64) -> Condition {
         self.with(FieldTest::NotBetween(low, high))
     }

@@ -14,7 +14,7 @@
 //!     .spans(Spans::named("http_request").target("my_service"))
 //!     .wall_time()
 //!     .label("method")
-//!     .label(Label::field("status").key("status_class").map(Mapping::status_class()))
+//!     .label(Label::field("status").rename("status_class").map(Mapping::status_class()))
 //!     .label(Label::outcome("result"));
 //!
 //! let failures = Metric::counter("http.client.failures.total")
@@ -36,6 +36,7 @@ pub use select::{EventMatch, Spans};
 
 /// The instrument a metric family is recorded with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MetricKind {
     /// A monotonically increasing count (`metrics::Counter`).
     Counter,
@@ -57,6 +58,7 @@ impl MetricKind {
 
 /// The unit of a metric family, registered with its description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Unit {
     /// Seconds: every duration the layer measures is in seconds.
     Seconds,
@@ -89,6 +91,7 @@ impl Unit {
 /// Durations are in seconds and recorded into histograms when the span closes. Span counters and
 /// in-flight gauges follow span lifetimes; event measures follow events inside selected spans.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Measure {
     /// Span created → span closed.
     WallTime,
@@ -212,6 +215,7 @@ impl Buckets {
 
     /// The OpenTelemetry semantic conventions' advised boundaries for HTTP and RPC durations,
     /// in seconds: `0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10`.
+    #[must_use]
     pub fn otel_durations() -> Self {
         Buckets::kept(vec![
             0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -223,6 +227,7 @@ impl Buckets {
     /// spans that take well under a millisecond: `0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004,
     /// 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1.4, 2, 5, 10, 15`. Every boundary of
     /// the connector is among them, so a dashboard's `le` selectors written for it still match.
+    #[must_use]
     pub fn red_seconds() -> Self {
         Buckets::kept(vec![
             0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4,
@@ -234,6 +239,7 @@ impl Buckets {
     ///
     /// Invalid arguments (a non-positive start, a factor not above 1, no buckets, more than
     /// [`MAX_BUCKETS`]) are reported when the layer is built.
+    #[must_use]
     pub fn exponential(start: f64, factor: f64, count: usize) -> Self {
         if count > MAX_BUCKETS {
             return Buckets::refused(Excess::Count(count));
@@ -246,11 +252,13 @@ impl Buckets {
     }
 
     /// Powers of two from 1 ms to about 65 s (17 boundaries): for durations of unknown scale.
+    #[must_use]
     pub fn exponential_seconds() -> Self {
         Buckets::exponential(0.001, 2.0, 17)
     }
 
     /// Powers of four from 64 bytes to 1 GiB (13 boundaries): for sizes.
+    #[must_use]
     pub fn exponential_bytes() -> Self {
         Buckets::exponential(64.0, 4.0, 13)
     }
@@ -259,6 +267,7 @@ impl Buckets {
     ///
     /// Invalid arguments (no buckets, a width that does not make them increase, more than
     /// [`MAX_BUCKETS`]) are reported when the layer is built.
+    #[must_use]
     pub fn linear(start: f64, width: f64, count: usize) -> Self {
         if count > MAX_BUCKETS {
             return Buckets::refused(Excess::Count(count));
@@ -272,6 +281,7 @@ impl Buckets {
     /// At most `MAX_BUCKETS + 1` values are drawn from `bounds`: an iterator longer than that
     /// is not drained, and only its [`size_hint`](Iterator::size_hint), when exact, tells how
     /// many were asked for.
+    #[must_use]
     pub fn explicit(bounds: impl IntoIterator<Item = f64>) -> Self {
         let mut bounds = bounds.into_iter();
         let kept: Vec<f64> = bounds.by_ref().take(MAX_BUCKETS).collect();
@@ -342,16 +352,19 @@ impl Metric {
     }
 
     /// A counter. Without another measure it counts closed spans.
+    #[must_use]
     pub fn counter(name: impl Into<String>) -> Self {
         Self::new(MetricKind::Counter, name)
     }
 
     /// A gauge. Without another measure it counts open spans (in flight).
+    #[must_use]
     pub fn gauge(name: impl Into<String>) -> Self {
         Self::new(MetricKind::Gauge, name)
     }
 
     /// A histogram. Without another measure it records the span's wall time in seconds.
+    #[must_use]
     pub fn histogram(name: impl Into<String>) -> Self {
         Self::new(MetricKind::Histogram, name)
     }
@@ -366,116 +379,151 @@ impl Metric {
         self.kind
     }
 
-    /// The help text registered for the family.
+    /// The help text registered for the family (`# HELP`). It never changes the exported name.
+    ///
+    /// Defaults to none (no `# HELP` line).
+    #[must_use]
     pub fn describe(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());
         self
     }
 
-    /// The family's unit. Durations default to seconds, everything else to a count.
+    /// The family's unit; it adds its suffix to the exported name (`_seconds`, `_bytes`).
+    ///
+    /// Defaults to [`Unit::Seconds`] for durations and [`Unit::Count`] for everything else.
+    #[must_use]
     pub fn unit(mut self, unit: Unit) -> Self {
         self.unit = Some(unit);
         self
     }
 
-    /// Which spans feed the rule. Without it, every span does (or, for event measures, events
-    /// anywhere).
+    /// Which spans feed the rule.
+    ///
+    /// Defaults to every span (for event measures, events anywhere).
+    #[must_use]
     pub fn spans(mut self, spans: Spans) -> Self {
         self.spans = Some(spans);
         self
     }
 
     /// What the rule measures.
+    ///
+    /// Defaults to [`Measure::WallTime`] for histograms, [`Measure::SpansClosed`] for counters
+    /// and [`Measure::InFlight`] for gauges.
+    #[must_use]
     pub fn measure(mut self, measure: Measure) -> Self {
         self.measure = Some(measure);
         self
     }
 
     /// Shorthand for [`Measure::WallTime`].
+    #[must_use]
     pub fn wall_time(self) -> Self {
         self.measure(Measure::WallTime)
     }
 
     /// Shorthand for [`Measure::BusyTime`].
+    #[must_use]
     pub fn busy_time(self) -> Self {
         self.measure(Measure::BusyTime)
     }
 
     /// Shorthand for [`Measure::IdleTime`].
+    #[must_use]
     pub fn idle_time(self) -> Self {
         self.measure(Measure::IdleTime)
     }
 
     /// Shorthand for [`Measure::SelfTime`].
+    #[must_use]
     pub fn self_time(self) -> Self {
         self.measure(Measure::SelfTime)
     }
 
     /// Shorthand for [`Measure::TimeToEvent`].
+    #[must_use]
     pub fn time_to(self, milestone: EventMatch) -> Self {
         self.measure(Measure::TimeToEvent(milestone))
     }
 
     /// Shorthand for [`Measure::SpansOpened`].
+    #[must_use]
     pub fn spans_opened(self) -> Self {
         self.measure(Measure::SpansOpened)
     }
 
     /// Shorthand for [`Measure::SpansClosed`].
+    #[must_use]
     pub fn spans_closed(self) -> Self {
         self.measure(Measure::SpansClosed)
     }
 
     /// Shorthand for [`Measure::InFlight`].
+    #[must_use]
     pub fn in_flight(self) -> Self {
         self.measure(Measure::InFlight)
     }
 
     /// Shorthand for [`Measure::InFlightAfter`].
+    #[must_use]
     pub fn in_flight_after(self, field: impl Into<String>) -> Self {
         self.measure(Measure::InFlightAfter(field.into()))
     }
 
     /// Shorthand for [`Measure::Events`].
+    #[must_use]
     pub fn events(self, events: EventMatch) -> Self {
         self.measure(Measure::Events(events))
     }
 
     /// Shorthand for [`Measure::SpanField`].
+    #[must_use]
     pub fn span_field(self, field: impl Into<String>) -> Self {
         self.measure(Measure::SpanField(field.into()))
     }
 
     /// Shorthand for [`Measure::EventField`].
+    #[must_use]
     pub fn event_field(self, events: EventMatch, field: impl Into<String>) -> Self {
         self.measure(Measure::EventField(events, field.into()))
     }
 
     /// Adds a label; a `&str` is shorthand for [`Label::field`].
+    #[must_use]
     pub fn label(mut self, label: impl Into<Label>) -> Self {
         self.labels.push(label.into());
         self
     }
 
     /// Adds several labels.
+    #[must_use]
     pub fn labels<L: Into<Label>>(mut self, labels: impl IntoIterator<Item = L>) -> Self {
         self.labels.extend(labels.into_iter().map(Into::into));
         self
     }
 
     /// Records only when the condition holds (all conditions must hold).
+    #[must_use]
     pub fn when(mut self, condition: Condition) -> Self {
         self.conditions.push(condition);
         self
     }
 
     /// Histogram bucket boundaries for this family.
+    ///
+    /// Defaults to [`Buckets::otel_durations`] for durations (or the file's
+    /// `duration_buckets`) and powers of two from 1 to 2^30 for other units.
+    #[must_use]
     pub fn buckets(mut self, buckets: Buckets) -> Self {
         self.buckets = Some(buckets);
         self
     }
 
-    /// The most distinct label sets this family keeps (overrides the layer's default).
+    /// The most distinct label sets this family keeps; further ones go to its overflow series.
+    ///
+    /// Defaults to the builder's
+    /// [`cardinality_limit`](crate::SpanMetricsBuilder::cardinality_limit).
+    #[must_use]
     pub fn cardinality_limit(mut self, limit: usize) -> Self {
         self.cardinality_limit = Some(limit);
         self

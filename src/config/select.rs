@@ -27,11 +27,13 @@ pub struct Spans {
 
 impl Spans {
     /// Every span.
+    #[must_use]
     pub fn all() -> Self {
         Spans::default()
     }
 
     /// Spans whose name matches `pattern` (exact or glob).
+    #[must_use]
     pub fn named(pattern: impl Into<String>) -> Self {
         Spans {
             names: vec![pattern.into()],
@@ -40,18 +42,21 @@ impl Spans {
     }
 
     /// Also spans whose name matches `pattern`.
+    #[must_use]
     pub fn or_named(mut self, pattern: impl Into<String>) -> Self {
         self.names.push(pattern.into());
         self
     }
 
     /// Only spans whose target is `target` or below it.
+    #[must_use]
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self
     }
 
     /// Only spans at `level` or more severe.
+    #[must_use]
     pub fn level(mut self, level: LevelFilter) -> Self {
         self.level = Some(level);
         self
@@ -92,50 +97,59 @@ pub struct EventMatch {
 
 impl EventMatch {
     /// Every event.
+    #[must_use]
     pub fn any() -> Self {
         EventMatch::default()
     }
 
     /// Events whose name matches `pattern` (exact or glob).
+    #[must_use]
     pub fn named(pattern: impl Into<String>) -> Self {
         EventMatch::any().and_named(pattern)
     }
 
     /// Events that carry the field `field`.
+    #[must_use]
     pub fn with_field(field: impl Into<String>) -> Self {
         EventMatch::any().and_field(field)
     }
 
     /// Events whose message is exactly `text`.
+    #[must_use]
     pub fn message(text: impl Into<String>) -> Self {
         EventMatch::any().and_message(text)
     }
 
     /// Also require the name to match `pattern`.
+    #[must_use]
     pub fn and_named(mut self, pattern: impl Into<String>) -> Self {
         self.name = Some(pattern.into());
         self
     }
 
     /// Also require the field `field`.
+    #[must_use]
     pub fn and_field(mut self, field: impl Into<String>) -> Self {
         self.fields.push(field.into());
         self
     }
 
     /// Also require the message to be exactly `text`.
+    #[must_use]
     pub fn and_message(mut self, text: impl Into<String>) -> Self {
         self.message = Some(text.into());
         self
     }
 
     /// Only events whose target is `target` or below it.
+    #[must_use]
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self
     }
 
     /// Only events at `level` or more severe.
+    #[must_use]
     pub fn level(mut self, level: LevelFilter) -> Self {
         self.level = Some(level);
         self
