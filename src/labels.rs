@@ -24,7 +24,8 @@ pub(crate) trait Lookup {
     fn field(&self, field: &str, inherit: bool, f: &mut dyn FnMut(Value<'_>)) -> bool;
 
     /// Calls `f(i, value)` for each of `names` (at most 64) that an ancestor has recorded, with
-    /// the value of the nearest such ancestor, walking the ancestors once.
+    /// the value of the nearest such ancestor (names whose nearest ancestors are the same span
+    /// read it once).
     fn ancestors(&self, names: &[&str], f: &mut dyn FnMut(usize, Value<'_>));
 }
 
