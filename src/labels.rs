@@ -200,8 +200,8 @@ pub(crate) fn write_key(
     lookup: &dyn Lookup,
     out: &mut KeyBuf,
 ) -> bool {
-    // Labels to look up in the ancestors: (part index, field name). They are looked up in one
-    // walk after the rest of the key, each found value written as [0xFE, part index, value].
+    // Labels to look up in the ancestors: (part index, field name). They are looked up together
+    // after the rest of the key, each found value written as [0xFE, part index, value].
     let mut wanted: SmallVec<[(u8, &str); 4]> = SmallVec::new();
     let mut want = |part: usize, label: u8| {
         let name = rule.labels.get(label as usize).and_then(|l| l.field_name());

@@ -3,8 +3,8 @@
 //!
 //! A span that any rule cares about gets one `SpanState`, stored in the span's extensions (the
 //! one allocation per span that tracing-subscriber's extensions force). Everything inside is
-//! inline: captured text lives in a small arena, milestones, held gauges and links in small
-//! vectors.
+//! inline: captured text lives in a small arena, milestones and held gauges in small vectors,
+//! links in a small array.
 //!
 //! ## Inherited fields
 //! A label that inherits reads the nearest ancestor that has recorded its field. Walking every
@@ -18,12 +18,17 @@
 //! (still the nearest ancestor that *recorded* the field: `Span::record` on an ancestor is seen
 //! by a child that looks later).
 //!
+//! A span's first lookup visits its first ancestor, as a plain walk would, and usually finds
+//! every field there: a link to a span's first ancestor is never written (finding it again
+//! costs the one visit that following it would), so the usual child of a span with the fields
+//! writes no link at all.
+//!
 //! Bounds, in ancestor visits (each an extensions lock), for a tree of n spans:
-//! - links: a span's link for a field is found once, by the first lookup that needs it (the
+//! - links: a span's link for a field is written once, by the first lookup that needs it (the
 //!   span's own, or a descendant's walking past it). A walk stops at the first ancestor with
 //!   this layer's state that captures the field or already knows its link, then links the
 //!   stateful spans it passed: each of those is passed once per field, so O(n) per field in
-//!   all. The spans in between that keep no state of this layer (no rule selects them, no field
+//!   all (plus, per lookup, at most one visit made twice: see `first_ancestor`). The spans in between that keep no state of this layer (no rule selects them, no field
 //!   is read from them) keep no links either: links there would cost each of them an
 //!   allocation. So each walk also crosses, twice, the run of such spans above each stateful
 //!   span it starts from or passes: O(n) in all, unless many stateful spans hang at different
@@ -235,7 +240,7 @@ impl SpanState {
     #[inline]
     fn link_slot(&self, name: &str) -> Option<&AtomicU64> {
         let i = self.plan.model.inherited.iter().position(|n| n == name)?;
-        self.links.0.get(i)
+        self.links.get(i)
     }
 
     /// What the span (whose id is `own`) knows of the nearest proper ancestor that captures
@@ -277,16 +282,38 @@ const UNKNOWN: u64 = 0;
 /// of the nearest proper ancestor (as this layer sees the tree: spans a per-layer filter hides
 /// are not its ancestors) whose state captures the field. Found on first use (see
 /// [`inherited`]); atomics, so lookups holding only a shared lock on the span can write them.
-struct Links(SmallVec<[AtomicU64; LINKS_INLINE]>);
+struct Links {
+    first: [AtomicU64; LINKS_INLINE],
+    /// Beyond the first `LINKS_INLINE` (only when the configuration inherits more fields).
+    more: Option<Box<[AtomicU64]>>,
+}
 
 impl Links {
     #[inline(always)]
     fn new(fields: usize) -> Self {
-        if fields <= LINKS_INLINE {
-            let unknown = [const { AtomicU64::new(UNKNOWN) }; LINKS_INLINE];
-            return Links(SmallVec::from_buf_and_len(unknown, fields));
+        Links {
+            first: [const { AtomicU64::new(UNKNOWN) }; LINKS_INLINE],
+            more: (fields > LINKS_INLINE).then(|| {
+                (LINKS_INLINE..fields)
+                    .map(|_| AtomicU64::new(UNKNOWN))
+                    .collect()
+            }),
         }
-        Links((0..fields).map(|_| AtomicU64::new(UNKNOWN)).collect())
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<&AtomicU64> {
+        match self.first.get(i) {
+            Some(link) => Some(link),
+            None => self.more.as_ref()?.get(i - LINKS_INLINE),
+        }
+    }
+
+    /// Whether any link is known (without comparing field names).
+    #[inline]
+    fn any_known(&self) -> bool {
+        let known = |l: &AtomicU64| l.load(Ordering::Relaxed) != UNKNOWN;
+        self.first.iter().any(known) || self.more.iter().flat_map(|m| m.iter()).any(known)
     }
 }
 
@@ -345,7 +372,7 @@ pub(crate) fn inherited<S>(
     let names = &names[..names.len().min(64)];
     let below_id = below.id();
     let mut steps: ArrayVec<Step, 64> = ArrayVec::new();
-    {
+    let known = {
         let ext;
         let st = match held {
             Some(st) => Some(st),
@@ -355,12 +382,16 @@ pub(crate) fn inherited<S>(
                 States::of(&ext, layer)
             }
         };
-        for name in names {
-            steps.push(match st {
-                Some(st) => st.step_on(&below_id, name),
-                None => Step::Above(below_id.into_u64()),
-            });
+        match st.filter(|st| st.links.any_known()) {
+            Some(st) => {
+                steps.extend(names.iter().map(|name| st.step_on(&below_id, name)));
+                true
+            }
+            None => false,
         }
+    };
+    if !known {
+        first_ancestor(layer, below, held, names, &mut steps, f);
     }
     loop {
         // Walks first (one for every field that searches above the same span), then values at
@@ -407,6 +438,79 @@ pub(crate) fn inherited<S>(
     }
 }
 
+/// The first steps of the lookups from a span that knows no link yet (as at its first
+/// lookup): a visit to its first ancestor, which usually has every field, as a plain walk
+/// would make it. Fields it captures are read there (their link is that ancestor: not written,
+/// as following it would cost this same visit); for the others, its own links say where to go
+/// on, and are written on `below`. Fields it cannot tell about (it has no link for them yet, or
+/// no state of this layer) are left to a walk from `below`.
+fn first_ancestor<S>(
+    layer: u64,
+    below: &SpanRef<'_, S>,
+    held: Option<&SpanState>,
+    names: &[&str],
+    steps: &mut ArrayVec<Step, 64>,
+    f: &mut dyn FnMut(usize, Value<'_>),
+) where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let Some(a) = below.parent() else {
+        return;
+    };
+    visit();
+    let below_raw = below.id().into_u64();
+    // Links learnt for `below`: written once `a`'s lock is released (a span is never locked
+    // while one of its ancestors is).
+    let mut learnt: ArrayVec<(usize, u64), 64> = ArrayVec::new();
+    {
+        let ext = a.extensions();
+        let Some(st) = States::of(&ext, layer) else {
+            steps.extend(names.iter().map(|_| Step::Above(below_raw)));
+            return;
+        };
+        let id = a.id();
+        for (i, name) in names.iter().enumerate() {
+            steps.push(match st.values.slot_of(name) {
+                Some(slot) => match st.values.get(slot) {
+                    Some(v) => {
+                        f(i, v);
+                        Step::Done
+                    }
+                    None => st.step_on(&id, name),
+                },
+                None => match st.link(&id, name) {
+                    Some(to) => {
+                        let to = to.map_or(0, |t| t.into_u64());
+                        learnt.push((i, to));
+                        if to == 0 { Step::Done } else { Step::At(to) }
+                    }
+                    // Not known yet: walked for from `below`, so that `below` and the spans
+                    // passed get the link (this visit is then made again).
+                    None => Step::Above(below_raw),
+                },
+            });
+        }
+    }
+    if learnt.is_empty() {
+        return;
+    }
+    let ext;
+    let st = match held {
+        Some(st) => Some(st),
+        None => {
+            visit();
+            ext = below.extensions();
+            States::of(&ext, layer)
+        }
+    };
+    if let Some(st) = st {
+        let below_id = below.id();
+        for &(i, to) in &learnt {
+            st.set_link(&below_id, names[i], to);
+        }
+    }
+}
+
 /// Ends every lookup at `step` (a span that is gone: cannot happen while `below` is open, as
 /// spans keep their ancestors open).
 #[cold]
@@ -416,9 +520,20 @@ fn finish(steps: &mut [Step], step: Step) {
     }
 }
 
+/// The indices of the bits set in `m`, lowest first.
+fn ones(mut m: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = m.trailing_zeros() as usize;
+        m &= m.checked_sub(1)?;
+        Some(i)
+    })
+}
+
 /// Walks up from `from` for every field whose lookup searches above it, to the first ancestor
 /// that captures the field (reading its value there) or knows its own link; then writes the
-/// links found on `from` and on every stateful span passed.
+/// links found on `from` and on every stateful span passed. A link to `from`'s first ancestor
+/// is not written on `from`: following it would cost what walking there again costs (one
+/// visit), and the usual child of a span that has the fields then writes no link at all.
 fn walk<S>(
     layer: u64,
     from: &SpanRef<'_, S>,
@@ -430,30 +545,26 @@ fn walk<S>(
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
     let from_id = from.id();
-    let key = Step::Above(from_id.into_u64());
-    let walked = steps
+    let from_raw = from_id.into_u64();
+    let mut pending = steps
         .iter()
         .enumerate()
-        .filter(|(_, s)| **s == key)
+        .filter(|(_, s)| matches!(s, Step::Above(id) if *id == from_raw))
         .fold(0u64, |m, (i, _)| m | 1 << i);
-    let bits = |m: u64| (0..names.len()).filter(move |i| m & (1 << i) != 0);
-    // Per field: the link found (0: none) and how many stateful spans were passed before it.
-    let mut found: ArrayVec<(u64, u32), 64> = ArrayVec::new();
-    found.extend(names.iter().map(|_| (0, 0)));
-    let mut pending = walked;
+    // Links to write: (field, link (0: none), how many stateful spans were passed before it).
+    let mut links: ArrayVec<(usize, u64, u32), 64> = ArrayVec::new();
     let mut passed = 0u32;
+    let mut first = true;
     // Each parent is looked up only when the walk goes on to it.
     let mut next = from.parent();
     while pending != 0 {
-        let Some(a) = next else { break };
+        let Some(a) = next.take() else { break };
         visit();
         if let Some(st) = States::of(&a.extensions(), layer) {
             let id = a.id();
-            for i in bits(pending) {
+            for i in ones(pending) {
                 let name = names[i];
-                if let Some(slot) = st.values.slot_of(name) {
-                    found[i] = (id.into_u64(), passed);
-                    pending &= !(1 << i);
+                let to = if let Some(slot) = st.values.slot_of(name) {
                     steps[i] = match st.values.get(slot) {
                         Some(v) => {
                             f(i, v);
@@ -461,20 +572,32 @@ fn walk<S>(
                         }
                         None => st.step_on(&id, name),
                     };
+                    id.into_u64()
                 } else if let Some(to) = st.link(&id, name) {
                     let to = to.map_or(0, |t| t.into_u64());
-                    found[i] = (to, passed);
-                    pending &= !(1 << i);
                     steps[i] = if to == 0 { Step::Done } else { Step::At(to) };
+                    to
+                } else {
+                    continue;
+                };
+                pending &= !(1 << i);
+                if !(first && to == id.into_u64()) {
+                    links.push((i, to, passed));
                 }
             }
             passed += 1;
         }
-        next = a.parent();
+        first = false;
+        if pending != 0 {
+            next = a.parent();
+        }
     }
-    for i in bits(pending) {
-        found[i] = (0, passed);
+    for i in ones(pending) {
         steps[i] = Step::Done;
+        links.push((i, 0, passed));
+    }
+    if links.is_empty() {
+        return;
     }
     {
         let ext;
@@ -487,25 +610,22 @@ fn walk<S>(
             }
         };
         if let Some(st) = st {
-            for i in bits(walked) {
-                st.set_link(&from_id, names[i], found[i].0);
+            for &(i, to, _) in &links {
+                st.set_link(&from_id, names[i], to);
             }
         }
     }
-    let furthest = bits(walked).map(|i| found[i].1).max().unwrap_or(0);
-    if furthest == 0 {
-        return;
-    }
+    let furthest = links.iter().map(|l| l.2).max().unwrap_or(0);
     let mut k = 0;
-    let mut next = from.parent();
+    let mut next = if furthest > 0 { from.parent() } else { None };
     while k < furthest {
-        let Some(a) = next else { break };
+        let Some(a) = next.take() else { break };
         visit();
         if let Some(st) = States::of(&a.extensions(), layer) {
             let id = a.id();
-            for i in bits(walked) {
-                if found[i].1 > k {
-                    st.set_link(&id, names[i], found[i].0);
+            for &(i, to, after) in &links {
+                if after > k {
+                    st.set_link(&id, names[i], to);
                 }
             }
             k += 1;
@@ -599,26 +719,34 @@ mod scaling {
             .label("tenant")
     }
 
-    // In each case, the first span to close also misses the label-set cache (every later one
-    // hits it): its labels are then resolved, which reads the root once more through its link.
+    // In each case, a span's first lookup visits its first ancestor; when that ancestor cannot
+    // tell (it has no link yet), a walk from the span visits it again. And the first span to
+    // close also misses the label-set cache (every later one hits it): its labels are then
+    // resolved, which reads the root once more through its link.
 
     #[test]
     fn lookups_at_close_visit_three_ancestors_per_level() {
-        // The deepest span walks to the root (n visits) and links the n - 1 levels it passed
-        // (n - 1 more); every other level then reads the root through its link (n - 1).
+        // The deepest span visits its parent (1), walks to the root (n visits) and links the
+        // n - 1 levels it passed (n - 1 more); every other level then reads the root through its
+        // link (n - 1).
         for n in [2_000, 4_000] {
-            assert_eq!(visits(n, Chain::Levels, &[at_close]), 3 * n as u64 - 2 + 1);
+            assert_eq!(
+                visits(n, Chain::Levels, &[at_close]),
+                1 + n as u64 + 2 * (n as u64 - 1) + 1
+            );
         }
     }
 
     #[test]
     fn lookups_at_open_visit_two_ancestors_per_level_and_one_more_at_close() {
-        // At open, each level reads its parent's link (1 visit) and the root (1 more); the first
-        // level finds the root as its parent. At close, each level reads the root (1 visit).
+        // At open, the first level finds the root as its parent (1 visit), so it keeps no link:
+        // the second level visits it (1), walks past it to the root (2) and links it (1). Every
+        // later level reads its parent's link (1) and then the root (1). At close, each level
+        // reads the root (1 visit: the first level as its parent, the others through a link).
         for n in [2_000, 4_000] {
             assert_eq!(
                 visits(n, Chain::Levels, &[at_open, at_close]),
-                (2 * n as u64 - 1) + n as u64 + 1
+                (1 + 4 + 2 * (n as u64 - 2)) + n as u64 + 1
             );
         }
     }
@@ -626,13 +754,13 @@ mod scaling {
     #[test]
     fn stateless_spans_between_levels_cost_one_visit_each_per_walk() {
         // Levels at even positions (n / 2 of them), a stateless span below each. The deepest
-        // level walks to the root (n - 1 visits: n - 2 spans between and the root), and again up
-        // to the first level (n - 2) to link the levels it passed; every other level then reads
-        // the root through its link (n / 2 - 1).
+        // level visits its parent (1, stateless), walks to the root (n - 1 visits: n - 2 spans
+        // between and the root), and again up to the first level (n - 2) to link the levels it
+        // passed; every other level then reads the root through its link (n / 2 - 1).
         for n in [2_000u64, 4_000] {
             assert_eq!(
                 visits(n as usize, Chain::WithStateless, &[at_close]),
-                (n - 1) + (n - 2) + (n / 2 - 1) + 1
+                1 + (n - 1) + (n - 2) + (n / 2 - 1) + 1
             );
         }
     }
