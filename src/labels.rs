@@ -24,7 +24,8 @@ pub(crate) trait Lookup {
     fn field(&self, field: &str, inherit: bool, f: &mut dyn FnMut(Value<'_>)) -> bool;
 
     /// Calls `f(i, value)` for each of `names` (at most 64) that an ancestor has recorded, with
-    /// the value of the nearest such ancestor, walking the ancestors once.
+    /// the value of the nearest such ancestor (names whose nearest ancestors are the same span
+    /// read it once).
     fn ancestors(&self, names: &[&str], f: &mut dyn FnMut(usize, Value<'_>));
 }
 
@@ -199,8 +200,8 @@ pub(crate) fn write_key(
     lookup: &dyn Lookup,
     out: &mut KeyBuf,
 ) -> bool {
-    // Labels to look up in the ancestors: (part index, field name). They are looked up in one
-    // walk after the rest of the key, each found value written as [0xFE, part index, value].
+    // Labels to look up in the ancestors: (part index, field name). They are looked up together
+    // after the rest of the key, each found value written as [0xFE, part index, value].
     let mut wanted: SmallVec<[(u8, &str); 4]> = SmallVec::new();
     let mut want = |part: usize, label: u8| {
         let name = rule.labels.get(label as usize).and_then(|l| l.field_name());

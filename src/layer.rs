@@ -32,7 +32,7 @@ use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve, write_key
 use crate::plan::{
     Applied, CloseGroup, Compiled, EventPlan, Local, MAX_GROUP, Model, Rule, SpanPlan,
 };
-use crate::state::{Outcome, SpanState, States};
+use crate::state::{Outcome, SpanState, States, inherited};
 use crate::values::{FieldValues, KeyBuf, Value};
 
 static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
@@ -617,6 +617,7 @@ impl SpanMetricsLayer {
         &self,
         span: &SpanRef<'_, S>,
         state: &SpanState,
+        ctx: &Context<'_, S>,
     ) -> SmallVec<[(usize, metrics::Gauge); 2]>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -634,6 +635,8 @@ impl SpanMetricsLayer {
         let chain = Chain {
             locals: [Some(&state.values), None],
             below: Some(span),
+            held: Some(state),
+            ctx,
             layer: self.id,
         };
         for applied in &plan.on_open {
@@ -682,7 +685,7 @@ impl SpanMetricsLayer {
     ///
     /// Rules that share labels and conditions (say a duration histogram and a calls counter)
     /// form a group: their labels are resolved and hashed once.
-    fn close<S>(&self, span: &SpanRef<'_, S>, state: &mut SpanState, now: u64)
+    fn close<S>(&self, span: &SpanRef<'_, S>, state: &mut SpanState, now: u64, ctx: &Context<'_, S>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -698,6 +701,8 @@ impl SpanMetricsLayer {
         let chain = Chain {
             locals: [Some(&state.values), None],
             below: Some(span),
+            held: Some(state),
+            ctx,
             layer: self.id,
         };
         let clock = &self.clock;
@@ -838,6 +843,7 @@ impl SpanMetricsLayer {
         own: &FieldValues,
         outcome: Outcome,
         seen: u64,
+        ctx: &Context<'_, S>,
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -852,6 +858,8 @@ impl SpanMetricsLayer {
         let chain = Chain {
             locals: [Some(own), None],
             below: Some(span),
+            held: None,
+            ctx,
             layer: self.id,
         };
         for (applied, slot) in &plan.field_gauges {
@@ -1045,6 +1053,8 @@ impl SpanMetricsLayer {
             let chain = Chain {
                 locals: [Some(&values), anchor_values.as_ref()],
                 below: anchor.as_ref(),
+                held: None,
+                ctx,
                 layer: self.id,
             };
             let applied = Applied {
@@ -1078,39 +1088,23 @@ fn text_matches(rule: &Rule, message: Option<Value<'_>>) -> bool {
 }
 
 /// Field lookup through local values (event, span) and then the ancestors of `below` (looked
-/// up only when a value is not found locally).
+/// up only when a value is not found locally), following links (see [`crate::state`]).
 struct Chain<'a, 'b, S: for<'l> LookupSpan<'l>> {
     locals: [Option<&'a FieldValues>; 2],
     below: Option<&'a SpanRef<'b, S>>,
+    /// `below`'s state, when the caller holds its lock.
+    held: Option<&'a SpanState>,
+    ctx: &'a Context<'a, S>,
     layer: u64,
 }
 
 impl<S> Lookup for Chain<'_, '_, S>
 where
-    S: for<'l> LookupSpan<'l>,
+    S: Subscriber + for<'l> LookupSpan<'l>,
 {
     fn ancestors(&self, names: &[&str], f: &mut dyn FnMut(usize, Value<'_>)) {
-        let names = &names[..names.len().min(64)];
-        let mut missing = u64::MAX >> (64 - names.len().max(1));
-        if names.is_empty() {
-            return;
-        }
-        for span in self.below.iter().flat_map(|s| s.scope().skip(1)) {
-            let ext = span.extensions();
-            let Some(st) = ext.get::<States>().and_then(|s| s.get(self.layer)) else {
-                continue;
-            };
-            for (i, name) in names.iter().enumerate() {
-                if missing & (1 << i) != 0 {
-                    if let Some(v) = st.values.by_name(name) {
-                        missing &= !(1 << i);
-                        f(i, v);
-                    }
-                }
-            }
-            if missing == 0 {
-                return;
-            }
+        if let (Some(below), false) = (self.below, names.is_empty()) {
+            inherited(self.ctx, self.layer, below, self.held, names, f);
         }
     }
 
@@ -1124,17 +1118,12 @@ where
         if !inherit {
             return false;
         }
-        for span in self.below.iter().flat_map(|s| s.scope().skip(1)) {
-            let ext = span.extensions();
-            let Some(st) = ext.get::<States>().and_then(|s| s.get(self.layer)) else {
-                continue;
-            };
-            if let Some(v) = st.values.by_name(name) {
-                f(v);
-                return true;
-            }
-        }
-        false
+        let mut found = false;
+        self.ancestors(&[name], &mut |_, v| {
+            found = true;
+            f(v)
+        });
+        found
     }
 }
 
@@ -1185,7 +1174,7 @@ where
             }
         }
         if plan.opens() {
-            state.held = self.open(&span, state);
+            state.held = self.open(&span, state, &ctx);
         }
     }
 
@@ -1224,7 +1213,7 @@ where
             })
             .flatten();
         if let Some((own, outcome)) = react {
-            self.react(&span, &plan, &own, outcome, seen);
+            self.react(&span, &plan, &own, outcome, seen, &ctx);
         }
     }
 
@@ -1274,7 +1263,7 @@ where
             }
         }
         // The state stays where it is; the registry drops it with the span's extensions.
-        self.with_state(&span, |st| self.close(&span, st, now));
+        self.with_state(&span, |st| self.close(&span, st, now, &ctx));
     }
 }
 

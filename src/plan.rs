@@ -62,6 +62,19 @@ impl Rule {
             .chain(measure)
     }
 
+    /// Every field name the rule may look up in ancestors: its labels that inherit and its
+    /// field conditions (which always do).
+    fn inherited(&self) -> impl Iterator<Item = &str> {
+        self.labels
+            .iter()
+            .filter(|l| l.inherit)
+            .filter_map(Label::field_name)
+            .chain(self.conditions.iter().filter_map(|c| match c {
+                Condition::Field(f) => Some(f.field.as_str()),
+                _ => None,
+            }))
+    }
+
     pub(crate) fn event_match(&self) -> Option<&EventMatch> {
         match &self.measure {
             Measure::Events(m) | Measure::EventField(m, _) | Measure::TimeToEvent(m) => Some(m),
@@ -86,6 +99,10 @@ pub(crate) struct Model {
     pub(crate) health: Health,
     /// Field names that rules may read from spans (own or inherited).
     span_fields: HashSet<String>,
+    /// Field names that rules may look up in ancestors (labels that inherit, field
+    /// conditions): each span's state links them to the nearest ancestor that captures them
+    /// (see [`crate::state`]).
+    pub(crate) inherited: Vec<String>,
     /// Whether any rule measures self time (children must report to their parents).
     pub(crate) any_self_time: bool,
     /// Whether any rule measures busy or idle time (enters and exits matter).
@@ -99,6 +116,15 @@ impl Model {
             .flat_map(Rule::fields)
             .map(str::to_owned)
             .collect();
+        let inherited: Vec<String> = {
+            let mut seen: HashSet<&str> = HashSet::new();
+            rules
+                .iter()
+                .flat_map(Rule::inherited)
+                .filter(|f| seen.insert(f))
+                .map(str::to_owned)
+                .collect()
+        };
         let any_self_time = rules.iter().any(|r| r.measure == Measure::SelfTime);
         let any_busy = rules
             .iter()
@@ -109,6 +135,7 @@ impl Model {
             settings,
             health: Health::default(),
             span_fields,
+            inherited,
             any_self_time,
             any_busy,
         }

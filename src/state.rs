@@ -1,16 +1,65 @@
-//! Per-span state: timers, captured fields, outcome, milestones and held gauges.
+//! Per-span state: timers, captured fields, outcome, milestones, held gauges and links to
+//! ancestors.
 //!
 //! A span that any rule cares about gets one `SpanState`, stored in the span's extensions (the
 //! one allocation per span that tracing-subscriber's extensions force). Everything inside is
-//! inline: captured text lives in a small arena, milestones and held gauges in small vectors.
+//! inline: captured text lives in a small arena, milestones and held gauges in small vectors,
+//! links in a small array.
+//!
+//! ## Inherited fields
+//! A label that inherits reads the nearest ancestor that has recorded its field. Walking every
+//! ancestor for it costs the depth of the tree at every span, so the depth squared over a deep
+//! tree. Instead, [`inherited`] follows links: a field can only be recorded on a span whose
+//! callsite declares it (tracing drops undeclared fields), and which spans capture which fields
+//! is fixed when they are created, so the nearest ancestor that *captures* a field never
+//! changes. Each span's [`Links`] remember it per field the configuration inherits, found on
+//! first use by walking up to the first ancestor that captures the field or already knows its
+//! own link, and written on every span that walk passed; values are then read at the link
+//! (still the nearest ancestor that *recorded* the field: `Span::record` on an ancestor is seen
+//! by a child that looks later).
+//!
+//! A span's first lookup visits its first ancestor, as a plain walk would, and usually finds
+//! every field there: a link to a span's first ancestor is never written (finding it again
+//! costs the one visit that following it would), so the usual child of a span with the fields
+//! writes no link at all.
+//!
+//! Bounds, in ancestor visits (each an extensions lock), for a tree of n spans:
+//! - links: a span's link for a field is written once, by the first lookup that needs it (the
+//!   span's own, or a descendant's walking past it). A walk stops at the first ancestor with
+//!   this layer's state that captures the field or already knows its link, then links the
+//!   stateful spans it passed: each of those is passed once per field, so O(n) per field in
+//!   all (plus, per lookup, at most one visit made twice: see `first_ancestor`). The spans in between that keep no state of this layer (no rule selects them, no field
+//!   is read from them) keep no links either: links there would cost each of them an
+//!   allocation. So each walk also crosses, twice, the run of such spans above each stateful
+//!   span it starts from or passes: O(n) in all, unless many stateful spans hang at different
+//!   depths below one long run of stateless spans (then up to that run's length per stateful
+//!   span). Spans that a per-layer filter hides from the layer are skipped the same way (by
+//!   tracing-subscriber, one registry lookup each), and so are spans of a replaced
+//!   configuration that did not inherit the field (they have no link for it);
+//! - a lookup: one visit per ancestor that captures the field and has not recorded it, up to
+//!   the first one that has. Usually that is the first, so a lookup is O(1) once links are
+//!   known. The one case where a lookup still visits many ancestors: every level of a deep tree
+//!   declares the field and none records it (`field = Empty`, never set): O(depth) per lookup,
+//!   O(n × depth) in all.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use arrayvec::ArrayVec;
 use metrics::Gauge;
 use smallvec::SmallVec;
+use tracing_core::Subscriber;
+use tracing_core::span::Id;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::plan::{Local, OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SpanPlan};
 use crate::values::{FieldValues, Value};
+
+/// Inline number of links (fields the configuration inherits). A configuration that inherits
+/// more fields costs each span with state one more allocation (as more than `SLOTS_INLINE`
+/// captured fields do).
+const LINKS_INLINE: usize = 4;
 
 /// The extension the layer stores: the states of every `SpanMetricsLayer` in the subscriber,
 /// keyed by layer id, so two layers never trip over each other. The usual single layer's state
@@ -35,6 +84,15 @@ impl States {
     /// Adds the state of another layer.
     pub(crate) fn push(&mut self, layer: u64, state: SpanState) {
         self.more.push((layer, state));
+    }
+
+    /// `layer`'s state in a span's extensions, if it keeps one there.
+    #[inline]
+    pub(crate) fn of<'a>(
+        ext: &'a tracing_subscriber::registry::Extensions<'_>,
+        layer: u64,
+    ) -> Option<&'a SpanState> {
+        ext.get::<States>()?.get(layer)
     }
 
     pub(crate) fn get(&self, layer: u64) -> Option<&SpanState> {
@@ -140,6 +198,8 @@ pub(crate) struct SpanState {
     pub(crate) milestones: SmallVec<[Option<u64>; 2]>,
     /// In-flight gauges incremented for this span, by rule: decremented at close.
     pub(crate) held: SmallVec<[(usize, Gauge); 2]>,
+    /// The nearest ancestor that captures each field the configuration inherits.
+    links: Links,
 }
 
 impl SpanState {
@@ -147,6 +207,7 @@ impl SpanState {
     #[inline(always)]
     pub(crate) fn new(plan: Arc<Local<SpanPlan>>, start: u64) -> Self {
         let milestones = SmallVec::from_elem(None, plan.milestones.len());
+        let links = Links::new(plan.model.inherited.len());
         SpanState {
             values: plan.values(),
             plan,
@@ -156,6 +217,7 @@ impl SpanState {
             errored: false,
             milestones,
             held: SmallVec::new(),
+            links,
         }
     }
 
@@ -172,6 +234,403 @@ impl SpanState {
 
     pub(crate) fn holds(&self, rule: usize) -> bool {
         self.held.iter().any(|(r, _)| *r == rule)
+    }
+
+    /// The link slot of `name`, if the span's configuration inherits it.
+    #[inline]
+    fn link_slot(&self, name: &str) -> Option<&AtomicU64> {
+        let i = self.plan.model.inherited.iter().position(|n| n == name)?;
+        self.links.get(i)
+    }
+
+    /// What the span (whose id is `own`) knows of the nearest proper ancestor that captures
+    /// `name`: `None` if it does not know yet, `Some(None)` if no ancestor does.
+    #[inline]
+    fn link(&self, own: &Id, name: &str) -> Option<Option<Id>> {
+        match self.link_slot(name)?.load(Ordering::Relaxed) {
+            UNKNOWN => None,
+            id if id == own.into_u64() => Some(None),
+            id => Some(Some(Id::from_u64(id))),
+        }
+    }
+
+    /// Remembers the nearest proper ancestor that captures `name` (`0`: none). Links are facts
+    /// about the tree, fixed once the span exists: racing writers write the same value.
+    #[inline]
+    fn set_link(&self, own: &Id, name: &str, to: u64) {
+        if let Some(slot) = self.link_slot(name) {
+            let to = if to == 0 { own.into_u64() } else { to };
+            slot.store(to, Ordering::Relaxed);
+        }
+    }
+
+    /// The next step of a lookup of `name` that reached this span without finding a value.
+    fn step_on(&self, own: &Id, name: &str) -> Step {
+        match self.link(own, name) {
+            None => Step::Above(own.into_u64()),
+            Some(None) => Step::Done,
+            Some(Some(to)) => Step::At(to.into_u64()),
+        }
+    }
+}
+
+/// A link not found yet. A span's ids are non-zero, and a link to no ancestor is stored as the
+/// span's own id (a span is never its own ancestor, and any id may be a subscriber's).
+const UNKNOWN: u64 = 0;
+
+/// Per field name the span's configuration inherits (`Model::inherited`, by position), the id
+/// of the nearest proper ancestor (as this layer sees the tree: spans a per-layer filter hides
+/// are not its ancestors) whose state captures the field. Found on first use (see
+/// [`inherited`]); atomics, so lookups holding only a shared lock on the span can write them.
+struct Links {
+    first: [AtomicU64; LINKS_INLINE],
+    /// Beyond the first `LINKS_INLINE` (only when the configuration inherits more fields).
+    more: Option<Box<[AtomicU64]>>,
+}
+
+impl Links {
+    #[inline(always)]
+    fn new(fields: usize) -> Self {
+        Links {
+            first: [const { AtomicU64::new(UNKNOWN) }; LINKS_INLINE],
+            more: (fields > LINKS_INLINE).then(|| {
+                (LINKS_INLINE..fields)
+                    .map(|_| AtomicU64::new(UNKNOWN))
+                    .collect()
+            }),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<&AtomicU64> {
+        match self.first.get(i) {
+            Some(link) => Some(link),
+            None => self.more.as_ref()?.get(i - LINKS_INLINE),
+        }
+    }
+
+    /// Whether any link is known (without comparing field names).
+    #[inline]
+    fn any_known(&self) -> bool {
+        let known = |l: &AtomicU64| l.load(Ordering::Relaxed) != UNKNOWN;
+        self.first.iter().any(known) || self.more.iter().flat_map(|m| m.iter()).any(known)
+    }
+}
+
+/// Where the lookup of one field stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    /// Found, or no ancestor has it.
+    Done,
+    /// Next: the value at this span (an ancestor that captures the field).
+    At(u64),
+    /// Next: the nearest proper ancestor of this span that captures the field.
+    Above(u64),
+}
+
+/// Counts ancestor visits (extensions locked) by lookups on this thread, for the tests that
+/// check how the work grows with depth.
+#[cfg(test)]
+pub(crate) mod visits {
+    use std::cell::Cell;
+
+    thread_local! {
+        static VISITS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn count() {
+        VISITS.with(|v| v.set(v.get() + 1));
+    }
+
+    /// Visits so far on this thread.
+    pub(crate) fn so_far() -> u64 {
+        VISITS.with(Cell::get)
+    }
+}
+
+#[inline(always)]
+fn visit() {
+    #[cfg(test)]
+    visits::count();
+}
+
+/// Calls `f(i, value)` for each of `names` (at most 64) that an ancestor of `below` has
+/// recorded, with the value of the nearest such ancestor, following links (see the module
+/// docs). Ancestors are those `ctx`'s layer sees, with state of `layer`. `held`: `below`'s
+/// state when the caller holds its lock (then `below` is not locked here); otherwise it is
+/// read from `below`'s extensions. Locks are taken from a span towards its ancestors only.
+pub(crate) fn inherited<S>(
+    ctx: &Context<'_, S>,
+    layer: u64,
+    below: &SpanRef<'_, S>,
+    held: Option<&SpanState>,
+    names: &[&str],
+    f: &mut dyn FnMut(usize, Value<'_>),
+) where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let names = &names[..names.len().min(64)];
+    let below_id = below.id();
+    let mut steps: ArrayVec<Step, 64> = ArrayVec::new();
+    let known = {
+        let ext;
+        let st = match held {
+            Some(st) => Some(st),
+            None => {
+                visit();
+                ext = below.extensions();
+                States::of(&ext, layer)
+            }
+        };
+        match st.filter(|st| st.links.any_known()) {
+            Some(st) => {
+                steps.extend(names.iter().map(|name| st.step_on(&below_id, name)));
+                true
+            }
+            None => false,
+        }
+    };
+    if !known {
+        first_ancestor(layer, below, held, names, &mut steps, f);
+    }
+    loop {
+        // Walks first (one for every field that searches above the same span), then values at
+        // links (one visit for every field linked to the same span).
+        let next = steps
+            .iter()
+            .find(|s| matches!(s, Step::Above(_)))
+            .or_else(|| steps.iter().find(|s| matches!(s, Step::At(_))))
+            .copied();
+        match next {
+            None | Some(Step::Done) => return,
+            Some(Step::Above(from)) if from == below_id.into_u64() => {
+                walk(layer, below, held, names, &mut steps, f)
+            }
+            Some(Step::Above(from)) => match ctx.span(&Id::from_u64(from)) {
+                Some(span) => walk(layer, &span, None, names, &mut steps, f),
+                None => finish(&mut steps, Step::Above(from)),
+            },
+            Some(Step::At(at)) => {
+                let Some(span) = ctx.span(&Id::from_u64(at)) else {
+                    finish(&mut steps, Step::At(at));
+                    continue;
+                };
+                visit();
+                let ext = span.extensions();
+                let Some(st) = States::of(&ext, layer) else {
+                    finish(&mut steps, Step::At(at));
+                    continue;
+                };
+                let id = span.id();
+                for (i, step) in steps.iter_mut().enumerate() {
+                    if *step == Step::At(at) {
+                        *step = match st.values.by_name(names[i]) {
+                            Some(v) => {
+                                f(i, v);
+                                Step::Done
+                            }
+                            None => st.step_on(&id, names[i]),
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The first steps of the lookups from a span that knows no link yet (as at its first
+/// lookup): a visit to its first ancestor, which usually has every field, as a plain walk
+/// would make it. Fields it captures are read there (their link is that ancestor: not written,
+/// as following it would cost this same visit); for the others, its own links say where to go
+/// on, and are written on `below`. Fields it cannot tell about (it has no link for them yet, or
+/// no state of this layer) are left to a walk from `below`.
+fn first_ancestor<S>(
+    layer: u64,
+    below: &SpanRef<'_, S>,
+    held: Option<&SpanState>,
+    names: &[&str],
+    steps: &mut ArrayVec<Step, 64>,
+    f: &mut dyn FnMut(usize, Value<'_>),
+) where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let Some(a) = below.parent() else {
+        return;
+    };
+    visit();
+    let below_raw = below.id().into_u64();
+    // Links learnt for `below`: written once `a`'s lock is released (a span is never locked
+    // while one of its ancestors is).
+    let mut learnt: ArrayVec<(usize, u64), 64> = ArrayVec::new();
+    {
+        let ext = a.extensions();
+        let Some(st) = States::of(&ext, layer) else {
+            steps.extend(names.iter().map(|_| Step::Above(below_raw)));
+            return;
+        };
+        let id = a.id();
+        for (i, name) in names.iter().enumerate() {
+            steps.push(match st.values.slot_of(name) {
+                Some(slot) => match st.values.get(slot) {
+                    Some(v) => {
+                        f(i, v);
+                        Step::Done
+                    }
+                    None => st.step_on(&id, name),
+                },
+                None => match st.link(&id, name) {
+                    Some(to) => {
+                        let to = to.map_or(0, |t| t.into_u64());
+                        learnt.push((i, to));
+                        if to == 0 { Step::Done } else { Step::At(to) }
+                    }
+                    // Not known yet: walked for from `below`, so that `below` and the spans
+                    // passed get the link (this visit is then made again).
+                    None => Step::Above(below_raw),
+                },
+            });
+        }
+    }
+    if learnt.is_empty() {
+        return;
+    }
+    let ext;
+    let st = match held {
+        Some(st) => Some(st),
+        None => {
+            visit();
+            ext = below.extensions();
+            States::of(&ext, layer)
+        }
+    };
+    if let Some(st) = st {
+        let below_id = below.id();
+        for &(i, to) in &learnt {
+            st.set_link(&below_id, names[i], to);
+        }
+    }
+}
+
+/// Ends every lookup at `step` (a span that is gone: cannot happen while `below` is open, as
+/// spans keep their ancestors open).
+#[cold]
+fn finish(steps: &mut [Step], step: Step) {
+    for s in steps.iter_mut().filter(|s| **s == step) {
+        *s = Step::Done;
+    }
+}
+
+/// The indices of the bits set in `m`, lowest first.
+fn ones(mut m: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = m.trailing_zeros() as usize;
+        m &= m.checked_sub(1)?;
+        Some(i)
+    })
+}
+
+/// Walks up from `from` for every field whose lookup searches above it, to the first ancestor
+/// that captures the field (reading its value there) or knows its own link; then writes the
+/// links found on `from` and on every stateful span passed. A link to `from`'s first ancestor
+/// is not written on `from`: following it would cost what walking there again costs (one
+/// visit), and the usual child of a span that has the fields then writes no link at all.
+fn walk<S>(
+    layer: u64,
+    from: &SpanRef<'_, S>,
+    held: Option<&SpanState>,
+    names: &[&str],
+    steps: &mut ArrayVec<Step, 64>,
+    f: &mut dyn FnMut(usize, Value<'_>),
+) where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let from_id = from.id();
+    let from_raw = from_id.into_u64();
+    let mut pending = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s, Step::Above(id) if *id == from_raw))
+        .fold(0u64, |m, (i, _)| m | 1 << i);
+    // Links to write: (field, link (0: none), how many stateful spans were passed before it).
+    let mut links: ArrayVec<(usize, u64, u32), 64> = ArrayVec::new();
+    let mut passed = 0u32;
+    let mut first = true;
+    // Each parent is looked up only when the walk goes on to it.
+    let mut next = from.parent();
+    while pending != 0 {
+        let Some(a) = next.take() else { break };
+        visit();
+        if let Some(st) = States::of(&a.extensions(), layer) {
+            let id = a.id();
+            for i in ones(pending) {
+                let name = names[i];
+                let to = if let Some(slot) = st.values.slot_of(name) {
+                    steps[i] = match st.values.get(slot) {
+                        Some(v) => {
+                            f(i, v);
+                            Step::Done
+                        }
+                        None => st.step_on(&id, name),
+                    };
+                    id.into_u64()
+                } else if let Some(to) = st.link(&id, name) {
+                    let to = to.map_or(0, |t| t.into_u64());
+                    steps[i] = if to == 0 { Step::Done } else { Step::At(to) };
+                    to
+                } else {
+                    continue;
+                };
+                pending &= !(1 << i);
+                if !(first && to == id.into_u64()) {
+                    links.push((i, to, passed));
+                }
+            }
+            passed += 1;
+        }
+        first = false;
+        if pending != 0 {
+            next = a.parent();
+        }
+    }
+    for i in ones(pending) {
+        steps[i] = Step::Done;
+        links.push((i, 0, passed));
+    }
+    if links.is_empty() {
+        return;
+    }
+    {
+        let ext;
+        let st = match held {
+            Some(st) => Some(st),
+            None => {
+                visit();
+                ext = from.extensions();
+                States::of(&ext, layer)
+            }
+        };
+        if let Some(st) = st {
+            for &(i, to, _) in &links {
+                st.set_link(&from_id, names[i], to);
+            }
+        }
+    }
+    let furthest = links.iter().map(|l| l.2).max().unwrap_or(0);
+    let mut k = 0;
+    let mut next = if furthest > 0 { from.parent() } else { None };
+    while k < furthest {
+        let Some(a) = next.take() else { break };
+        visit();
+        if let Some(st) = States::of(&a.extensions(), layer) {
+            let id = a.id();
+            for &(i, to, after) in &links {
+                if after > k {
+                    st.set_link(&id, names[i], to);
+                }
+            }
+            k += 1;
+        }
+        next = a.parent();
     }
 }
 
@@ -197,5 +656,112 @@ mod tests {
         o.open(clock.raw()); // t=130
         mock.increment(Duration::from_nanos(5));
         assert_eq!(o.nanos(clock.raw(), &clock), 35);
+    }
+}
+
+/// How the work of inherited lookups grows with the depth of the tree, counted exactly in
+/// ancestor visits (extensions locked by lookups): linearly, not with the depth squared.
+#[cfg(test)]
+mod scaling {
+    use crate::config::{Metric, Spans};
+    use tracing::{Dispatch, Span, dispatcher};
+    use tracing_subscriber::prelude::*;
+
+    use super::visits;
+
+    /// What the spans of the chain are.
+    #[derive(Clone, Copy)]
+    enum Chain {
+        /// Every span measured.
+        Levels,
+        /// Every other span has no field and no rule: no state of the layer.
+        WithStateless,
+    }
+
+    /// Ancestor visits while a chain of `depth` spans opens under a root that records `tenant`
+    /// and closes deepest first, with `rules` (on spans named `level`).
+    fn visits(depth: usize, chain: Chain, rules: &[fn() -> Metric]) -> u64 {
+        let mut builder = crate::SpanMetrics::builder();
+        for rule in rules {
+            builder = builder.metric(rule());
+        }
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(builder.build().unwrap()));
+        dispatcher::with_default(&dispatch, || {
+            let root = tracing::info_span!("root", tenant = "acme");
+            let before = visits::so_far();
+            let mut spans: Vec<Span> = Vec::with_capacity(depth);
+            for i in 0..depth {
+                let parent = spans.last().unwrap_or(&root).clone();
+                spans.push(match (chain, i % 2) {
+                    (Chain::WithStateless, 1) => tracing::info_span!(parent: &parent, "plain"),
+                    _ => tracing::info_span!(parent: &parent, "level"),
+                });
+            }
+            while let Some(span) = spans.pop() {
+                drop(span);
+            }
+            visits::so_far() - before
+        })
+    }
+
+    /// Looked up at close, deepest first.
+    fn at_close() -> Metric {
+        Metric::counter("level.total")
+            .spans(Spans::named("level"))
+            .label("tenant")
+    }
+
+    /// Looked up at open, top down.
+    fn at_open() -> Metric {
+        Metric::gauge("level.open")
+            .spans(Spans::named("level"))
+            .in_flight()
+            .label("tenant")
+    }
+
+    // In each case, a span's first lookup visits its first ancestor; when that ancestor cannot
+    // tell (it has no link yet), a walk from the span visits it again. And the first span to
+    // close also misses the label-set cache (every later one hits it): its labels are then
+    // resolved, which reads the root once more through its link.
+
+    #[test]
+    fn lookups_at_close_visit_three_ancestors_per_level() {
+        // The deepest span visits its parent (1), walks to the root (n visits) and links the
+        // n - 1 levels it passed (n - 1 more); every other level then reads the root through its
+        // link (n - 1).
+        for n in [2_000, 4_000] {
+            assert_eq!(
+                visits(n, Chain::Levels, &[at_close]),
+                1 + n as u64 + 2 * (n as u64 - 1) + 1
+            );
+        }
+    }
+
+    #[test]
+    fn lookups_at_open_visit_two_ancestors_per_level_and_one_more_at_close() {
+        // At open, the first level finds the root as its parent (1 visit), so it keeps no link:
+        // the second level visits it (1), walks past it to the root (2) and links it (1). Every
+        // later level reads its parent's link (1) and then the root (1). At close, each level
+        // reads the root (1 visit: the first level as its parent, the others through a link).
+        for n in [2_000, 4_000] {
+            assert_eq!(
+                visits(n, Chain::Levels, &[at_open, at_close]),
+                (1 + 4 + 2 * (n as u64 - 2)) + n as u64 + 1
+            );
+        }
+    }
+
+    #[test]
+    fn stateless_spans_between_levels_cost_one_visit_each_per_walk() {
+        // Levels at even positions (n / 2 of them), a stateless span below each. The deepest
+        // level visits its parent (1, stateless), walks to the root (n - 1 visits: n - 2 spans
+        // between and the root), and again up to the first level (n - 2) to link the levels it
+        // passed; every other level then reads the root through its link (n / 2 - 1).
+        for n in [2_000u64, 4_000] {
+            assert_eq!(
+                visits(n as usize, Chain::WithStateless, &[at_close]),
+                1 + (n - 1) + (n - 2) + (n / 2 - 1) + 1
+            );
+        }
     }
 }

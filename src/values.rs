@@ -63,7 +63,7 @@ impl Value<'_> {
             Value::Str(s) => out.push_str(s),
             Value::U64(v) => out.push_u64(v),
             Value::I64(v) => out.push_i64(v),
-            Value::F64(v) => out.push_fmt(format_args!("{v}")),
+            Value::F64(v) => out.push_fmt(format_args!("{}", Float(v))),
             Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
         }
     }
@@ -81,11 +81,37 @@ impl Value<'_> {
                 let _ = match *self {
                     Value::U64(v) => write!(cmp, "{v}"),
                     Value::I64(v) => write!(cmp, "{v}"),
-                    Value::F64(v) => write!(cmp, "{v}"),
+                    Value::F64(v) => write!(cmp, "{}", Float(v)),
                     _ => Ok(()),
                 };
                 cmp.equal && cmp.rest.is_empty()
             }
+        }
+    }
+}
+
+/// A float as label text: the shortest text that reads back as the same `f64` (Rust's
+/// shortest round-trip digits), so at most 24 bytes and never cut by the label bound.
+///
+/// - `1e-4 <= |v| < 1e16`, and zero: plain decimal, integral values without a fraction:
+///   `0.1`, `12.5`, `3`, `200` (so a float status code still maps as `200` does), `-0`;
+/// - otherwise scientific notation: `1e300`, `-1e-300`, `1.5e-7`, `1.7976931348623157e308`;
+/// - not a number and the infinities as Prometheus writes them: `NaN`, `+Inf`, `-Inf`.
+///
+/// Conditions compare a float field's text as labels show it.
+pub(crate) struct Float(pub(crate) f64);
+
+impl fmt::Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v.is_infinite() {
+            f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        } else if v == 0.0 || (1e-4..1e16).contains(&v.abs()) {
+            write!(f, "{v}")
+        } else {
+            write!(f, "{v:e}")
         }
     }
 }
@@ -570,6 +596,64 @@ mod tests {
         let mut a = Arena::with_bound(16);
         let (s, l) = a.push_fmt(format_args!("{:?}", Endless));
         assert_eq!(a.get(s, l), "x".repeat(16));
+    }
+
+    /// The text a float label shows.
+    fn float_text(v: f64) -> String {
+        let mut a = Arena::with_bound(128);
+        let (s, l) = Value::F64(v).write_to(&mut a);
+        assert!(!a.take_truncated());
+        let text = a.get(s, l).to_owned();
+        // Conditions compare against the same text.
+        assert!(Value::F64(v).text_eq(&text), "{text}");
+        assert!(!Value::F64(v).text_eq(&format!("{text}0")));
+        text
+    }
+
+    #[test]
+    fn floats_read_as_their_shortest_round_trip_text() {
+        let cases: [(f64, &str); 22] = [
+            (1e300, "1e300"),
+            (-1e-300, "-1e-300"),
+            (f64::MAX, "1.7976931348623157e308"),
+            (f64::MIN, "-1.7976931348623157e308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (5e-324, "5e-324"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (0.1, "0.1"),
+            (1.5e-7, "1.5e-7"),
+            (12.5, "12.5"),
+            (3.0, "3"),
+            (200.0, "200"),
+            (-2.5, "-2.5"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1e-4, "0.0001"),
+            (9.9e-5, "9.9e-5"),
+            (9007199254740992.0, "9007199254740992"),
+            (1e16, "1e16"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (v, text) in cases {
+            assert_eq!(float_text(v), text);
+            if v.is_finite() {
+                assert_eq!(
+                    text.parse::<f64>().unwrap().to_bits(),
+                    v.to_bits(),
+                    "{text}"
+                );
+            }
+        }
+        // Every finite float fits in 24 bytes.
+        for v in [
+            -1.2345678901234567e-300,
+            -0.00012345678901234567,
+            -1234567890123456.7,
+        ] {
+            assert!(float_text(v).len() <= 24, "{}", float_text(v));
+        }
     }
 
     #[test]

@@ -55,6 +55,56 @@ fn wall_time_with_own_fields_of_every_type() {
     );
 }
 
+/// Float labels read as the shortest text that parses back to the same float, whatever their
+/// magnitude: never a long expansion cut at the label bound into another number. Own and
+/// inherited values read alike, and conditions compare the same text.
+#[test]
+fn float_labels_read_as_their_shortest_round_trip_text() {
+    let mut h = Harness::new(
+        SpanMetrics::builder()
+            .metric(
+                Metric::counter("f.total")
+                    .spans(Spans::named("f"))
+                    .labels(["x", "up"]),
+            )
+            .metric(
+                Metric::counter("huge.total")
+                    .spans(Spans::named("f"))
+                    .when(Condition::field("x").one_of(["1e300", "+Inf"])),
+            ),
+    );
+    let d = h.dispatch();
+    let values: [(f64, &str); 9] = [
+        (1e300, "1e300"),
+        (-1e-300, "-1e-300"),
+        (f64::MAX, "1.7976931348623157e308"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (1.5e-7, "1.5e-7"),
+        (3.0, "3"),
+        (f64::NAN, "NaN"),
+        (f64::INFINITY, "+Inf"),
+        (f64::NEG_INFINITY, "-Inf"),
+    ];
+    dispatcher::with_default(&d, || {
+        let parent = tracing::info_span!("p", up = 2.5e-10);
+        let _p = parent.enter();
+        for (x, _) in values {
+            drop(tracing::info_span!("f", x));
+        }
+    });
+    let m = h.snapshot();
+    for (_, text) in values {
+        assert_eq!(
+            m.counter("f.total", &[("x", text), ("up", "2.5e-10")]),
+            Some(1),
+            "{text}"
+        );
+    }
+    assert_eq!(m.series("f.total").len(), values.len());
+    assert_eq!(m.counter("huge.total", &[]), Some(2));
+    assert_eq!(m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]), None);
+}
+
 #[test]
 fn labels_renamed_defaulted_mapped_fixed_and_recorded_later() {
     let mut h = Harness::new(
