@@ -657,6 +657,14 @@ mod tests {
         mock.increment(Duration::from_nanos(5));
         assert_eq!(o.nanos(clock.raw(), &clock), 35);
     }
+
+    /// The README states this size: the extension box every span with state allocates holds
+    /// exactly one `States` (on 64-bit targets).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_state_of_a_span_is_552_bytes() {
+        assert_eq!(std::mem::size_of::<States>(), 552);
+    }
 }
 
 /// How the work of inherited lookups grows with the depth of the tree, counted exactly in
