@@ -186,18 +186,24 @@ fuzz_target!(|data: &[u8]| {
         guards.clear();
         spans.clear();
     });
+    // Families are registered under their exported names: the in-flight gauges count, so keep
+    // their declared names; the counter `calls` is `calls_total`.
     let gauges = recorder.0.get_gauge_handles();
+    let mut open_series = 0;
     for (key, g) in gauges {
         if key.name() == "open" || key.name() == "pinned" {
+            open_series += usize::from(key.name() == "open");
             let v = f64::from_bits(g.load(std::sync::atomic::Ordering::SeqCst));
             assert_eq!(v, 0.0, "{key} left at {v}");
         }
     }
+    // Every span opens `open`: a name that found nothing would check nothing.
+    assert!(created == 0 || open_series > 0, "no `open` series");
     let closed: u64 = recorder
         .0
         .get_counter_handles()
         .into_iter()
-        .filter(|(k, _)| k.name() == "calls")
+        .filter(|(k, _)| k.name() == "calls_total")
         .map(|(_, c)| c.load(std::sync::atomic::Ordering::SeqCst))
         .sum();
     assert_eq!(closed, created);
