@@ -373,6 +373,7 @@ impl SpanMetricsLayer {
 
     /// Tells the layer which buckets the exporter it records into fixed: reloads that declare
     /// other buckets are then refused.
+    #[cfg(feature = "prometheus")]
     pub(crate) fn exporter_fixed(&self, buckets: ExporterBuckets) {
         *self
             .shared
