@@ -1,0 +1,208 @@
+//! Events: counters and fields of events inside selected spans, and milestones (the first
+//! matching event inside a span, for time-to-event histograms).
+
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+use tracing_core::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use super::SpanMetricsLayer;
+use super::ancestors::RegistryLookup;
+use super::record::{record_numeric, record_rule};
+use crate::config::Measure;
+use crate::instruments::Op;
+use crate::labels::Facts;
+use crate::plan::{Applied, EventPlan, Model, Rule};
+use crate::state::{Outcome, States};
+use crate::values::{FieldValues, Value};
+
+impl SpanMetricsLayer {
+    /// Marks the milestones this event reaches on its span and the span's ancestors.
+    ///
+    /// Spans opened under a configuration that has since been replaced keep their own rules:
+    /// their milestones are matched against the event here, rule by rule (a slower path that
+    /// only runs while a replaced configuration with milestones may have open spans).
+    pub(super) fn reach_milestones<S>(
+        &self,
+        model: &Arc<Model>,
+        plan: &EventPlan,
+        meta: &'static Metadata<'static>,
+        values: &FieldValues,
+        event: &Event<'_>,
+        span: Option<&SpanRef<'_, S>>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let now = self.clock.raw();
+        let text = plan.message(values);
+        let mut reached: SmallVec<[usize; 4]> = SmallVec::new();
+        for &r in &plan.milestones {
+            if text_matches(&model.rules[r], text) {
+                reached.push(r);
+            }
+        }
+        // The message, for rules of replaced configurations, captured before any lock is taken.
+        let mut message: Option<FieldValues> = None;
+        for s in span.into_iter().flat_map(|s| s.scope()) {
+            // Spans of the current configuration: one lock, milestones marked under it.
+            let retired = {
+                let mut ext = s.extensions_mut();
+                let Some(st) = ext.get_mut::<States>().and_then(|x| x.get_mut(self.id)) else {
+                    continue;
+                };
+                if st.plan.milestones.is_empty() {
+                    continue;
+                }
+                if Arc::ptr_eq(&st.plan.model, model) {
+                    if !reached.is_empty() {
+                        let plan = &*st.plan;
+                        for (k, at) in st.milestones.iter_mut().enumerate() {
+                            if at.is_none()
+                                && plan.milestones.get(k).is_some_and(|r| reached.contains(r))
+                            {
+                                *at = Some(now);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                st.plan.clone()
+            };
+            let old = &retired;
+            {
+                let index = meta
+                    .fields()
+                    .field("message")
+                    .and_then(|f| 1u64.checked_shl(f.index() as u32));
+                if let (None, Some(index)) = (&message, index) {
+                    let slots: SmallVec<[Option<u8>; 8]> = meta
+                        .fields()
+                        .iter()
+                        .map(|f| (f.name() == "message").then_some(0))
+                        .collect();
+                    let mut m =
+                        FieldValues::new(meta.fields(), index, old.model.settings.max_label_len);
+                    event.record(&mut m.recorder(&slots));
+                    message = Some(m);
+                }
+            }
+            // A span of a replaced configuration: its own rules decide.
+            self.with_state(&s, |st| {
+                for k in 0..st.plan.milestones.len() {
+                    let r = st.plan.milestones[k];
+                    if st.milestones[k].is_some() {
+                        continue;
+                    }
+                    let rule = &st.plan.model.rules[r];
+                    let hit = rule.event_match().is_some_and(|m| m.matches_callsite(meta))
+                        && message.as_ref().map_or(
+                            rule.event_match().is_some_and(|m| m.message.is_none()),
+                            |m| message_matches(rule, m),
+                        );
+                    if hit {
+                        st.milestones[k] = Some(now);
+                    }
+                }
+            });
+        }
+    }
+
+    pub(super) fn on_event_planned<S>(
+        &self,
+        model: &Arc<Model>,
+        plan: &EventPlan,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+        retired_milestones: bool,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let span = ctx.event_span(event);
+        if plan.is_error {
+            if let Some(s) = &span {
+                self.with_state(s, |st| st.errored = true);
+            }
+        }
+        if plan.rules.is_empty() && plan.milestones.is_empty() && !retired_milestones {
+            return;
+        }
+        let mut values = plan.values(model.settings.max_label_len);
+        event.record(&mut values.recorder(&plan.slot_for));
+        if values.take_truncated() {
+            model.health.truncated(&model.settings.recorder, 1);
+        }
+        let meta = event.metadata();
+        if !plan.milestones.is_empty() || retired_milestones {
+            self.reach_milestones(model, plan, meta, &values, event, span.as_ref());
+        }
+        for &r in &plan.rules {
+            let rule = &model.rules[r];
+            if !text_matches(rule, plan.message(&values)) {
+                continue;
+            }
+            // The anchor: the nearest span the rule selects (any span, without a selector).
+            let anchor = match &rule.spans {
+                None => span.as_ref().and_then(|s| ctx.span(&s.id())),
+                Some(_) => span.iter().flat_map(|s| s.scope()).find(|s| {
+                    let ext = s.extensions();
+                    ext.get::<States>()
+                        .and_then(|x| x.get(self.id))
+                        .is_some_and(|st| {
+                            Arc::ptr_eq(&st.plan.model, model) && st.plan.anchors.contains(&r)
+                        })
+                }),
+            };
+            if rule.spans.is_some() && anchor.is_none() {
+                continue;
+            }
+            let (anchor_values, errored) = anchor
+                .as_ref()
+                .and_then(|a| {
+                    let ext = a.extensions();
+                    let st = ext.get::<States>()?.get(self.id)?;
+                    Some((Some(st.values.clone()), st.errored))
+                })
+                .unwrap_or((None, false));
+            let anchor_meta = anchor.as_ref().map(|a| a.metadata());
+            let facts = Facts {
+                name: anchor_meta.map_or(meta.name(), |m| m.name()),
+                target: meta.target(),
+                own: anchor_values.as_ref(),
+                outcome: Outcome::of(anchor_values.as_ref(), errored),
+            };
+            let chain = RegistryLookup {
+                locals: [Some(&values), anchor_values.as_ref()],
+                below: anchor.as_ref(),
+                held: None,
+                ctx,
+                layer: self.id,
+            };
+            let applied = Applied {
+                rule: r,
+                own_slots: SmallVec::new(),
+            };
+            match &rule.measure {
+                Measure::Events(_) => record_rule(model, rule, None, &facts, &chain, Op::Add(1)),
+                Measure::EventField(_, f) => {
+                    let value = values.by_name(f);
+                    record_numeric(model, &applied, value, &facts, &chain)
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether the event's captured `message` is the one `rule`'s event selector asks for (if any).
+pub(super) fn message_matches(rule: &Rule, values: &FieldValues) -> bool {
+    text_matches(rule, values.by_name("message"))
+}
+
+/// As [`message_matches`], given the event's message.
+pub(super) fn text_matches(rule: &Rule, message: Option<Value<'_>>) -> bool {
+    rule.event_match()
+        .and_then(|m| m.message.as_deref())
+        .is_none_or(|text| message.is_some_and(|v| v.text_eq(text)))
+}

@@ -1,0 +1,751 @@
+//! The `Layer`: wires tracing's hooks to plans, span state, labels and instruments.
+//!
+//! Each hook does as little as it can: find the callsite's plan (in a per-thread list of recent
+//! plans, checked against the configuration's generation; on a miss, a map lookup on a
+//! snapshot), touch the span's own state under the span's own lock, and record on cached
+//! handles. Spans and events reference their plan through a holder of their thread's own, so
+//! the only memory that threads share and write on the hot path is the instruments' own.
+//!
+//! The recorder is called under a span's lock only while that span is being created or closed,
+//! when no callback can reach it; so a recorder, or a field's `Debug`, that itself emits
+//! tracing events cannot deadlock the layer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use arrayvec::ArrayVec;
+use smallvec::SmallVec;
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Interest, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::config::Measure;
+use crate::instruments::{Handle, Op, hash_labels};
+use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve, write_key};
+use crate::plan::{Applied, CloseGroup, Compiled, MAX_GROUP, Model, SpanPlan};
+use crate::state::{Outcome, SpanState, States};
+use crate::values::{FieldValues, KeyBuf};
+
+mod ancestors;
+mod events;
+mod recent;
+mod record;
+mod reload;
+
+use ancestors::RegistryLookup;
+use record::{gauge_for, record_numeric, record_rule, value_op};
+pub(crate) use reload::ExporterBuckets;
+pub use reload::ReloadHandle;
+use reload::Shared;
+
+static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A `tracing_subscriber::Layer` that derives metrics from spans; built by
+/// [`SpanMetrics`](crate::SpanMetrics).
+///
+/// It is not a filter: it never disables spans or events for other layers. Put it under a
+/// per-layer filter (`.with_filter(...)`) to restrict which spans it sees.
+pub struct SpanMetricsLayer {
+    id: u64,
+    shared: Arc<Shared>,
+    clock: quanta::Clock,
+}
+
+impl std::fmt::Debug for SpanMetricsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanMetricsLayer")
+            .field("id", &self.id)
+            .field("config", &self.shared.current.load())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the exporter needs to know about a histogram family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramInfo {
+    /// The family's name, as the rules declare it.
+    pub name: String,
+    /// The name it is registered with the `metrics` facade and exported under (dots become
+    /// `_`, the unit suffix is appended: see [`SpanMetricsBuilder`]'s naming rule). Exporter
+    /// settings match this name.
+    pub exported_name: String,
+    /// Its bucket boundaries.
+    pub buckets: Vec<f64>,
+}
+
+impl SpanMetricsLayer {
+    pub(crate) fn new(model: Model, clock: quanta::Clock) -> Self {
+        let admitted = model
+            .families
+            .iter()
+            .map(|f| (f.exported.clone(), f.admitted()))
+            .collect();
+        let compiled = Compiled::new(model);
+        let shared = Shared {
+            admitted: Mutex::new(admitted),
+            exporter_buckets: Mutex::new(None),
+            busy_possible: AtomicBool::new(compiled.model.any_busy),
+            children_possible: AtomicBool::new(compiled.model.any_self_time),
+            retired_milestones: AtomicBool::new(false),
+            retired: Mutex::new(Vec::new()),
+            current: ArcSwap::from_pointee(compiled),
+            generation: AtomicU64::new(0),
+        };
+        SpanMetricsLayer {
+            id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
+            shared: Arc::new(shared),
+            clock,
+        }
+    }
+
+    /// Tells the layer which buckets the exporter it records into fixed: reloads that declare
+    /// other buckets are then refused.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn exporter_fixed(&self, buckets: ExporterBuckets) {
+        *self
+            .shared
+            .exporter_buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(buckets);
+    }
+
+    /// A handle that swaps this layer's configuration at run time.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Every histogram family with its buckets, for configuring an exporter.
+    pub fn histograms(&self) -> Vec<HistogramInfo> {
+        let c = self.shared.current.load();
+        c.model
+            .families
+            .iter()
+            .filter_map(|f| {
+                Some(HistogramInfo {
+                    name: f.name.clone(),
+                    exported_name: f.exported.clone(),
+                    buckets: f.buckets.as_ref()?.bounds().to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// Fields the rules read (labels, conditions, measured fields) that no span or event
+    /// callsite met so far declares, as `(metric, field)` pairs: a typo, or a late field not
+    /// declared as `tracing::field::Empty` (tracing drops undeclared fields). Callsites are met
+    /// as code runs, so call it after the application has warmed up, and log what it finds.
+    ///
+    /// ```
+    /// use tracing_spanmetrics::{Metric, SpanMetrics, Spans};
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let layer = SpanMetrics::builder()
+    ///     .metric(Metric::counter("calls").spans(Spans::named("rpc")).label("methd"))
+    ///     .build()?;
+    /// let check = layer.reload_handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     drop(tracing::info_span!("rpc", method = "get"));
+    /// });
+    /// assert_eq!(check.unseen_fields(), vec![("calls".to_owned(), "methd".to_owned())]);
+    /// # Ok::<(), tracing_spanmetrics::ConfigError>(())
+    /// ```
+    pub fn unseen_fields(&self) -> Vec<(String, String)> {
+        self.shared.current.load().unseen_fields()
+    }
+
+    /// The names of every metric family the layer records.
+    pub fn metric_names(&self) -> Vec<String> {
+        let c = self.shared.current.load();
+        c.model.families.iter().map(|f| f.name.clone()).collect()
+    }
+
+    fn with_state<S, R>(
+        &self,
+        span: &SpanRef<'_, S>,
+        f: impl FnOnce(&mut SpanState) -> R,
+    ) -> Option<R>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        let mut ext = span.extensions_mut();
+        ext.get_mut::<States>()?.get_mut(self.id).map(f)
+    }
+
+    /// Opening-time work for a new span's state (not yet stored, so no lock is held); returns
+    /// the in-flight gauges it incremented, to be decremented at close.
+    fn open<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        state: &SpanState,
+        ctx: &Context<'_, S>,
+    ) -> SmallVec<[(usize, metrics::Gauge); 2]>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let plan = &state.plan;
+        let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
+        let model = &plan.model;
+        let meta = span.metadata();
+        let facts = Facts {
+            name: meta.name(),
+            target: meta.target(),
+            own: Some(&state.values),
+            outcome: Outcome::Unset,
+        };
+        let chain = RegistryLookup {
+            locals: [Some(&state.values), None],
+            below: Some(span),
+            held: Some(state),
+            ctx,
+            layer: self.id,
+        };
+        for applied in &plan.on_open {
+            let rule = &model.rules[applied.rule];
+            match rule.measure {
+                Measure::SpansOpened => record_rule(
+                    model,
+                    rule,
+                    Some(&applied.own_slots),
+                    &facts,
+                    &chain,
+                    Op::Add(1),
+                ),
+                Measure::InFlight => {
+                    if let Some(g) =
+                        gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain)
+                    {
+                        held.push((applied.rule, g));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (applied, slot) in &plan.gated {
+            if state.values.is_set(*slot as usize) {
+                let rule = &model.rules[applied.rule];
+                if let Some(g) = gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain) {
+                    held.push((applied.rule, g));
+                }
+            }
+        }
+        for (applied, slot) in &plan.field_gauges {
+            let value = state.values.get(*slot as usize);
+            record_numeric(model, applied, value, &facts, &chain);
+        }
+        for (_, g) in &held {
+            g.increment(1.0);
+        }
+        held
+    }
+
+    /// Close-time work, on the span's state (its lock held: no callback can reach a closing
+    /// span, which is neither entered nor anyone's parent any more).
+    ///
+    /// Rules that share labels and conditions (say a duration histogram and a calls counter)
+    /// form a group: their labels are resolved and hashed once.
+    fn close<S>(&self, span: &SpanRef<'_, S>, state: &mut SpanState, now: u64, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let plan = &state.plan;
+        let model = &plan.model;
+        let meta = span.metadata();
+        let facts = Facts {
+            name: meta.name(),
+            target: meta.target(),
+            own: Some(&state.values),
+            outcome: state.outcome(),
+        };
+        let chain = RegistryLookup {
+            locals: [Some(&state.values), None],
+            below: Some(span),
+            held: Some(state),
+            ctx,
+            layer: self.id,
+        };
+        let clock = &self.clock;
+        let wall = clock.delta_as_nanos(state.start, now);
+        let secs = |nanos: u64| Op::Observe(nanos as f64 * 1e-9);
+        let outcome = facts.outcome;
+        for group in &plan.close_groups {
+            let first = &plan.on_close[group.members[0]];
+            let rule = &model.rules[first.rule];
+            if !conditions_hold(rule, &facts, &chain) {
+                continue;
+            }
+            let mut ops: ArrayVec<(usize, Op), MAX_GROUP> = ArrayVec::new();
+            for &member in &group.members {
+                let applied = &plan.on_close[member];
+                let rule = &model.rules[applied.rule];
+                let op = match &rule.measure {
+                    Measure::WallTime => secs(wall),
+                    Measure::BusyTime => secs(state.busy.nanos(now, clock)),
+                    Measure::IdleTime => secs(wall.saturating_sub(state.busy.nanos(now, clock))),
+                    Measure::SelfTime => {
+                        secs(wall.saturating_sub(state.children.nanos(now, clock)))
+                    }
+                    Measure::TimeToEvent(_) => {
+                        let reached = plan
+                            .milestones
+                            .iter()
+                            .position(|r| *r == applied.rule)
+                            .and_then(|k| state.milestones.get(k).copied().flatten());
+                        match reached {
+                            Some(t) => secs(clock.delta_as_nanos(state.start, t)),
+                            None => continue,
+                        }
+                    }
+                    Measure::SpansClosed => Op::Add(1),
+                    // The group's conditions hold (checked above).
+                    Measure::SpanField(f) => {
+                        match value_op(model, rule, state.values.by_name(f), || true) {
+                            Some(op) => op,
+                            None => continue,
+                        }
+                    }
+                    _ => continue,
+                };
+                // A group has at most `MAX_GROUP` members (the plan splits larger ones).
+                let pushed = ops.try_push((rule.family, op));
+                debug_assert!(pushed.is_ok(), "a close group exceeds MAX_GROUP");
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            // The cache holds one handle per rule of the group: only a span for which every
+            // rule records may use it.
+            let mut key = KeyBuf::new();
+            let keyed = ops.len() == group.members.len()
+                && group.key.as_ref().is_some_and(|spec| {
+                    write_key(rule, spec, &state.values, outcome, &chain, &mut key)
+                });
+            let key = key.as_bytes();
+            let key_hash = if keyed { group.cache.hash(key) } else { 0 };
+            let recorder = &model.settings.recorder;
+            if keyed {
+                let hit = recorder.with(|_, id| {
+                    group.cache.with(id, key, key_hash, |entry| {
+                        for (handle, (_, op)) in entry.handles.iter().zip(&ops) {
+                            handle.apply(*op);
+                        }
+                        entry.truncated
+                    })
+                });
+                match hit {
+                    Some(true) => model.health.truncated(recorder, 1),
+                    Some(false) => {}
+                    None => {
+                        let key = Some((key, key_hash));
+                        self.close_group_slow(model, group, first, &ops, &facts, &chain, key)
+                    }
+                }
+                continue;
+            }
+            self.close_group_slow(model, group, first, &ops, &facts, &chain, None);
+        }
+        if !state.held.is_empty() {
+            for (_, gauge) in std::mem::take(&mut state.held) {
+                gauge.decrement(1.0);
+            }
+        }
+    }
+
+    /// A close group without a cache hit: resolves and hashes the labels of `first` (the
+    /// group's first rule), records `ops` through the families and, given a cache key, caches
+    /// the handles (unless one of them is an overflow series).
+    #[allow(clippy::too_many_arguments)]
+    fn close_group_slow(
+        &self,
+        model: &Model,
+        group: &CloseGroup,
+        first: &Applied,
+        ops: &[(usize, Op)],
+        facts: &Facts<'_>,
+        chain: &dyn Lookup,
+        key: Option<(&[u8], u64)>,
+    ) {
+        let rule = &model.rules[first.rule];
+        let mut buf = LabelBuf::new(model.settings.max_label_len);
+        resolve(rule, Some(&first.own_slots), facts, chain, &mut buf);
+        let truncated = buf.take_truncated();
+        let recorder = &model.settings.recorder;
+        if truncated {
+            model.health.truncated(recorder, 1);
+        }
+        let values = buf.values();
+        let hash = hash_labels(&values);
+        recorder.with(|r, id| {
+            let mut handles: SmallVec<[Handle; 2]> = SmallVec::new();
+            let mut cacheable = key.is_some();
+            for &(family, op) in ops {
+                model.families[family].with_handle_on(r, id, &values, hash, |h, overflow| {
+                    h.apply(op);
+                    if overflow {
+                        cacheable = false;
+                    } else if cacheable {
+                        handles.push(h.clone());
+                    }
+                });
+            }
+            if let (true, Some((key, key_hash))) = (cacheable, key) {
+                group.cache.insert(id, key, key_hash, handles, truncated);
+            }
+        });
+    }
+
+    /// Reacts to newly recorded fields: gated in-flight gauges and field gauges.
+    fn react<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        plan: &SpanPlan,
+        own: &FieldValues,
+        outcome: Outcome,
+        seen: u64,
+        ctx: &Context<'_, S>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let model = &plan.model;
+        let meta = span.metadata();
+        let facts = Facts {
+            name: meta.name(),
+            target: meta.target(),
+            own: Some(own),
+            outcome,
+        };
+        let chain = RegistryLookup {
+            locals: [Some(own), None],
+            below: Some(span),
+            held: None,
+            ctx,
+            layer: self.id,
+        };
+        for (applied, slot) in &plan.field_gauges {
+            if seen & (1 << slot) != 0 {
+                record_numeric(model, applied, own.get(*slot as usize), &facts, &chain);
+            }
+        }
+        for (applied, slot) in &plan.gated {
+            if seen & (1 << slot) == 0 {
+                continue;
+            }
+            let rule = &model.rules[applied.rule];
+            let already = self
+                .with_state(span, |st| st.holds(applied.rule))
+                .unwrap_or(true);
+            if already {
+                continue;
+            }
+            let Some(g) = gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain) else {
+                continue;
+            };
+            let took = self
+                .with_state(span, |st| {
+                    if st.holds(applied.rule) {
+                        false
+                    } else {
+                        st.held.push((applied.rule, g.clone()));
+                        true
+                    }
+                })
+                .unwrap_or(false);
+            if took {
+                g.increment(1.0);
+            }
+        }
+    }
+}
+
+impl<S> Layer<S> for SpanMetricsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        self.shared.current.load().prepare(meta);
+        Interest::always()
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let now = self.clock.raw();
+        if self.shared.children_possible.load(Ordering::Relaxed) {
+            if let Some(parent) = span.parent() {
+                self.with_state(&parent, |st| {
+                    if st.plan.needs_children {
+                        st.children.open(now)
+                    }
+                });
+            }
+        }
+        let Some(plan) = self.span_plan(attrs.metadata()) else {
+            return;
+        };
+        // The state is built in place, under the new span's lock: no callback can reach a span
+        // that is still being created (its id is not out yet), and the ancestors that the
+        // opening rules may read are locked after it, in the same child-to-ancestor order as
+        // everywhere else.
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<States>() {
+            Some(states) => states.push(self.id, SpanState::new(plan, now)),
+            None => ext.insert(States::new(self.id, plan, now)),
+        }
+        let Some(state) = ext.get_mut::<States>().and_then(|s| s.get_mut(self.id)) else {
+            return;
+        };
+        let plan = &*state.plan;
+        // A callsite with no field any rule reads (RED mode without `otel.*` fields, say) is
+        // not visited at all.
+        if !plan.slot_names.is_empty() {
+            attrs.record(&mut state.values.recorder(&plan.slot_for));
+            if state.values.take_truncated() {
+                let model = &plan.model;
+                model.health.truncated(&model.settings.recorder, 1);
+            }
+        }
+        if plan.opens() {
+            state.held = self.open(&span, state, &ctx);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let Some(plan) = span
+            .extensions()
+            .get::<States>()
+            .and_then(|s| s.get(self.id))
+            .map(|st| st.plan.clone())
+        else {
+            return;
+        };
+        if plan.slot_names.is_empty() {
+            return;
+        }
+        // Visit outside the span's lock: a field's `Debug` may itself log, and that event must
+        // not find this span locked by us.
+        let mut fresh = plan.values();
+        let mut rec = fresh.recorder(&plan.slot_for);
+        values.record(&mut rec);
+        let seen = rec.seen;
+        if seen == 0 {
+            return;
+        }
+        if fresh.take_truncated() {
+            plan.model
+                .health
+                .truncated(&plan.model.settings.recorder, 1);
+        }
+        let react = self
+            .with_state(&span, |st| {
+                st.values.merge(&fresh, seen);
+                st.values.take_truncated();
+                (seen & plan.reactive != 0).then(|| (st.values.clone(), st.outcome()))
+            })
+            .flatten();
+        if let Some((own, outcome)) = react {
+            self.react(&span, &plan, &own, outcome, seen, &ctx);
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.shared.busy_possible.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let now = self.clock.raw();
+        self.with_state(&span, |st| {
+            if st.plan.needs_busy {
+                st.busy.open(now)
+            }
+        });
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.shared.busy_possible.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = self.clock.raw();
+        let Some(span) = ctx.span(id) else { return };
+        self.with_state(&span, |st| {
+            if st.plan.needs_busy {
+                st.busy.close(now, &self.clock)
+            }
+        });
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let retired_milestones = self.shared.retired_milestones();
+        if let Some(plan) = self.event_plan(event.metadata(), retired_milestones) {
+            self.on_event_planned(&plan.model, &plan, event, &ctx, retired_milestones);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let now = self.clock.raw();
+        let Some(span) = ctx.span(&id) else { return };
+        if self.shared.children_possible.load(Ordering::Relaxed) {
+            if let Some(parent) = span.parent() {
+                self.with_state(&parent, |st| {
+                    if st.plan.needs_children {
+                        st.children.close(now, &self.clock)
+                    }
+                });
+            }
+        }
+        // The state stays where it is; the registry drops it with the span's extensions.
+        self.with_state(&span, |st| self.close(&span, st, now, &ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::SpanMetricsBuilder;
+    use crate::config::{EventMatch, Metric};
+    use crate::plan::Local;
+    use tracing_subscriber::prelude::*;
+
+    fn with_milestone() -> SpanMetricsBuilder {
+        crate::SpanMetrics::builder()
+            .metric(Metric::histogram("ttfb").time_to(EventMatch::message("first byte")))
+    }
+
+    #[test]
+    fn the_retired_milestone_path_ends_with_the_last_old_span() {
+        let layer = with_milestone().build().unwrap();
+        let shared = layer.shared.clone();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            assert!(!shared.retired_milestones());
+            let old = tracing::info_span!("request");
+            reload.reload(crate::SpanMetrics::builder()).unwrap();
+            // The old configuration had a milestone and a span of it is open.
+            assert!(shared.retired_milestones());
+            let new = tracing::info_span!("request");
+            assert!(shared.retired_milestones());
+            drop(old);
+            assert!(!shared.retired_milestones());
+            drop(new);
+            // Replacing a configuration without milestones never turns the path on.
+            reload.reload(with_milestone()).unwrap();
+            assert!(!shared.retired_milestones());
+        });
+    }
+
+    #[test]
+    fn replaced_configurations_die_with_their_last_span_whatever_the_threads() {
+        let layer = with_milestone().build().unwrap();
+        let shared = layer.shared.clone();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let _span = tracing::info_span!("request").entered();
+                            tracing::info!("first byte");
+                        }
+                    })
+                });
+            }
+            for _ in 0..50 {
+                reload.reload(with_milestone()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        // Every replaced configuration had a milestone; with every span closed, none of them
+        // may still be alive (through a thread's plan holder or otherwise).
+        assert!(!shared.retired_milestones());
+        assert!(shared.retired.lock().unwrap().is_empty());
+    }
+
+    /// The holder of the plan that a span's state keeps.
+    fn holder(dispatch: &tracing::Dispatch, span: &tracing::Span) -> Arc<Local<SpanPlan>> {
+        type Sub =
+            tracing_subscriber::layer::Layered<SpanMetricsLayer, tracing_subscriber::Registry>;
+        let sub = dispatch
+            .downcast_ref::<Sub>()
+            .expect("the test's subscriber");
+        let data = sub.span_data(&span.id().expect("an enabled span")).unwrap();
+        let ext = tracing_subscriber::registry::SpanData::extensions(&data);
+        let states = ext.get::<States>().expect("the layer's state");
+        states
+            .get(sub.downcast_ref::<SpanMetricsLayer>().unwrap().id)
+            .unwrap()
+            .plan
+            .clone()
+    }
+
+    #[test]
+    fn threads_hold_only_the_plans_they_use() {
+        let layer = crate::SpanMetrics::builder()
+            .metric(Metric::counter("calls").spans(crate::Spans::named("rpc")))
+            .metric(
+                Metric::counter("hits")
+                    .events(EventMatch::with_field("hit"))
+                    .spans(crate::Spans::named("rpc")),
+            )
+            .build()
+            .unwrap();
+        let shared = layer.shared.clone();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let work = || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                for _ in 0..3 {
+                    tracing::info_span!("other").in_scope(|| tracing::info!("unrelated"));
+                    tracing::info_span!("rpc").in_scope(|| tracing::info!(hit = true));
+                }
+            })
+        };
+        work();
+        // The `rpc` span and the `hit` event, once each: not the span and event no rule uses.
+        assert_eq!(shared.current.load().holders(), 2);
+        std::thread::scope(|s| s.spawn(work).join().unwrap());
+        assert_eq!(shared.current.load().holders(), 4);
+    }
+
+    #[test]
+    fn spans_count_their_plan_on_their_own_threads_holder() {
+        let layer = crate::SpanMetrics::builder()
+            .metric(Metric::counter("calls"))
+            .build()
+            .unwrap();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let open = || tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("rpc"));
+        // The holder stays with the configuration: a thread's next span finds the same one,
+        // even with no span open in between.
+        let first = Arc::downgrade(&holder(&dispatch, &open()));
+        let (a, b) = (open(), open());
+        let c = std::thread::scope(|s| s.spawn(open).join().unwrap());
+        let (ha, hb, hc) = (
+            holder(&dispatch, &a),
+            holder(&dispatch, &b),
+            holder(&dispatch, &c),
+        );
+        assert!(Arc::ptr_eq(&first.upgrade().unwrap(), &ha));
+        // One holder per thread, all of one plan.
+        assert!(Arc::ptr_eq(&ha, &hb));
+        assert!(!Arc::ptr_eq(&ha, &hc));
+        assert!(std::ptr::eq::<SpanPlan>(&**ha, &**hc));
+        // Two threads' holders never share a cache line (nor the adjacent one).
+        assert_eq!(std::mem::align_of::<Local<SpanPlan>>(), 128);
+        // A holder outlives its configuration only through open spans: once replaced, the
+        // holder goes with the last span that holds it.
+        let (weak_a, weak_c) = (Arc::downgrade(&ha), Arc::downgrade(&hc));
+        drop((ha, hb, hc));
+        reload.reload(crate::SpanMetrics::builder()).unwrap();
+        drop((a, b));
+        assert!(weak_a.upgrade().is_none());
+        assert!(weak_c.upgrade().is_some());
+        drop(c);
+        assert!(weak_c.upgrade().is_none());
+    }
+}

@@ -1,0 +1,218 @@
+//! Reload: the layer's current configuration, swapped without a lock on any hook, and what
+//! outlives a swap (the generation that retires per-thread plans, replaced configurations that
+//! still have spans with milestones, the label sets every family admitted, the buckets the
+//! exporter fixed).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use arc_swap::ArcSwap;
+
+use crate::builder::SpanMetricsBuilder;
+use crate::config::{Buckets, Measure};
+use crate::error::ConfigError;
+use crate::instruments::{Admitted, Family, RecorderRef};
+use crate::plan::{Compiled, Model};
+
+/// What the layer and its reload handles share.
+pub(super) struct Shared {
+    pub(super) current: ArcSwap<Compiled>,
+    /// Bumped after every install; thread-local plan shortcuts of older generations are stale.
+    pub(super) generation: AtomicU64,
+    /// Whether any configuration ever measured busy/idle time (enters and exits matter).
+    pub(super) busy_possible: AtomicBool,
+    /// Whether any configuration ever measured self time (children report to parents).
+    pub(super) children_possible: AtomicBool,
+    /// Whether a replaced configuration with milestones may still have open spans, which then
+    /// need every event (see `reach_milestones`).
+    pub(super) retired_milestones: AtomicBool,
+    /// Those configurations' models, held weakly: open spans keep them alive through their
+    /// plans. Also serialises installs.
+    pub(super) retired: Mutex<Vec<Weak<Model>>>,
+    /// What every family ever configured admitted, by exported name: a reload's families
+    /// continue from it, so the cardinality limit holds for the life of the process.
+    pub(super) admitted: Mutex<HashMap<String, Admitted>>,
+    /// The buckets the running exporter fixed for each histogram when it was built, when the
+    /// crate's exporter helpers set it up: a reload must not declare others.
+    pub(super) exporter_buckets: Mutex<Option<ExporterBuckets>>,
+}
+
+/// The buckets an exporter fixed when it was built: per exported histogram name, and the
+/// fallback it uses for any other histogram.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExporterBuckets {
+    pub(crate) per_family: HashMap<String, Vec<f64>>,
+    pub(crate) fallback: Option<Vec<f64>>,
+}
+
+impl ExporterBuckets {
+    /// Refuses a histogram whose declared buckets the exporter would not render.
+    fn check(&self, family: &Family) -> Result<(), ConfigError> {
+        let Some(declared) = family.buckets.as_ref().map(Buckets::bounds) else {
+            return Ok(());
+        };
+        let rendered = self
+            .per_family
+            .get(&family.exported)
+            .or(self.fallback.as_ref());
+        match rendered {
+            Some(r) if r.as_slice() == declared => Ok(()),
+            _ => Err(ConfigError::family(
+                &family.name,
+                format!(
+                    "this reload declares buckets {declared:?} for the histogram (exported as \
+                     `{}`), but the running exporter renders it with {}: \
+                     metrics-exporter-prometheus fixes each histogram's buckets when it is \
+                     built; declare those buckets, or restart with the new configuration",
+                    family.exported,
+                    rendered.map_or("no buckets (as a summary)".to_owned(), |r| format!("{r:?}"))
+                ),
+            )),
+        }
+    }
+}
+
+impl Shared {
+    /// Hands `model`'s families what the families of the same exported names admitted before
+    /// (on the same recorder), and remembers what they admit from now on.
+    pub(super) fn continue_families(&self, model: &mut Model, running: &RecorderRef) {
+        let same_recorder = model.settings.recorder.same_as(running);
+        let mut admitted = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
+        if !same_recorder {
+            admitted.clear();
+        }
+        for family in &mut model.families {
+            if let Some(earlier) = admitted.get(&family.exported) {
+                family.continue_from(earlier);
+            }
+            admitted.insert(family.exported.clone(), family.admitted());
+        }
+    }
+
+    pub(super) fn install(&self, compiled: Compiled) {
+        let m = &compiled.model;
+        if m.any_busy {
+            self.busy_possible.store(true, Ordering::Relaxed);
+        }
+        if m.any_self_time {
+            self.children_possible.store(true, Ordering::Relaxed);
+        }
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current.load_full();
+        if old
+            .model
+            .rules
+            .iter()
+            .any(|r| matches!(r.measure, Measure::TimeToEvent(_)))
+        {
+            retired.push(Arc::downgrade(&old.model));
+            // Set before the swap, so no event after it misses an old span's milestone.
+            self.retired_milestones.store(true, Ordering::Relaxed);
+        }
+        self.current.store(Arc::new(compiled));
+        // After the store: whoever sees the new generation loads the new configuration.
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether events must still look for milestones of replaced configurations; clears the
+    /// flag once the last span of every such configuration has closed.
+    pub(super) fn retired_milestones(&self) -> bool {
+        if !self.retired_milestones.load(Ordering::Relaxed) {
+            return false;
+        }
+        // Only while the flag is set, and never waiting: another thread prunes otherwise.
+        if let Ok(mut retired) = self.retired.try_lock() {
+            retired.retain(|m| m.strong_count() > 0);
+            if retired.is_empty() {
+                self.retired_milestones.store(false, Ordering::Relaxed);
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Swaps the configuration of a [`SpanMetricsLayer`] at run time; get one with
+/// [`SpanMetricsLayer::reload_handle`].
+///
+/// Spans opened before a swap finish under the configuration they started with, spans opened
+/// after it use the new one; events count under the configuration current when they happen.
+/// Nothing is counted twice or lost at the switch. Unlike `tracing_subscriber::reload`, this
+/// works under per-layer filters, and no hook waits for a lock because of it (while a replaced
+/// configuration that measures milestones still has open spans, events try a lock to prune it
+/// and move on if it is taken).
+///
+/// ```
+/// use tracing_spanmetrics::{Metric, SpanMetrics};
+///
+/// let layer = SpanMetrics::red("svc").build()?;
+/// let handle = layer.reload_handle();
+/// // Later, e.g. on SIGHUP:
+/// handle.reload(SpanMetrics::builder().metric(Metric::counter("calls.total")))?;
+/// # Ok::<(), tracing_spanmetrics::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ReloadHandle {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ReloadHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadHandle").finish_non_exhaustive()
+    }
+}
+
+impl ReloadHandle {
+    /// Validates `builder` and, if it is valid, makes it the layer's configuration.
+    ///
+    /// The layer keeps its recorder unless `builder` names one
+    /// ([`with_recorder`](SpanMetricsBuilder::with_recorder)), and always keeps its clock. Each
+    /// family keeps the label sets it admitted before (by exported name), so its cardinality
+    /// limit bounds the series the exporter holds across any number of reloads.
+    ///
+    /// # Errors
+    /// The builder's [`ConfigError`]; a builder that sets a clock (spans open across the swap
+    /// would measure their start and end on two clocks); a histogram whose buckets differ from
+    /// the ones the running exporter fixed, when the exporter was set up by this crate's
+    /// helpers (`exporter::install`, `exporter::PrometheusRecorder`). The running
+    /// configuration is then left unchanged.
+    pub fn reload(&self, builder: SpanMetricsBuilder) -> Result<(), ConfigError> {
+        if builder.sets_clock() {
+            return Err(ConfigError::global(
+                "a reload cannot change the layer's clock: spans open across the swap would \
+                 measure their start and end on two clocks; leave `with_clock` out of the \
+                 reloaded builder",
+            ));
+        }
+        let running = self.shared.current.load_full();
+        let running = &running.model.settings.recorder;
+        let mut model = builder.compile(Some(running))?;
+        let fixed = self
+            .shared
+            .exporter_buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(fixed) = fixed.as_ref() {
+            for family in &model.families {
+                fixed.check(family)?;
+            }
+        }
+        drop(fixed);
+        self.shared.continue_families(&mut model, running);
+        self.shared.install(Compiled::new(model));
+        Ok(())
+    }
+
+    /// See [`SpanMetricsLayer::unseen_fields`] (the layer itself is usually moved into the
+    /// subscriber; this handle stays with the application).
+    pub fn unseen_fields(&self) -> Vec<(String, String)> {
+        self.shared.current.load().unseen_fields()
+    }
+
+    /// The names of every metric family the current configuration records.
+    pub fn metric_names(&self) -> Vec<String> {
+        let c = self.shared.current.load();
+        c.model.families.iter().map(|f| f.name.clone()).collect()
+    }
+}
