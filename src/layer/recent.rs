@@ -137,3 +137,95 @@ impl SpanMetricsLayer {
         plan
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EventMatch, Metric};
+    use crate::state::States;
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// The holder of the plan that a span's state keeps.
+    fn holder(dispatch: &tracing::Dispatch, span: &tracing::Span) -> Arc<Local<SpanPlan>> {
+        type Sub =
+            tracing_subscriber::layer::Layered<SpanMetricsLayer, tracing_subscriber::Registry>;
+        let sub = dispatch
+            .downcast_ref::<Sub>()
+            .expect("the test's subscriber");
+        let data = sub.span_data(&span.id().expect("an enabled span")).unwrap();
+        let ext = tracing_subscriber::registry::SpanData::extensions(&data);
+        let states = ext.get::<States>().expect("the layer's state");
+        states
+            .get(sub.downcast_ref::<SpanMetricsLayer>().unwrap().id)
+            .unwrap()
+            .plan
+            .clone()
+    }
+
+    #[test]
+    fn threads_hold_only_the_plans_they_use() {
+        let layer = crate::SpanMetrics::builder()
+            .metric(Metric::counter("calls").spans(crate::Spans::named("rpc")))
+            .metric(
+                Metric::counter("hits")
+                    .events(EventMatch::with_field("hit"))
+                    .spans(crate::Spans::named("rpc")),
+            )
+            .build()
+            .unwrap();
+        let shared = layer.shared.clone();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let work = || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                for _ in 0..3 {
+                    tracing::info_span!("other").in_scope(|| tracing::info!("unrelated"));
+                    tracing::info_span!("rpc").in_scope(|| tracing::info!(hit = true));
+                }
+            })
+        };
+        work();
+        // The `rpc` span and the `hit` event, once each: not the span and event no rule uses.
+        assert_eq!(shared.current.load().holders(), 2);
+        std::thread::scope(|s| s.spawn(work).join().unwrap());
+        assert_eq!(shared.current.load().holders(), 4);
+    }
+
+    #[test]
+    fn spans_count_their_plan_on_their_own_threads_holder() {
+        let layer = crate::SpanMetrics::builder()
+            .metric(Metric::counter("calls"))
+            .build()
+            .unwrap();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let open = || tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("rpc"));
+        // The holder stays with the configuration: a thread's next span finds the same one,
+        // even with no span open in between.
+        let first = Arc::downgrade(&holder(&dispatch, &open()));
+        let (a, b) = (open(), open());
+        let c = std::thread::scope(|s| s.spawn(open).join().unwrap());
+        let (ha, hb, hc) = (
+            holder(&dispatch, &a),
+            holder(&dispatch, &b),
+            holder(&dispatch, &c),
+        );
+        assert!(Arc::ptr_eq(&first.upgrade().unwrap(), &ha));
+        // One holder per thread, all of one plan.
+        assert!(Arc::ptr_eq(&ha, &hb));
+        assert!(!Arc::ptr_eq(&ha, &hc));
+        assert!(std::ptr::eq::<SpanPlan>(&**ha, &**hc));
+        // Two threads' holders never share a cache line (nor the adjacent one).
+        assert_eq!(std::mem::align_of::<Local<SpanPlan>>(), 128);
+        // A holder outlives its configuration only through open spans: once replaced, the
+        // holder goes with the last span that holds it.
+        let (weak_a, weak_c) = (Arc::downgrade(&ha), Arc::downgrade(&hc));
+        drop((ha, hb, hc));
+        reload.reload(crate::SpanMetrics::builder()).unwrap();
+        drop((a, b));
+        assert!(weak_a.upgrade().is_none());
+        assert!(weak_c.upgrade().is_some());
+        drop(c);
+        assert!(weak_c.upgrade().is_none());
+    }
+}

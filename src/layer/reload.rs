@@ -216,3 +216,68 @@ impl ReloadHandle {
         c.model.families.iter().map(|f| f.name.clone()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EventMatch, Metric};
+    use tracing_subscriber::prelude::*;
+
+    fn with_milestone() -> SpanMetricsBuilder {
+        crate::SpanMetrics::builder()
+            .metric(Metric::histogram("ttfb").time_to(EventMatch::message("first byte")))
+    }
+
+    #[test]
+    fn the_retired_milestone_path_ends_with_the_last_old_span() {
+        let layer = with_milestone().build().unwrap();
+        let shared = layer.shared.clone();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            assert!(!shared.retired_milestones());
+            let old = tracing::info_span!("request");
+            reload.reload(crate::SpanMetrics::builder()).unwrap();
+            // The old configuration had a milestone and a span of it is open.
+            assert!(shared.retired_milestones());
+            let new = tracing::info_span!("request");
+            assert!(shared.retired_milestones());
+            drop(old);
+            assert!(!shared.retired_milestones());
+            drop(new);
+            // Replacing a configuration without milestones never turns the path on.
+            reload.reload(with_milestone()).unwrap();
+            assert!(!shared.retired_milestones());
+        });
+    }
+
+    #[test]
+    fn replaced_configurations_die_with_their_last_span_whatever_the_threads() {
+        let layer = with_milestone().build().unwrap();
+        let shared = layer.shared.clone();
+        let reload = layer.reload_handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let _span = tracing::info_span!("request").entered();
+                            tracing::info!("first byte");
+                        }
+                    })
+                });
+            }
+            for _ in 0..50 {
+                reload.reload(with_milestone()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        // Every replaced configuration had a milestone; with every span closed, none of them
+        // may still be alive (through a thread's plan holder or otherwise).
+        assert!(!shared.retired_milestones());
+        assert!(shared.retired.lock().unwrap().is_empty());
+    }
+}
