@@ -26,20 +26,8 @@ use hashbrown::HashTable;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Level, Recorder, SharedString};
 use smallvec::SmallVec;
 
-use crate::config::{Buckets, MetricKind, Unit};
-
-/// The label key of the overflow series.
-pub const OVERFLOW_LABEL: &str = "otel_metric_overflow";
-/// Counter of observations folded into an overflow series, labelled `metric` (the family's
-/// exported name). Registered under this, its exported name.
-pub const OVERFLOW_METRIC: &str = "spanmetrics_overflow_observations_total";
-/// Counter of label values cut to the configured length bound.
-pub const TRUNCATED_METRIC: &str = "spanmetrics_label_values_truncated_total";
-/// Counter of values that could not be recorded (not a number, not finite, negative for a
-/// counter), labelled `metric` (the family's exported name) and `reason`.
-pub const REJECTED_METRIC: &str = "spanmetrics_values_rejected_total";
-/// The layer's own health counters: no family may be exported under their names.
-pub(crate) const HEALTH_METRICS: [&str; 3] = [OVERFLOW_METRIC, TRUNCATED_METRIC, REJECTED_METRIC];
+use crate::config::{Buckets, DeclaredFamily, MetricKind, Unit};
+use crate::naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("tracing_spanmetrics", Level::INFO, Some(module_path!()));
@@ -253,26 +241,21 @@ impl std::fmt::Debug for Family {
 }
 
 impl Family {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        name: String,
-        exported: String,
-        kind: MetricKind,
-        unit: Unit,
-        description: Option<String>,
-        label_keys: Vec<String>,
-        buckets: Option<Buckets>,
-        limit: usize,
-    ) -> Self {
+    /// The family a validated configuration declares, with no series yet.
+    pub(crate) fn new(declared: DeclaredFamily) -> Self {
         Family {
-            name,
-            exported,
-            kind,
-            unit,
-            description,
-            label_keys: label_keys.into_iter().map(SharedString::from).collect(),
-            buckets,
-            limit,
+            name: declared.name,
+            exported: declared.exported,
+            kind: declared.kind,
+            unit: declared.unit,
+            description: declared.description,
+            label_keys: declared
+                .label_keys
+                .into_iter()
+                .map(SharedString::from)
+                .collect(),
+            buckets: declared.buckets,
+            limit: declared.limit,
             series: Arc::new(SeriesTable::new(None)),
         }
     }

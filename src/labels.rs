@@ -13,7 +13,8 @@
 use smallvec::SmallVec;
 
 use crate::config::{Condition, LabelSource};
-use crate::plan::{KeyPart, OTEL_KIND, OTEL_NAME, Rule};
+use crate::plan::{KeyPart, OTEL_KIND, OTEL_NAME};
+use crate::ruleset::Rule;
 use crate::state::Outcome;
 use crate::values::{Arena, FieldValues, KeyBuf, Value};
 
@@ -30,7 +31,7 @@ pub(crate) trait Lookup {
 }
 
 /// What a rule knows about the span it is resolved for.
-pub(crate) struct Facts<'a> {
+pub(crate) struct Subject<'a> {
     /// The span's (or, for an event rule without a span, the event's) name and target.
     pub(crate) name: &'static str,
     pub(crate) target: &'static str,
@@ -132,11 +133,11 @@ fn span_kind(raw: Option<Value<'_>>) -> &'static str {
 }
 
 /// Resolves `rule`'s labels into `buf` (cleared first). `own_slots` gives, per label, the slot of
-/// its field among `facts.own`, when the plan knows it.
+/// its field among `subject.own`, when the plan knows it.
 pub(crate) fn resolve<'a>(
     rule: &'a Rule,
     own_slots: Option<&[Option<u8>]>,
-    facts: &Facts<'a>,
+    subject: &Subject<'a>,
     lookup: &dyn Lookup,
     buf: &mut LabelBuf<'a>,
 ) {
@@ -145,15 +146,15 @@ pub(crate) fn resolve<'a>(
     for (i, label) in rule.labels.iter().enumerate() {
         let mut part = match &label.source {
             LabelSource::Fixed(v) => Part::Borrowed(v),
-            LabelSource::Target => buf.borrow(facts.target),
-            LabelSource::SpanName => match facts.own.and_then(|o| o.by_name(OTEL_NAME)) {
+            LabelSource::Target => buf.borrow(subject.target),
+            LabelSource::SpanName => match subject.own.and_then(|o| o.by_name(OTEL_NAME)) {
                 Some(v) => buf.value(v),
-                None => buf.borrow(facts.name),
+                None => buf.borrow(subject.name),
             },
             LabelSource::SpanKind => {
-                Part::Borrowed(span_kind(facts.own.and_then(|o| o.by_name(OTEL_KIND))))
+                Part::Borrowed(span_kind(subject.own.and_then(|o| o.by_name(OTEL_KIND))))
             }
-            LabelSource::Outcome(values) => Part::Borrowed(match facts.outcome {
+            LabelSource::Outcome(values) => Part::Borrowed(match subject.outcome {
                 Outcome::Unset => &values.unset,
                 Outcome::Ok => &values.ok,
                 Outcome::Error => &values.error,
@@ -161,7 +162,7 @@ pub(crate) fn resolve<'a>(
             LabelSource::Field(name) => {
                 let own = own_slots
                     .and_then(|s| s.get(i).copied().flatten())
-                    .and_then(|slot| facts.own?.get(slot as usize));
+                    .and_then(|slot| subject.own?.get(slot as usize));
                 match own {
                     Some(v) => buf.value(v),
                     None => {
@@ -240,14 +241,14 @@ pub(crate) fn write_key(
 
 /// Whether every condition of `rule` holds.
 #[inline]
-pub(crate) fn conditions_hold(rule: &Rule, facts: &Facts<'_>, lookup: &dyn Lookup) -> bool {
-    rule.conditions.is_empty() || all_conditions_hold(rule, facts, lookup)
+pub(crate) fn conditions_hold(rule: &Rule, subject: &Subject<'_>, lookup: &dyn Lookup) -> bool {
+    rule.conditions.is_empty() || all_conditions_hold(rule, subject, lookup)
 }
 
-fn all_conditions_hold(rule: &Rule, facts: &Facts<'_>, lookup: &dyn Lookup) -> bool {
+fn all_conditions_hold(rule: &Rule, subject: &Subject<'_>, lookup: &dyn Lookup) -> bool {
     rule.conditions.iter().all(|c| match c {
-        Condition::Error => facts.outcome == Outcome::Error,
-        Condition::NotError => facts.outcome != Outcome::Error,
+        Condition::Error => subject.outcome == Outcome::Error,
+        Condition::NotError => subject.outcome != Outcome::Error,
         Condition::Field(fc) => {
             use crate::config::FieldTest;
             let mut verdict = None;

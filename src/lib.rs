@@ -73,7 +73,6 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-mod builder;
 pub mod config;
 mod error;
 #[cfg(feature = "prometheus")]
@@ -83,18 +82,17 @@ mod labels;
 mod layer;
 mod naming;
 mod plan;
+mod ruleset;
 mod state;
 pub mod testing;
 mod values;
 
-pub use builder::{
-    DEFAULT_CARDINALITY_LIMIT, DEFAULT_MAX_LABEL_LEN, MAX_LABELS, RED_CALLS, RED_DURATION,
-    SpanMetrics, SpanMetricsBuilder,
-};
 pub use config::{
-    Buckets, Condition, EventMatch, FieldCondition, Label, LabelSource, Mapping, Measure, Metric,
-    MetricKind, OutcomeValues, Spans, Unit,
+    Buckets, Condition, DEFAULT_CARDINALITY_LIMIT, DEFAULT_MAX_LABEL_LEN, EventMatch,
+    FieldCondition, HistogramInfo, Label, LabelSource, MAX_LABELS, Mapping, Measure, Metric,
+    MetricKind, OutcomeValues, RED_CALLS, RED_DURATION, SpanMetrics, SpanMetricsBuilder, Spans,
+    Unit,
 };
-pub use error::ConfigError;
-pub use instruments::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
-pub use layer::{HistogramInfo, ReloadHandle, SpanMetricsLayer};
+pub use error::{ConfigError, ConfigErrorKind};
+pub use layer::{ReloadHandle, SpanMetricsLayer};
+pub use naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};

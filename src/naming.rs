@@ -23,6 +23,19 @@
 
 use crate::config::{MetricKind, Unit};
 
+/// The label key of the overflow series.
+pub const OVERFLOW_LABEL: &str = "otel_metric_overflow";
+/// Counter of observations folded into an overflow series, labelled `metric` (the family's
+/// exported name). Registered under this, its exported name.
+pub const OVERFLOW_METRIC: &str = "spanmetrics_overflow_observations_total";
+/// Counter of label values cut to the configured length bound.
+pub const TRUNCATED_METRIC: &str = "spanmetrics_label_values_truncated_total";
+/// Counter of values that could not be recorded (not a number, not finite, negative for a
+/// counter), labelled `metric` (the family's exported name) and `reason`.
+pub const REJECTED_METRIC: &str = "spanmetrics_values_rejected_total";
+/// The layer's own health counters: no family may be exported under their names.
+pub(crate) const HEALTH_METRICS: [&str; 3] = [OVERFLOW_METRIC, TRUNCATED_METRIC, REJECTED_METRIC];
+
 /// The name Prometheus shows for a family declared as `declared` (see the module docs).
 pub(crate) fn exported_name(declared: &str, kind: MetricKind, unit: Unit) -> String {
     let mut name = declared.replace('.', "_");

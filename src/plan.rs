@@ -1,6 +1,6 @@
 //! Plans: the rules compiled once per callsite.
 //!
-//! A validated configuration becomes a [`Model`] (its rules and metric families). For each span
+//! A validated configuration becomes a [`Ruleset`] (its rules and metric families). For each span
 //! or event callsite the layer meets, the model is compiled into a plan: which rules apply, which
 //! of the callsite's fields are worth capturing (field index → slot), and what happens on which
 //! hook. The per-span work is then a few table lookups, with no string comparison against rules.
@@ -8,14 +8,15 @@
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 use smallvec::SmallVec;
 use thread_local::ThreadLocal;
 use tracing_core::field::FieldSet;
 use tracing_core::{Level, Metadata, callsite::Identifier};
 
-use crate::config::{Condition, EventMatch, Label, LabelSource, Measure, MetricKind, Spans};
-use crate::instruments::{Family, GroupCache, Health, RecorderRef};
+use crate::config::{LabelSource, Measure, MetricKind};
+use crate::instruments::GroupCache;
+use crate::ruleset::{Rule, Ruleset};
 use crate::values::FieldValues;
 
 /// The most rules in one close group (a larger set of rules sharing labels makes several).
@@ -28,123 +29,6 @@ pub(crate) const OTEL_NAME: &str = "otel.name";
 pub(crate) const OTEL_KIND: &str = "otel.kind";
 pub(crate) const OTEL_STATUS: &str = "otel.status_code";
 pub(crate) const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
-
-/// A validated rule, ready to be planned.
-#[derive(Debug)]
-pub(crate) struct Rule {
-    pub(crate) family: usize,
-    pub(crate) spans: Option<Spans>,
-    pub(crate) measure: Measure,
-    pub(crate) labels: Vec<Label>,
-    pub(crate) conditions: Vec<Condition>,
-}
-
-impl Rule {
-    fn selects(&self, meta: &Metadata<'_>) -> bool {
-        self.spans.as_ref().is_none_or(|s| s.matches(meta))
-    }
-
-    /// Every field name the rule reads, for capture.
-    fn fields(&self) -> impl Iterator<Item = &str> {
-        let measure = match &self.measure {
-            Measure::InFlightAfter(f) | Measure::SpanField(f) | Measure::EventField(_, f) => {
-                Some(f.as_str())
-            }
-            _ => None,
-        };
-        self.labels
-            .iter()
-            .filter_map(Label::field_name)
-            .chain(self.conditions.iter().filter_map(|c| match c {
-                Condition::Field(f) => Some(f.field.as_str()),
-                _ => None,
-            }))
-            .chain(measure)
-    }
-
-    /// Every field name the rule may look up in ancestors: its labels that inherit and its
-    /// field conditions (which always do).
-    fn inherited(&self) -> impl Iterator<Item = &str> {
-        self.labels
-            .iter()
-            .filter(|l| l.inherit)
-            .filter_map(Label::field_name)
-            .chain(self.conditions.iter().filter_map(|c| match c {
-                Condition::Field(f) => Some(f.field.as_str()),
-                _ => None,
-            }))
-    }
-
-    pub(crate) fn event_match(&self) -> Option<&EventMatch> {
-        match &self.measure {
-            Measure::Events(m) | Measure::EventField(m, _) | Measure::TimeToEvent(m) => Some(m),
-            _ => None,
-        }
-    }
-}
-
-/// Settings that apply to the whole layer.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) max_label_len: usize,
-    pub(crate) recorder: RecorderRef,
-}
-
-/// The compiled configuration: rules, families and what callsites need.
-#[derive(Debug)]
-pub(crate) struct Model {
-    pub(crate) rules: Vec<Rule>,
-    pub(crate) families: Vec<Family>,
-    pub(crate) settings: Settings,
-    pub(crate) health: Health,
-    /// Field names that rules may read from spans (own or inherited).
-    span_fields: HashSet<String>,
-    /// Field names that rules may look up in ancestors (labels that inherit, field
-    /// conditions): each span's state links them to the nearest ancestor that captures them
-    /// (see [`crate::state`]).
-    pub(crate) inherited: Vec<String>,
-    /// Whether any rule measures self time (children must report to their parents).
-    pub(crate) any_self_time: bool,
-    /// Whether any rule measures busy or idle time (enters and exits matter).
-    pub(crate) any_busy: bool,
-}
-
-impl Model {
-    pub(crate) fn new(rules: Vec<Rule>, families: Vec<Family>, settings: Settings) -> Self {
-        let span_fields: HashSet<String> = rules
-            .iter()
-            .flat_map(Rule::fields)
-            .map(str::to_owned)
-            .collect();
-        let inherited: Vec<String> = {
-            let mut seen: HashSet<&str> = HashSet::new();
-            rules
-                .iter()
-                .flat_map(Rule::inherited)
-                .filter(|f| seen.insert(f))
-                .map(str::to_owned)
-                .collect()
-        };
-        let any_self_time = rules.iter().any(|r| r.measure == Measure::SelfTime);
-        let any_busy = rules
-            .iter()
-            .any(|r| matches!(r.measure, Measure::BusyTime | Measure::IdleTime));
-        Model {
-            rules,
-            families,
-            settings,
-            health: Health::default(),
-            span_fields,
-            inherited,
-            any_self_time,
-            any_busy,
-        }
-    }
-
-    pub(crate) fn family(&self, rule: &Rule) -> &Family {
-        &self.families[rule.family]
-    }
-}
 
 /// A rule as applied at one span callsite: the slot of each label's field on this callsite.
 #[derive(Debug)]
@@ -217,7 +101,7 @@ fn key_spec(
 /// What to do for spans of one callsite.
 #[derive(Debug)]
 pub(crate) struct SpanPlan {
-    pub(crate) model: Arc<Model>,
+    pub(crate) model: Arc<Ruleset>,
     /// Field index → slot.
     pub(crate) slot_for: Vec<Option<u8>>,
     /// Slot → field name.
@@ -253,7 +137,7 @@ pub(crate) struct SpanPlan {
 /// What to do for events of one callsite.
 #[derive(Debug)]
 pub(crate) struct EventPlan {
-    pub(crate) model: Arc<Model>,
+    pub(crate) model: Arc<Ruleset>,
     pub(crate) slot_for: Vec<Option<u8>>,
     pub(crate) slot_names: Vec<&'static str>,
     pub(crate) slot_fields: u64,
@@ -325,7 +209,7 @@ fn slots_for(meta: &'static Metadata<'static>, wanted: impl Fn(&str) -> bool) ->
     (slot_for, names, indices)
 }
 
-fn apply(model: &Model, rule: usize, names: &[&'static str]) -> Applied {
+fn apply(model: &Ruleset, rule: usize, names: &[&'static str]) -> Applied {
     let own_slots = model.rules[rule]
         .labels
         .iter()
@@ -343,7 +227,7 @@ fn slot_of(names: &[&'static str], field: &str) -> Option<u8> {
 }
 
 impl SpanPlan {
-    pub(crate) fn compile(model: &Arc<Model>, meta: &'static Metadata<'static>) -> SpanPlan {
+    pub(crate) fn compile(model: &Arc<Ruleset>, meta: &'static Metadata<'static>) -> SpanPlan {
         let (slot_for, slot_names, slot_fields) = slots_for(meta, |name| {
             matches!(
                 name,
@@ -445,7 +329,7 @@ impl SpanPlan {
 }
 
 impl EventPlan {
-    pub(crate) fn compile(model: &Arc<Model>, meta: &'static Metadata<'static>) -> EventPlan {
+    pub(crate) fn compile(model: &Arc<Ruleset>, meta: &'static Metadata<'static>) -> EventPlan {
         let is_error = *meta.level() == Level::ERROR || meta.fields().field("error").is_some();
         let mut rules = Vec::new();
         let mut milestones = Vec::new();
@@ -483,10 +367,10 @@ impl EventPlan {
 }
 
 /// A model with its plan caches: one generation of the configuration.
-pub(crate) struct Compiled {
-    pub(crate) model: Arc<Model>,
-    spans: ArcSwap<HashMap<Identifier, Arc<Planned<SpanPlan>>>>,
-    events: ArcSwap<HashMap<Identifier, Arc<Planned<EventPlan>>>>,
+pub(crate) struct Plans {
+    pub(crate) model: Arc<Ruleset>,
+    spans: ArcSwap<HashMap<Identifier, Arc<SharedPlan<SpanPlan>>>>,
+    events: ArcSwap<HashMap<Identifier, Arc<SharedPlan<EventPlan>>>>,
     writer: Mutex<()>,
 }
 
@@ -499,9 +383,9 @@ pub(crate) struct Compiled {
 /// Holders are aligned to 128 bytes (two cache lines, as adjacent-line prefetchers fetch
 /// them), so two threads' counts never share a line however the allocator places them.
 #[repr(align(128))]
-pub(crate) struct Local<P>(Arc<P>);
+pub(crate) struct ThreadPlan<P>(Arc<P>);
 
-impl<P> std::ops::Deref for Local<P> {
+impl<P> std::ops::Deref for ThreadPlan<P> {
     type Target = P;
 
     #[inline]
@@ -512,30 +396,30 @@ impl<P> std::ops::Deref for Local<P> {
 
 /// A compiled plan and its per-thread holders, which live as long as the configuration (they
 /// are dropped with it; open spans keep theirs, and so the plan, until they close).
-struct Planned<P: Send + Sync> {
+struct SharedPlan<P: Send + Sync> {
     plan: Arc<P>,
-    locals: ThreadLocal<Arc<Local<P>>>,
+    locals: ThreadLocal<Arc<ThreadPlan<P>>>,
 }
 
-impl<P: Send + Sync> Planned<P> {
+impl<P: Send + Sync> SharedPlan<P> {
     fn new(plan: P) -> Self {
-        Planned {
+        SharedPlan {
             plan: Arc::new(plan),
             locals: ThreadLocal::new(),
         }
     }
 
     /// The calling thread's holder (made on the thread's first use).
-    fn local(&self) -> Arc<Local<P>> {
+    fn local(&self) -> Arc<ThreadPlan<P>> {
         self.locals
-            .get_or(|| Arc::new(Local(self.plan.clone())))
+            .get_or(|| Arc::new(ThreadPlan(self.plan.clone())))
             .clone()
     }
 }
 
-impl Compiled {
-    pub(crate) fn new(model: Model) -> Self {
-        Compiled {
+impl Plans {
+    pub(crate) fn new(model: Ruleset) -> Self {
+        Plans {
             model: Arc::new(model),
             spans: ArcSwap::from_pointee(HashMap::new()),
             events: ArcSwap::from_pointee(HashMap::new()),
@@ -558,7 +442,7 @@ impl Compiled {
     pub(crate) fn span_plan(
         &self,
         meta: &'static Metadata<'static>,
-    ) -> Option<Arc<Local<SpanPlan>>> {
+    ) -> Option<Arc<ThreadPlan<SpanPlan>>> {
         let planned = self.planned_span(meta);
         planned.plan.needs_state.then(|| planned.local())
     }
@@ -569,7 +453,7 @@ impl Compiled {
         &self,
         meta: &'static Metadata<'static>,
         always: bool,
-    ) -> Option<Arc<Local<EventPlan>>> {
+    ) -> Option<Arc<ThreadPlan<EventPlan>>> {
         let planned = self.planned_event(meta);
         (always || planned.plan.is_relevant()).then(|| planned.local())
     }
@@ -577,27 +461,27 @@ impl Compiled {
     /// How many per-thread holders of plans exist.
     #[cfg(test)]
     pub(crate) fn holders(&self) -> usize {
-        fn count<P: Send + Sync>(map: &ArcSwap<HashMap<Identifier, Arc<Planned<P>>>>) -> usize {
+        fn count<P: Send + Sync>(map: &ArcSwap<HashMap<Identifier, Arc<SharedPlan<P>>>>) -> usize {
             map.load().values().map(|p| p.locals.iter().count()).sum()
         }
         count(&self.spans) + count(&self.events)
     }
 
-    fn planned_span(&self, meta: &'static Metadata<'static>) -> Arc<Planned<SpanPlan>> {
+    fn planned_span(&self, meta: &'static Metadata<'static>) -> Arc<SharedPlan<SpanPlan>> {
         self.planned(&self.spans, meta, SpanPlan::compile)
     }
 
-    fn planned_event(&self, meta: &'static Metadata<'static>) -> Arc<Planned<EventPlan>> {
+    fn planned_event(&self, meta: &'static Metadata<'static>) -> Arc<SharedPlan<EventPlan>> {
         self.planned(&self.events, meta, EventPlan::compile)
     }
 
     /// The plan of `meta` in `map`, compiled on first use.
     fn planned<P: Send + Sync>(
         &self,
-        map: &ArcSwap<HashMap<Identifier, Arc<Planned<P>>>>,
+        map: &ArcSwap<HashMap<Identifier, Arc<SharedPlan<P>>>>,
         meta: &'static Metadata<'static>,
-        compile: fn(&Arc<Model>, &'static Metadata<'static>) -> P,
-    ) -> Arc<Planned<P>> {
+        compile: fn(&Arc<Ruleset>, &'static Metadata<'static>) -> P,
+    ) -> Arc<SharedPlan<P>> {
         let id = meta.callsite();
         if let Some(p) = map.load().get(&id) {
             return p.clone();
@@ -609,16 +493,16 @@ impl Compiled {
     #[cold]
     fn insert<P: Send + Sync>(
         &self,
-        map: &ArcSwap<HashMap<Identifier, Arc<Planned<P>>>>,
+        map: &ArcSwap<HashMap<Identifier, Arc<SharedPlan<P>>>>,
         id: Identifier,
         compile: impl FnOnce() -> P,
-    ) -> Arc<Planned<P>> {
+    ) -> Arc<SharedPlan<P>> {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = map.load_full();
         if let Some(p) = current.get(&id) {
             return p.clone();
         }
-        let plan = Arc::new(Planned::new(compile()));
+        let plan = Arc::new(SharedPlan::new(compile()));
         let mut next = (*current).clone();
         next.insert(id, plan.clone());
         map.store(Arc::new(next));
@@ -626,7 +510,7 @@ impl Compiled {
     }
 }
 
-impl Compiled {
+impl Plans {
     /// Fields that rules read (labels, conditions, measured fields) but that no span or event
     /// callsite met so far declares, as `(metric, field)`.
     pub(crate) fn unseen_fields(&self) -> Vec<(String, String)> {
@@ -650,9 +534,9 @@ impl Compiled {
     }
 }
 
-impl std::fmt::Debug for Compiled {
+impl std::fmt::Debug for Plans {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compiled")
+        f.debug_struct("Plans")
             .field("model", &self.model)
             .finish_non_exhaustive()
     }

@@ -53,7 +53,7 @@ use tracing_core::span::Id;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::plan::{Local, OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SpanPlan};
+use crate::plan::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SpanPlan, ThreadPlan};
 use crate::values::{FieldValues, Value};
 
 /// Inline number of links (fields the configuration inherits). A configuration that inherits
@@ -73,7 +73,7 @@ pub(crate) struct States {
 impl States {
     /// The states of a new span that only `layer` keeps state for.
     #[inline(always)]
-    pub(crate) fn new(layer: u64, plan: Arc<Local<SpanPlan>>, start: u64) -> Self {
+    pub(crate) fn new(layer: u64, plan: Arc<ThreadPlan<SpanPlan>>, start: u64) -> Self {
         States {
             id: layer,
             first: SpanState::new(plan, start),
@@ -188,7 +188,7 @@ impl Outcome {
 
 /// What the layer remembers about one open span.
 pub(crate) struct SpanState {
-    pub(crate) plan: Arc<Local<SpanPlan>>,
+    pub(crate) plan: Arc<ThreadPlan<SpanPlan>>,
     pub(crate) values: FieldValues,
     pub(crate) start: u64,
     pub(crate) busy: Overlap,
@@ -205,7 +205,7 @@ pub(crate) struct SpanState {
 impl SpanState {
     // Always inlined: built straight into the caller's `States`, not on the stack and copied.
     #[inline(always)]
-    pub(crate) fn new(plan: Arc<Local<SpanPlan>>, start: u64) -> Self {
+    pub(crate) fn new(plan: Arc<ThreadPlan<SpanPlan>>, start: u64) -> Self {
         let milestones = SmallVec::from_elem(None, plan.milestones.len());
         let links = Links::new(plan.model.inherited.len());
         SpanState {
@@ -254,7 +254,7 @@ impl SpanState {
         }
     }
 
-    /// Remembers the nearest proper ancestor that captures `name` (`0`: none). Links are facts
+    /// Remembers the nearest proper ancestor that captures `name` (`0`: none). Links are subject
     /// about the tree, fixed once the span exists: racing writers write the same value.
     #[inline]
     fn set_link(&self, own: &Id, name: &str, to: u64) {
@@ -278,7 +278,7 @@ impl SpanState {
 /// span's own id (a span is never its own ancestor, and any id may be a subscriber's).
 const UNKNOWN: u64 = 0;
 
-/// Per field name the span's configuration inherits (`Model::inherited`, by position), the id
+/// Per field name the span's configuration inherits (`Ruleset::inherited`, by position), the id
 /// of the nearest proper ancestor (as this layer sees the tree: spans a per-layer filter hides
 /// are not its ancestors) whose state captures the field. Found on first use (see
 /// [`inherited`]); atomics, so lookups holding only a shared lock on the span can write them.

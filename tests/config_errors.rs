@@ -214,8 +214,8 @@ fn the_rule_index_points_at_the_culprit() {
         .metric(Metric::counter("bad name"))
         .build()
         .unwrap_err();
-    assert_eq!(e.rule, Some(2));
-    assert_eq!(e.metric.as_deref(), Some("bad name"));
+    assert_eq!(e.rule_index(), Some(2));
+    assert_eq!(e.metric(), Some("bad name"));
 }
 
 #[test]

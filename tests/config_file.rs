@@ -250,9 +250,8 @@ fn errors_name_line_column_and_problem() {
     let builder_msg = SpanMetrics::builder()
         .metric(Metric::histogram("h").buckets(Buckets::explicit([1.0, 1.0])))
         .build()
-        .unwrap_err()
-        .problem;
-    assert!(e.ends_with(&builder_msg));
+        .unwrap_err();
+    assert!(e.ends_with(builder_msg.problem()));
     // Conflicting definitions across rules.
     let e = file_error(
         "[[metric]]\nname = \"x\"\nkind = \"counter\"\n[[metric]]\nname = \"x\"\nkind = \"gauge\"\n",

@@ -121,7 +121,7 @@ fn open_spans_finish_under_the_configuration_they_started_with() {
         let err = handle
             .reload(SpanMetrics::builder().metric(Metric::counter("bad name")))
             .unwrap_err();
-        assert_eq!(err.rule, Some(0));
+        assert_eq!(err.rule_index(), Some(0));
         assert_eq!(handle.metric_names(), vec!["http.ttfb.seconds".to_owned()]);
     });
     let m = h.snapshot();

@@ -54,7 +54,7 @@ use super::{
     Buckets, Condition, EventMatch, FieldCondition, Label, Mapping, Measure, Metric, MetricKind,
     OutcomeValues, Spans, Unit,
 };
-use crate::builder::{SpanMetricsBuilder, check_buckets};
+use super::{RuleKey, SpanMetricsBuilder, check_buckets, validate};
 use crate::error::ConfigError;
 
 // The vocabulary: the words and keys the file accepts.
@@ -793,7 +793,7 @@ struct Settings {
 
 fn settings(node: &Node<'_>) -> Read<Settings> {
     let t = Table::open(node, "`[settings]`", SETTINGS_KEYS)?;
-    let alone = |b: SpanMetricsBuilder| b.compile(None).map(drop).map_err(|e| e.problem);
+    let alone = |b: SpanMetricsBuilder| validate(&b).map(drop).map_err(|e| e.problem().to_owned());
     Ok(Settings {
         cardinality_limit: setting(&t, "cardinality_limit", unsigned, |&limit| {
             alone(SpanMetricsBuilder::default().cardinality_limit(limit))
@@ -851,12 +851,12 @@ struct Rules<'a, 'i> {
 impl Rules<'_, '_> {
     /// Where the problem `e` is written: the key it is about, or else the rule's table.
     fn site(&self, e: &ConfigError) -> Option<Range<usize>> {
-        let rule = e.rule?;
+        let rule = e.rule_index()?;
         let (node, key) = match rule.checked_sub(self.first_metric) {
-            Some(i) => (self.metrics.get(i)?, e.key),
+            Some(i) => (self.metrics.get(i)?, e.key().map(RuleKey::as_str)),
             None => {
                 let (_, red) = self.red.filter(|(first, _)| rule >= *first)?;
-                (red, e.key.map(red_key))
+                (red, e.key().map(|k| red_key(k.as_str())))
             }
         };
         let key = key.and_then(|k| entry(node, k));
@@ -883,7 +883,7 @@ fn read_metric(
         let name = entry(node, "name").and_then(|(_, name)| name.get_ref().as_str());
         let e = match name {
             Some(name) => ConfigError::rule(index, name, fail.problem),
-            None => ConfigError::global(fail.problem),
+            None => ConfigError::file(fail.problem),
         };
         located(text, Some(fail.at.unwrap_or_else(|| node.span())), e)
     })
@@ -900,15 +900,16 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn located(text: &str, span: Option<Range<usize>>, mut e: ConfigError) -> ConfigError {
     if let Some(span) = span {
         let (line, column) = line_col(text, span.start);
-        e.line = u32::try_from(line).ok();
-        e.column = u32::try_from(column).ok();
+        if let (Ok(line), Ok(column)) = (u32::try_from(line), u32::try_from(column)) {
+            e = e.at_line(line, column);
+        }
     }
     e
 }
 
 /// A problem outside the rules, located.
 fn global_error(text: &str, fail: Fail) -> ConfigError {
-    located(text, fail.at, ConfigError::global(fail.problem))
+    located(text, fail.at, ConfigError::file(fail.problem))
 }
 
 impl SpanMetricsBuilder {
@@ -939,7 +940,7 @@ impl SpanMetricsBuilder {
             located(
                 text,
                 e.span(),
-                ConfigError::global(e.message().trim().to_owned()),
+                ConfigError::file(e.message().trim().to_owned()),
             )
         })?;
         let global = |fail| global_error(text, fail);
@@ -961,7 +962,7 @@ impl SpanMetricsBuilder {
             builder = builder.metric(read_metric(text, first_metric + i, node, duration_buckets)?);
         }
         // The builder's own validation, located at the offending key.
-        if let Err(e) = builder.compile(None) {
+        if let Err(e) = validate(&builder) {
             let rules = Rules {
                 red: file.node("red").map(|red| (first_red, red)),
                 first_metric,
@@ -980,11 +981,9 @@ impl SpanMetricsBuilder {
     pub fn toml_file(self, path: impl AsRef<Path>) -> Result<SpanMetricsBuilder, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::global(format!("cannot read {}: {e}", path.display())))?;
-        self.toml(&text).map_err(|mut e| {
-            e.file = Some(path.display().to_string());
-            e
-        })
+            .map_err(|e| ConfigError::io(format!("cannot read {}: {e}", path.display()), e))?;
+        self.toml(&text)
+            .map_err(|e| e.in_file(path.display().to_string()))
     }
 }
 

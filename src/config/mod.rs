@@ -26,9 +26,17 @@
 //! # let _ = (duration, failures);
 //! ```
 
+mod builder;
 pub mod file;
 mod label;
 mod select;
+mod validate;
+
+pub use builder::{
+    DEFAULT_CARDINALITY_LIMIT, DEFAULT_MAX_LABEL_LEN, HistogramInfo, MAX_LABELS, RED_CALLS,
+    RED_DURATION, SpanMetrics, SpanMetricsBuilder,
+};
+pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};
 
 pub(crate) use label::FieldTest;
 pub use label::{Condition, FieldCondition, Label, LabelSource, Mapping, OutcomeValues};

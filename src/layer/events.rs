@@ -13,8 +13,9 @@ use super::ancestors::RegistryLookup;
 use super::record::{record_numeric, record_rule};
 use crate::config::Measure;
 use crate::instruments::Op;
-use crate::labels::Facts;
-use crate::plan::{Applied, EventPlan, Model, Rule};
+use crate::labels::Subject;
+use crate::plan::{Applied, EventPlan};
+use crate::ruleset::{Rule, Ruleset};
 use crate::state::{Outcome, States};
 use crate::values::{FieldValues, Value};
 
@@ -26,7 +27,7 @@ impl SpanMetricsLayer {
     /// only runs while a replaced configuration with milestones may have open spans).
     pub(super) fn reach_milestones<S>(
         &self,
-        model: &Arc<Model>,
+        model: &Arc<Ruleset>,
         plan: &EventPlan,
         meta: &'static Metadata<'static>,
         values: &FieldValues,
@@ -111,7 +112,7 @@ impl SpanMetricsLayer {
 
     pub(super) fn on_event_planned<S>(
         &self,
-        model: &Arc<Model>,
+        model: &Arc<Ruleset>,
         plan: &EventPlan,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
@@ -166,7 +167,7 @@ impl SpanMetricsLayer {
                 })
                 .unwrap_or((None, false));
             let anchor_meta = anchor.as_ref().map(|a| a.metadata());
-            let facts = Facts {
+            let subject = Subject {
                 name: anchor_meta.map_or(meta.name(), |m| m.name()),
                 target: meta.target(),
                 own: anchor_values.as_ref(),
@@ -184,10 +185,10 @@ impl SpanMetricsLayer {
                 own_slots: SmallVec::new(),
             };
             match &rule.measure {
-                Measure::Events(_) => record_rule(model, rule, None, &facts, &chain, Op::Add(1)),
+                Measure::Events(_) => record_rule(model, rule, None, &subject, &chain, Op::Add(1)),
                 Measure::EventField(_, f) => {
                     let value = values.by_name(f);
-                    record_numeric(model, &applied, value, &facts, &chain)
+                    record_numeric(model, &applied, value, &subject, &chain)
                 }
                 _ => {}
             }

@@ -21,10 +21,13 @@ use tracing_core::{Event, Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::config::Measure;
+use crate::config::{HistogramInfo, Measure, SpanMetricsBuilder};
+use crate::error::ConfigError;
 use crate::instruments::{Handle, Op, hash_labels};
-use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve, write_key};
-use crate::plan::{Applied, CloseGroup, Compiled, MAX_GROUP, Model, SpanPlan};
+use crate::labels::{LabelBuf, Lookup, Subject, conditions_hold, resolve, write_key};
+use crate::plan::{Applied, CloseGroup, MAX_GROUP, Plans, SpanPlan};
+use crate::ruleset::Ruleset;
+use crate::ruleset::compile;
 use crate::state::{Outcome, SpanState, States};
 use crate::values::{FieldValues, KeyBuf};
 
@@ -62,27 +65,29 @@ impl std::fmt::Debug for SpanMetricsLayer {
     }
 }
 
-/// What the exporter needs to know about a histogram family.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistogramInfo {
-    /// The family's name, as the rules declare it.
-    pub name: String,
-    /// The name it is registered with the `metrics` facade and exported under (dots become
-    /// `_`, the unit suffix is appended: see [`SpanMetricsBuilder`]'s naming rule). Exporter
-    /// settings match this name.
-    pub exported_name: String,
-    /// Its bucket boundaries.
-    pub buckets: Vec<f64>,
+impl SpanMetricsBuilder {
+    /// Validates every rule and builds the layer.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the rule and the problem: an invalid metric or label name, a
+    /// measure that does not fit the instrument, a family declared twice with different kinds,
+    /// units, label keys or buckets, families whose exported names collide, bad bucket
+    /// boundaries, an empty selector, a label value longer than the length bound, or a limit of
+    /// zero.
+    pub fn build(self) -> Result<SpanMetricsLayer, ConfigError> {
+        let model = compile(&self, None)?;
+        Ok(SpanMetricsLayer::new(model, self.clock.unwrap_or_default()))
+    }
 }
 
 impl SpanMetricsLayer {
-    pub(crate) fn new(model: Model, clock: quanta::Clock) -> Self {
+    pub(crate) fn new(model: Ruleset, clock: quanta::Clock) -> Self {
         let admitted = model
             .families
             .iter()
             .map(|f| (f.exported.clone(), f.admitted()))
             .collect();
-        let compiled = Compiled::new(model);
+        let compiled = Plans::new(model);
         let shared = Shared {
             admitted: Mutex::new(admitted),
             exporter_buckets: Mutex::new(None),
@@ -190,7 +195,7 @@ impl SpanMetricsLayer {
         let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
         let model = &plan.model;
         let meta = span.metadata();
-        let facts = Facts {
+        let subject = Subject {
             name: meta.name(),
             target: meta.target(),
             own: Some(&state.values),
@@ -210,13 +215,13 @@ impl SpanMetricsLayer {
                     model,
                     rule,
                     Some(&applied.own_slots),
-                    &facts,
+                    &subject,
                     &chain,
                     Op::Add(1),
                 ),
                 Measure::InFlight => {
                     if let Some(g) =
-                        gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain)
+                        gauge_for(model, rule, Some(&applied.own_slots), &subject, &chain)
                     {
                         held.push((applied.rule, g));
                     }
@@ -227,14 +232,15 @@ impl SpanMetricsLayer {
         for (applied, slot) in &plan.gated {
             if state.values.is_set(*slot as usize) {
                 let rule = &model.rules[applied.rule];
-                if let Some(g) = gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain) {
+                if let Some(g) = gauge_for(model, rule, Some(&applied.own_slots), &subject, &chain)
+                {
                     held.push((applied.rule, g));
                 }
             }
         }
         for (applied, slot) in &plan.field_gauges {
             let value = state.values.get(*slot as usize);
-            record_numeric(model, applied, value, &facts, &chain);
+            record_numeric(model, applied, value, &subject, &chain);
         }
         for (_, g) in &held {
             g.increment(1.0);
@@ -254,7 +260,7 @@ impl SpanMetricsLayer {
         let plan = &state.plan;
         let model = &plan.model;
         let meta = span.metadata();
-        let facts = Facts {
+        let subject = Subject {
             name: meta.name(),
             target: meta.target(),
             own: Some(&state.values),
@@ -270,11 +276,11 @@ impl SpanMetricsLayer {
         let clock = &self.clock;
         let wall = clock.delta_as_nanos(state.start, now);
         let secs = |nanos: u64| Op::Observe(nanos as f64 * 1e-9);
-        let outcome = facts.outcome;
+        let outcome = subject.outcome;
         for group in &plan.close_groups {
             let first = &plan.on_close[group.members[0]];
             let rule = &model.rules[first.rule];
-            if !conditions_hold(rule, &facts, &chain) {
+            if !conditions_hold(rule, &subject, &chain) {
                 continue;
             }
             let mut ops: ArrayVec<(usize, Op), MAX_GROUP> = ArrayVec::new();
@@ -340,12 +346,12 @@ impl SpanMetricsLayer {
                     Some(false) => {}
                     None => {
                         let key = Some((key, key_hash));
-                        self.close_group_slow(model, group, first, &ops, &facts, &chain, key)
+                        self.close_group_slow(model, group, first, &ops, &subject, &chain, key)
                     }
                 }
                 continue;
             }
-            self.close_group_slow(model, group, first, &ops, &facts, &chain, None);
+            self.close_group_slow(model, group, first, &ops, &subject, &chain, None);
         }
         if !state.held.is_empty() {
             for (_, gauge) in std::mem::take(&mut state.held) {
@@ -360,17 +366,17 @@ impl SpanMetricsLayer {
     #[allow(clippy::too_many_arguments)]
     fn close_group_slow(
         &self,
-        model: &Model,
+        model: &Ruleset,
         group: &CloseGroup,
         first: &Applied,
         ops: &[(usize, Op)],
-        facts: &Facts<'_>,
+        subject: &Subject<'_>,
         chain: &dyn Lookup,
         key: Option<(&[u8], u64)>,
     ) {
         let rule = &model.rules[first.rule];
         let mut buf = LabelBuf::new(model.settings.max_label_len);
-        resolve(rule, Some(&first.own_slots), facts, chain, &mut buf);
+        resolve(rule, Some(&first.own_slots), subject, chain, &mut buf);
         let truncated = buf.take_truncated();
         let recorder = &model.settings.recorder;
         if truncated {
@@ -398,7 +404,7 @@ impl SpanMetricsLayer {
     }
 
     /// Reacts to newly recorded fields: gated in-flight gauges and field gauges.
-    fn react<S>(
+    fn apply_recorded<S>(
         &self,
         span: &SpanRef<'_, S>,
         plan: &SpanPlan,
@@ -411,7 +417,7 @@ impl SpanMetricsLayer {
     {
         let model = &plan.model;
         let meta = span.metadata();
-        let facts = Facts {
+        let subject = Subject {
             name: meta.name(),
             target: meta.target(),
             own: Some(own),
@@ -426,7 +432,7 @@ impl SpanMetricsLayer {
         };
         for (applied, slot) in &plan.field_gauges {
             if seen & (1 << slot) != 0 {
-                record_numeric(model, applied, own.get(*slot as usize), &facts, &chain);
+                record_numeric(model, applied, own.get(*slot as usize), &subject, &chain);
             }
         }
         for (applied, slot) in &plan.gated {
@@ -440,7 +446,7 @@ impl SpanMetricsLayer {
             if already {
                 continue;
             }
-            let Some(g) = gauge_for(model, rule, Some(&applied.own_slots), &facts, &chain) else {
+            let Some(g) = gauge_for(model, rule, Some(&applied.own_slots), &subject, &chain) else {
                 continue;
             };
             let took = self
@@ -538,15 +544,15 @@ where
                 .health
                 .truncated(&plan.model.settings.recorder, 1);
         }
-        let react = self
+        let apply_recorded = self
             .with_state(&span, |st| {
                 st.values.merge(&fresh, seen);
                 st.values.take_truncated();
                 (seen & plan.reactive != 0).then(|| (st.values.clone(), st.outcome()))
             })
             .flatten();
-        if let Some((own, outcome)) = react {
-            self.react(&span, &plan, &own, outcome, seen, &ctx);
+        if let Some((own, outcome)) = apply_recorded {
+            self.apply_recorded(&span, &plan, &own, outcome, seen, &ctx);
         }
     }
 

@@ -12,7 +12,7 @@ use std::thread::LocalKey;
 use tracing_core::Metadata;
 
 use super::SpanMetricsLayer;
-use crate::plan::{EventPlan, Local, SpanPlan};
+use crate::plan::{EventPlan, SpanPlan, ThreadPlan};
 
 /// How many span plans each thread keeps at hand (direct-mapped by callsite address; the
 /// lookup takes the top 4 bits of a hash, so this is 16).
@@ -30,8 +30,8 @@ struct RecentPlan<P> {
 type Recent<P> = std::cell::RefCell<[Option<RecentPlan<P>>; PLAN_WAYS]>;
 
 thread_local! {
-    static RECENT_PLANS: Recent<Local<SpanPlan>> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
-    static RECENT_EVENTS: Recent<Local<EventPlan>> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+    static RECENT_PLANS: Recent<ThreadPlan<SpanPlan>> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
+    static RECENT_EVENTS: Recent<ThreadPlan<EventPlan>> = const { std::cell::RefCell::new([const { None }; PLAN_WAYS]) };
 }
 
 /// A callsite as a thread remembers it for one layer and configuration generation.
@@ -106,7 +106,7 @@ impl SpanMetricsLayer {
     pub(super) fn span_plan(
         &self,
         meta: &'static Metadata<'static>,
-    ) -> Option<Arc<Local<SpanPlan>>> {
+    ) -> Option<Arc<ThreadPlan<SpanPlan>>> {
         let key = self.recent_key(meta);
         if let Some(plan) = key.recall(&RECENT_PLANS) {
             return plan;
@@ -124,7 +124,7 @@ impl SpanMetricsLayer {
         &self,
         meta: &'static Metadata<'static>,
         always: bool,
-    ) -> Option<Arc<Local<EventPlan>>> {
+    ) -> Option<Arc<ThreadPlan<EventPlan>>> {
         let key = self.recent_key(meta);
         match key.recall(&RECENT_EVENTS) {
             Some(None) if !always => return None,
@@ -147,7 +147,7 @@ mod tests {
     use tracing_subscriber::registry::LookupSpan;
 
     /// The holder of the plan that a span's state keeps.
-    fn holder(dispatch: &tracing::Dispatch, span: &tracing::Span) -> Arc<Local<SpanPlan>> {
+    fn holder(dispatch: &tracing::Dispatch, span: &tracing::Span) -> Arc<ThreadPlan<SpanPlan>> {
         type Sub =
             tracing_subscriber::layer::Layered<SpanMetricsLayer, tracing_subscriber::Registry>;
         let sub = dispatch
@@ -216,7 +216,7 @@ mod tests {
         assert!(!Arc::ptr_eq(&ha, &hc));
         assert!(std::ptr::eq::<SpanPlan>(&**ha, &**hc));
         // Two threads' holders never share a cache line (nor the adjacent one).
-        assert_eq!(std::mem::align_of::<Local<SpanPlan>>(), 128);
+        assert_eq!(std::mem::align_of::<ThreadPlan<SpanPlan>>(), 128);
         // A holder outlives its configuration only through open spans: once replaced, the
         // holder goes with the last span that holds it.
         let (weak_a, weak_c) = (Arc::downgrade(&ha), Arc::downgrade(&hc));

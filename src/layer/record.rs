@@ -3,8 +3,9 @@
 
 use crate::config::MetricKind;
 use crate::instruments::{Op, hash_labels};
-use crate::labels::{Facts, LabelBuf, Lookup, conditions_hold, resolve};
-use crate::plan::{Applied, Model, Rule};
+use crate::labels::{LabelBuf, Lookup, Subject, conditions_hold, resolve};
+use crate::plan::Applied;
+use crate::ruleset::{Rule, Ruleset};
 use crate::values::Value;
 
 /// The largest increment a counter takes from a field: 2^53.
@@ -12,17 +13,17 @@ const MAX_COUNTER_STEP: f64 = 9_007_199_254_740_992.0;
 
 /// Checks `rule`'s conditions and resolves its labels.
 pub(super) fn labels_for<'a>(
-    model: &Model,
+    model: &Ruleset,
     rule: &'a Rule,
     own_slots: Option<&[Option<u8>]>,
-    facts: &Facts<'a>,
+    subject: &Subject<'a>,
     lookup: &dyn Lookup,
 ) -> Option<LabelBuf<'a>> {
-    if !conditions_hold(rule, facts, lookup) {
+    if !conditions_hold(rule, subject, lookup) {
         return None;
     }
     let mut buf = LabelBuf::new(model.settings.max_label_len);
-    resolve(rule, own_slots, facts, lookup, &mut buf);
+    resolve(rule, own_slots, subject, lookup, &mut buf);
     if buf.take_truncated() {
         model.health.truncated(&model.settings.recorder, 1);
     }
@@ -31,14 +32,14 @@ pub(super) fn labels_for<'a>(
 
 /// Applies one rule: checks conditions, resolves labels, records `op`.
 pub(super) fn record_rule(
-    model: &Model,
+    model: &Ruleset,
     rule: &Rule,
     own_slots: Option<&[Option<u8>]>,
-    facts: &Facts<'_>,
+    subject: &Subject<'_>,
     lookup: &dyn Lookup,
     op: Op,
 ) {
-    if let Some(buf) = labels_for(model, rule, own_slots, facts, lookup) {
+    if let Some(buf) = labels_for(model, rule, own_slots, subject, lookup) {
         let values = buf.values();
         model
             .family(rule)
@@ -48,13 +49,13 @@ pub(super) fn record_rule(
 
 /// Resolves a gauge handle for `rule`, or `None` if a condition fails.
 pub(super) fn gauge_for(
-    model: &Model,
+    model: &Ruleset,
     rule: &Rule,
     own_slots: Option<&[Option<u8>]>,
-    facts: &Facts<'_>,
+    subject: &Subject<'_>,
     lookup: &dyn Lookup,
 ) -> Option<metrics::Gauge> {
-    let buf = labels_for(model, rule, own_slots, facts, lookup)?;
+    let buf = labels_for(model, rule, own_slots, subject, lookup)?;
     let values = buf.values();
     let handle = model
         .family(rule)
@@ -85,7 +86,7 @@ pub(super) fn numeric_op(kind: MetricKind, value: Option<Value<'_>>) -> Result<O
 /// The op for a numeric field value, or `None`: a missing value records nothing, a refused
 /// one is counted in the health metric when `applies()` (the rule's conditions hold).
 pub(super) fn value_op(
-    model: &Model,
+    model: &Ruleset,
     rule: &Rule,
     value: Option<Value<'_>>,
     applies: impl FnOnce() -> bool,
@@ -105,14 +106,16 @@ pub(super) fn value_op(
 }
 
 pub(super) fn record_numeric(
-    model: &Model,
+    model: &Ruleset,
     applied: &Applied,
     value: Option<Value<'_>>,
-    facts: &Facts<'_>,
+    subject: &Subject<'_>,
     lookup: &dyn Lookup,
 ) {
     let rule = &model.rules[applied.rule];
-    if let Some(op) = value_op(model, rule, value, || conditions_hold(rule, facts, lookup)) {
-        record_rule(model, rule, Some(&applied.own_slots), facts, lookup, op);
+    if let Some(op) = value_op(model, rule, value, || {
+        conditions_hold(rule, subject, lookup)
+    }) {
+        record_rule(model, rule, Some(&applied.own_slots), subject, lookup, op);
     }
 }

@@ -9,15 +9,17 @@ use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
 
-use crate::builder::SpanMetricsBuilder;
+use crate::config::SpanMetricsBuilder;
 use crate::config::{Buckets, Measure};
 use crate::error::ConfigError;
 use crate::instruments::{Admitted, Family, RecorderRef};
-use crate::plan::{Compiled, Model};
+use crate::plan::Plans;
+use crate::ruleset::Ruleset;
+use crate::ruleset::compile;
 
 /// What the layer and its reload handles share.
 pub(super) struct Shared {
-    pub(super) current: ArcSwap<Compiled>,
+    pub(super) current: ArcSwap<Plans>,
     /// Bumped after every install; thread-local plan shortcuts of older generations are stale.
     pub(super) generation: AtomicU64,
     /// Whether any configuration ever measured busy/idle time (enters and exits matter).
@@ -29,7 +31,7 @@ pub(super) struct Shared {
     pub(super) retired_milestones: AtomicBool,
     /// Those configurations' models, held weakly: open spans keep them alive through their
     /// plans. Also serialises installs.
-    pub(super) retired: Mutex<Vec<Weak<Model>>>,
+    pub(super) retired: Mutex<Vec<Weak<Ruleset>>>,
     /// What every family ever configured admitted, by exported name: a reload's families
     /// continue from it, so the cardinality limit holds for the life of the process.
     pub(super) admitted: Mutex<HashMap<String, Admitted>>,
@@ -58,8 +60,8 @@ impl ExporterBuckets {
             .or(self.fallback.as_ref());
         match rendered {
             Some(r) if r.as_slice() == declared => Ok(()),
-            _ => Err(ConfigError::family(
-                &family.name,
+            _ => Err(ConfigError::reload(
+                Some(&family.name),
                 format!(
                     "this reload declares buckets {declared:?} for the histogram (exported as \
                      `{}`), but the running exporter renders it with {}: \
@@ -76,7 +78,7 @@ impl ExporterBuckets {
 impl Shared {
     /// Hands `model`'s families what the families of the same exported names admitted before
     /// (on the same recorder), and remembers what they admit from now on.
-    pub(super) fn continue_families(&self, model: &mut Model, running: &RecorderRef) {
+    pub(super) fn continue_families(&self, model: &mut Ruleset, running: &RecorderRef) {
         let same_recorder = model.settings.recorder.same_as(running);
         let mut admitted = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
         if !same_recorder {
@@ -90,7 +92,7 @@ impl Shared {
         }
     }
 
-    pub(super) fn install(&self, compiled: Compiled) {
+    pub(super) fn install(&self, compiled: Plans) {
         let m = &compiled.model;
         if m.any_busy {
             self.busy_possible.store(true, Ordering::Relaxed);
@@ -133,8 +135,8 @@ impl Shared {
     }
 }
 
-/// Swaps the configuration of a [`SpanMetricsLayer`] at run time; get one with
-/// [`SpanMetricsLayer::reload_handle`].
+/// Swaps the configuration of a [`SpanMetricsLayer`](crate::SpanMetricsLayer) at run time; get one with
+/// [`SpanMetricsLayer::reload_handle`](crate::SpanMetricsLayer::reload_handle).
 ///
 /// Spans opened before a swap finish under the configuration they started with, spans opened
 /// after it use the new one; events count under the configuration current when they happen.
@@ -179,7 +181,8 @@ impl ReloadHandle {
     /// configuration is then left unchanged.
     pub fn reload(&self, builder: SpanMetricsBuilder) -> Result<(), ConfigError> {
         if builder.sets_clock() {
-            return Err(ConfigError::global(
+            return Err(ConfigError::reload(
+                None,
                 "a reload cannot change the layer's clock: spans open across the swap would \
                  measure their start and end on two clocks; leave `with_clock` out of the \
                  reloaded builder",
@@ -187,7 +190,7 @@ impl ReloadHandle {
         }
         let running = self.shared.current.load_full();
         let running = &running.model.settings.recorder;
-        let mut model = builder.compile(Some(running))?;
+        let mut model = compile(&builder, Some(running))?;
         let fixed = self
             .shared
             .exporter_buckets
@@ -200,11 +203,11 @@ impl ReloadHandle {
         }
         drop(fixed);
         self.shared.continue_families(&mut model, running);
-        self.shared.install(Compiled::new(model));
+        self.shared.install(Plans::new(model));
         Ok(())
     }
 
-    /// See [`SpanMetricsLayer::unseen_fields`] (the layer itself is usually moved into the
+    /// See [`SpanMetricsLayer::unseen_fields`](crate::SpanMetricsLayer::unseen_fields) (the layer itself is usually moved into the
     /// subscriber; this handle stays with the application).
     pub fn unseen_fields(&self) -> Vec<(String, String)> {
         self.shared.current.load().unseen_fields()
