@@ -624,7 +624,7 @@ impl L {
             Src::OtelStatus => Label::otel_status_code(self.key),
             Src::Target => Label::target(self.key),
         }
-        .key(self.key);
+        .rename(self.key);
         if let Some(d) = self.default {
             l = l.default(d);
         }
