@@ -170,41 +170,45 @@ struct Snapshot {
 ///
 /// A reload builds new families, but the exporter keeps every series the old ones registered;
 /// so a family's admitted label sets outlive its configuration. A reload that keeps a family's
-/// kind and label keys hands the new family the same table (see
-/// [`Family::continue_from`]); one that changes them starts a new table that counts the old
-/// one's label sets as already taken, so the cardinality limit bounds what the exporter holds.
+/// kind and label keys hands the new family the same table (see [`Family::continue_from`]);
+/// one that changes them starts a new table that shares the old one's [`Admissions`], so that
+/// both together (old spans still record into the old table) stay within the limit.
 pub(crate) struct SeriesTable {
     snapshot: ArcSwapOption<Snapshot>,
     writer: Mutex<()>,
-    /// Label sets admitted on a recorder (its identity, their number) by the tables this one
-    /// replaced.
-    taken_before: Option<(usize, usize)>,
+    admissions: Arc<Mutex<Admissions>>,
+}
+
+/// How many label sets the tables of one exported family admitted on a recorder.
+#[derive(Default)]
+struct Admissions {
+    /// The recorder's identity.
+    recorder: usize,
+    count: usize,
+}
+
+impl Admissions {
+    /// Admits one more label set on recorder `id` if fewer than `limit` were; a new recorder
+    /// starts from none.
+    fn admit(&mut self, id: usize, limit: usize) -> bool {
+        if self.recorder != id {
+            *self = Admissions {
+                recorder: id,
+                count: 0,
+            };
+        }
+        let room = self.count < limit;
+        self.count += usize::from(room);
+        room
+    }
 }
 
 impl SeriesTable {
-    fn new(taken_before: Option<(usize, usize)>) -> Self {
+    fn new(admissions: Arc<Mutex<Admissions>>) -> Self {
         SeriesTable {
             snapshot: ArcSwapOption::empty(),
             writer: Mutex::new(()),
-            taken_before,
-        }
-    }
-
-    /// Label sets taken on the current recorder, by this table and those it replaced.
-    fn taken(&self) -> Option<(usize, usize)> {
-        let snap = self.snapshot.load();
-        let snap = snap.as_ref()?;
-        Some((
-            snap.recorder,
-            snap.series.len() + self.taken_on(snap.recorder),
-        ))
-    }
-
-    /// Label sets the replaced tables took on recorder `id`.
-    fn taken_on(&self, id: usize) -> usize {
-        match self.taken_before {
-            Some((rid, n)) if rid == id => n,
-            _ => 0,
+            admissions,
         }
     }
 }
@@ -256,7 +260,7 @@ impl Family {
                 .collect(),
             buckets: declared.buckets,
             limit: declared.limit,
-            series: Arc::new(SeriesTable::new(None)),
+            series: Arc::new(SeriesTable::new(Arc::default())),
         }
     }
 
@@ -271,8 +275,9 @@ impl Family {
     }
 
     /// Takes over the label sets an earlier family of the same exported name admitted: its
-    /// very table when kind and label keys are unchanged, else a new table that counts them
-    /// as taken. Called before the family records anything.
+    /// very table when kind and label keys are unchanged, else a new table that shares its
+    /// admissions (the limit bounds both together). Called before the family records anything, and only for a family of the same
+    /// recorder.
     pub(crate) fn continue_from(&mut self, earlier: &Admitted) {
         debug_assert!(
             self.series.snapshot.load().is_none(),
@@ -281,7 +286,7 @@ impl Family {
         self.series = if earlier.kind == self.kind && earlier.label_keys == self.label_keys {
             earlier.table.clone()
         } else {
-            Arc::new(SeriesTable::new(earlier.table.taken()))
+            Arc::new(SeriesTable::new(earlier.table.admissions.clone()))
         };
     }
 
@@ -329,11 +334,11 @@ impl Family {
                 if let Some(s) = snap.series.find(hash, |s| s.is(values)) {
                     return f(&s.handle, false);
                 }
-                if snap.series.len() + self.series.taken_on(id) >= self.limit {
-                    if let Some((h, folded)) = &snap.overflow {
-                        folded.increment(1);
-                        return f(h, true);
-                    }
+                // An overflow series exists only once admission was refused, and admissions
+                // never shrink on one recorder: the family is full.
+                if let Some((h, folded)) = &snap.overflow {
+                    folded.increment(1);
+                    return f(h, true);
                 }
             }
         }
@@ -373,7 +378,12 @@ impl Family {
         if let Some(s) = next.series.find(hash, |s| s.is(values)) {
             return (s.handle.clone(), false);
         }
-        if next.series.len() + table.taken_on(id) < self.limit {
+        let admitted = table
+            .admissions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(id, self.limit);
+        if admitted {
             let labels: Vec<metrics::Label> = self
                 .label_keys
                 .iter()

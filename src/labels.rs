@@ -12,7 +12,7 @@
 
 use smallvec::SmallVec;
 
-use crate::config::{Condition, LabelSource};
+use crate::config::{Condition, LabelSource, SPAN_KINDS};
 use crate::plan::{KeyPart, OTEL_KIND, OTEL_NAME};
 use crate::ruleset::Rule;
 use crate::state::Outcome;
@@ -115,19 +115,10 @@ impl<'a> LabelBuf<'a> {
 
 fn span_kind(raw: Option<Value<'_>>) -> &'static str {
     match raw {
-        Some(Value::Str(s)) => {
-            const KINDS: [(&str, &str); 5] = [
-                ("server", "SPAN_KIND_SERVER"),
-                ("client", "SPAN_KIND_CLIENT"),
-                ("producer", "SPAN_KIND_PRODUCER"),
-                ("consumer", "SPAN_KIND_CONSUMER"),
-                ("internal", "SPAN_KIND_INTERNAL"),
-            ];
-            KINDS
-                .iter()
-                .find(|(k, _)| s.eq_ignore_ascii_case(k))
-                .map_or("SPAN_KIND_INTERNAL", |(_, v)| *v)
-        }
+        Some(Value::Str(s)) => SPAN_KINDS
+            .iter()
+            .find(|(k, _)| s.eq_ignore_ascii_case(k))
+            .map_or("SPAN_KIND_INTERNAL", |(_, v)| *v),
         _ => "SPAN_KIND_INTERNAL",
     }
 }
@@ -259,9 +250,10 @@ fn all_conditions_hold(rule: &Rule, subject: &Subject<'_>, lookup: &dyn Lookup) 
                     FieldTest::OneOf(set) => set.iter().any(|s| v.text_eq(s)),
                     FieldTest::NotOneOf(set) => !set.iter().any(|s| v.text_eq(s)),
                     FieldTest::Between(lo, hi) => v.as_f64().is_some_and(|x| *lo <= x && x <= *hi),
-                    FieldTest::NotBetween(lo, hi) => {
-                        v.as_f64().is_some_and(|x| !(*lo <= x && x <= *hi))
-                    }
+                    // NaN is no number: inside no range, and outside none either.
+                    FieldTest::NotBetween(lo, hi) => v
+                        .as_f64()
+                        .is_some_and(|x| !x.is_nan() && !(*lo <= x && x <= *hi)),
                 })
             });
             match verdict {

@@ -28,10 +28,11 @@ pub(crate) enum Raw {
     I64(i64),
     F64(f64),
     Bool(bool),
-    /// Text at `start..start + len` in the arena.
+    /// Text at `start..start + len` in the arena; `cut`: the first bytes of a longer text.
     Str {
         start: u32,
         len: u32,
+        cut: bool,
     },
 }
 
@@ -43,6 +44,9 @@ pub(crate) enum Value<'a> {
     F64(f64),
     Bool(bool),
     Str(&'a str),
+    /// The first bytes of a longer text, cut to the label bound: a label shows them, but they
+    /// equal no text and parse as no number.
+    Cut(&'a str),
 }
 
 impl Value<'_> {
@@ -54,13 +58,15 @@ impl Value<'_> {
             Value::F64(v) => Some(v),
             Value::Bool(b) => Some(if b { 1.0 } else { 0.0 }),
             Value::Str(s) => s.trim().parse().ok(),
+            // The first bytes of a number are not that number.
+            Value::Cut(_) => None,
         }
     }
 
     /// Writes the value's text into `out`.
     pub(crate) fn write_to(&self, out: &mut Arena) -> (u32, u32) {
         match *self {
-            Value::Str(s) => out.push_str(s),
+            Value::Str(s) | Value::Cut(s) => out.push_str(s),
             Value::U64(v) => out.push_u64(v),
             Value::I64(v) => out.push_i64(v),
             Value::F64(v) => out.push_fmt(format_args!("{}", Float(v))),
@@ -72,6 +78,8 @@ impl Value<'_> {
     pub(crate) fn text_eq(&self, text: &str) -> bool {
         match *self {
             Value::Str(s) => s == text,
+            // Only the first bytes of the text are known: equal to nothing.
+            Value::Cut(_) => false,
             Value::Bool(b) => text == if b { "true" } else { "false" },
             _ => {
                 let mut cmp = TextCompare {
@@ -189,6 +197,8 @@ pub(crate) struct Arena {
     bound: usize,
     /// Set when a write was cut.
     truncated: bool,
+    /// Whether the last write was cut.
+    last_cut: bool,
 }
 
 impl Arena {
@@ -197,6 +207,7 @@ impl Arena {
             text: Text::Inline(ArrayString::new()),
             bound,
             truncated: false,
+            last_cut: false,
         }
     }
 
@@ -221,7 +232,8 @@ impl Arena {
     pub(crate) fn push_str(&mut self, s: &str) -> (u32, u32) {
         let start = self.text.len();
         let room = self.room();
-        let kept = if s.len() <= room {
+        self.last_cut = s.len() > room;
+        let kept = if !self.last_cut {
             s
         } else {
             self.truncated = true;
@@ -249,6 +261,7 @@ impl Arena {
             cut: false,
         };
         let _ = w.write_fmt(args);
+        self.last_cut = w.cut;
         if w.cut {
             self.truncated = true;
         }
@@ -342,6 +355,7 @@ impl KeyBuf {
             Value::F64(v) => self.put_word(3, v.to_bits()),
             Value::Bool(b) => self.put(&[4 + u8::from(b)]),
             Value::Str(s) => self.put_word(6, s.len() as u64) && self.put(s.as_bytes()),
+            Value::Cut(s) => self.put_word(7, s.len() as u64) && self.put(s.as_bytes()),
         }
     }
 
@@ -395,7 +409,12 @@ impl FieldValues {
             Raw::I64(v) => Value::I64(v),
             Raw::F64(v) => Value::F64(v),
             Raw::Bool(v) => Value::Bool(v),
-            Raw::Str { start, len } => Value::Str(self.arena.get(start, len)),
+            Raw::Str {
+                start,
+                len,
+                cut: false,
+            } => Value::Str(self.arena.get(start, len)),
+            Raw::Str { start, len, .. } => Value::Cut(self.arena.get(start, len)),
         })
     }
 
@@ -420,7 +439,8 @@ impl FieldValues {
     fn set_str(&mut self, slot: usize, text: &str) {
         self.make_room();
         let (start, len) = self.arena.push_str(text);
-        self.set(slot, Raw::Str { start, len });
+        let cut = self.arena.last_cut;
+        self.set(slot, Raw::Str { start, len, cut });
     }
 
     /// Re-recording a text field appends; compact first when the dead text would let the
@@ -446,7 +466,8 @@ impl FieldValues {
     fn set_text(&mut self, slot: usize, args: fmt::Arguments<'_>) {
         self.make_room();
         let (start, len) = self.arena.push_fmt(args);
-        self.set(slot, Raw::Str { start, len });
+        let cut = self.arena.last_cut;
+        self.set(slot, Raw::Str { start, len, cut });
     }
 
     fn compact(&mut self) {
@@ -454,9 +475,13 @@ impl FieldValues {
         let old = std::mem::replace(&mut self.arena, Arena::with_bound(bound));
         self.arena.truncated = old.truncated;
         for raw in self.raws.iter_mut() {
-            if let Raw::Str { start, len } = *raw {
+            if let Raw::Str { start, len, cut } = *raw {
                 let (s, l) = self.arena.push_str(old.get(start, len));
-                *raw = Raw::Str { start: s, len: l };
+                *raw = Raw::Str {
+                    start: s,
+                    len: l,
+                    cut,
+                };
             }
         }
     }
@@ -471,7 +496,12 @@ impl FieldValues {
                 continue;
             }
             match from.raws.get(slot).copied() {
-                Some(Raw::Str { start, len }) => self.set_str(slot, from.arena.get(start, len)),
+                Some(Raw::Str { start, len, cut }) => {
+                    self.set_str(slot, from.arena.get(start, len));
+                    if let Some(Raw::Str { cut: c, .. }) = self.raws.get_mut(slot) {
+                        *c |= cut;
+                    }
+                }
                 Some(raw) => self.set(slot, raw),
                 None => {}
             }
@@ -697,6 +727,6 @@ mod tests {
         }
         assert!(v.arena.len() <= 2 * 2 * ARENA_INLINE + 8);
         assert_eq!(v.by_name("b"), Some(Value::Str("keep")));
-        assert_eq!(v.by_name("a"), Some(Value::Str("value999")));
+        assert_eq!(v.by_name("a"), Some(Value::Cut("value999")));
     }
 }

@@ -152,6 +152,9 @@ impl V {
         match self {
             V::U(v) => v.to_string(),
             V::I(v) => v.to_string(),
+            // As the layer writes floats: Prometheus's spelling of the non-finite ones.
+            V::F(v) if v.is_nan() => "NaN".to_owned(),
+            V::F(v) if v.is_infinite() => if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned(),
             V::F(v) => v.to_string(),
             V::B(v) => v.to_string(),
             V::S(v) => v.to_owned(),

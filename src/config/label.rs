@@ -25,6 +25,25 @@ pub struct Label {
     pub(crate) inherit: bool,
 }
 
+/// The `otel.kind` values tracing-opentelemetry reads (any case) and the span-kind label value
+/// each gives; any other value, or none, gives `SPAN_KIND_INTERNAL`.
+pub(crate) const SPAN_KINDS: [(&str, &str); 5] = [
+    ("server", "SPAN_KIND_SERVER"),
+    ("client", "SPAN_KIND_CLIENT"),
+    ("producer", "SPAN_KIND_PRODUCER"),
+    ("consumer", "SPAN_KIND_CONSUMER"),
+    ("internal", "SPAN_KIND_INTERNAL"),
+];
+
+/// Every value a span-kind label takes.
+pub(crate) const SPAN_KIND_VALUES: [&str; 5] = [
+    SPAN_KINDS[0].1,
+    SPAN_KINDS[1].1,
+    SPAN_KINDS[2].1,
+    SPAN_KINDS[3].1,
+    SPAN_KINDS[4].1,
+];
+
 /// Where a label's value comes from.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -38,8 +38,8 @@ pub use builder::{
 };
 pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};
 
-pub(crate) use label::FieldTest;
 pub use label::{Condition, FieldCondition, Label, LabelSource, Mapping, OutcomeValues};
+pub(crate) use label::{FieldTest, SPAN_KINDS};
 pub use select::{EventMatch, Spans};
 
 /// The instrument a metric family is recorded with.

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::builder::{MAX_LABELS, SpanMetricsBuilder};
+use super::label::SPAN_KIND_VALUES;
 use super::{
     Buckets, Condition, EventMatch, FieldTest, LabelSource, Mapping, Measure, Metric, MetricKind,
     Spans, Unit,
@@ -414,6 +415,21 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
         seen.push(exported);
         if let LabelSource::Field(f) = &label.source {
             check_field_name(&format!("label `{}`", label.key), f)?;
+        }
+        // Values the layer writes itself are not cut: each must fit the bound.
+        let own_values: &[&str] = match &label.source {
+            LabelSource::SpanKind => &SPAN_KIND_VALUES,
+            LabelSource::Outcome(v) => &[v.unset.as_str(), v.ok.as_str(), v.error.as_str()],
+            _ => &[],
+        };
+        if let Some(v) = own_values.iter().find(|v| v.len() > max_label_len) {
+            return Err(format!(
+                "label `{}`: its value `{v}` ({} bytes) exceeds the {max_label_len}-byte bound on \
+                 label values; raise `max_label_len` to at least {}",
+                label.key,
+                v.len(),
+                own_values.iter().map(|v| v.len()).max().unwrap_or_default()
+            ));
         }
         let fixed = match &label.source {
             LabelSource::Fixed(v) => Some(v.as_str()),
