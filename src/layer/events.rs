@@ -143,16 +143,20 @@ impl SpanMetricsLayer {
             if !text_matches(rule, plan.message(&values)) {
                 continue;
             }
-            // The anchor: the nearest span the rule selects (any span, without a selector).
+            // The anchor: the nearest span the rule selects (any span, without a selector). A
+            // span planned under this configuration knows whether it is one; a span opened
+            // before a reload (planned under another, or not at all) is asked by its metadata,
+            // so that its events still count under the rules current when they happen.
             let anchor = match &rule.spans {
                 None => span.as_ref().and_then(|s| ctx.span(&s.id())),
                 Some(_) => span.iter().flat_map(|s| s.scope()).find(|s| {
                     let ext = s.extensions();
-                    ext.get::<States>()
-                        .and_then(|x| x.get(self.id))
-                        .is_some_and(|st| {
-                            Arc::ptr_eq(&st.plan.model, model) && st.plan.anchors.contains(&r)
-                        })
+                    match ext.get::<States>().and_then(|x| x.get(self.id)) {
+                        Some(st) if Arc::ptr_eq(&st.plan.model, model) => {
+                            st.plan.anchors.contains(&r)
+                        }
+                        _ => rule.selects(s.metadata()),
+                    }
                 }),
             };
             if rule.spans.is_some() && anchor.is_none() {
