@@ -253,7 +253,7 @@ fn all_conditions_hold(rule: &Rule, subject: &Subject<'_>, lookup: &dyn Lookup) 
                     // NaN is no number: inside no range, and outside none either.
                     FieldTest::NotBetween(lo, hi) => v
                         .as_f64()
-                        .is_some_and(|x| !x.is_nan() && !(*lo <= x && x <= *hi)),
+                        .is_some_and(|x| !(x.is_nan() || (*lo <= x && x <= *hi))),
                 })
             });
             match verdict {
