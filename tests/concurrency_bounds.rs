@@ -10,16 +10,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::{Harness, TestRecorder};
 use tracing::field::Empty;
 use tracing_spanmetrics::{
-    Condition, EventMatch, Label, Metric, OVERFLOW_LABEL, OVERFLOW_METRIC, SpanMetrics,
-    SpanMetricsBuilder, Spans,
+    Condition, EventMatch, Label, Metric, OVERFLOW_LABEL, OVERFLOW_METRIC, SpanMetrics, Spans,
 };
-use tracing_subscriber::prelude::*;
 
 const THREADS: usize = 4;
 
