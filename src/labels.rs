@@ -11,6 +11,7 @@
 //! else a label can read is constant for the callsite, so equal keys mean equal label values.
 
 use smallvec::SmallVec;
+use tracing_core::Metadata;
 
 use crate::config::{Condition, LabelSource, SPAN_KINDS};
 use crate::plan::{KeyPart, OTEL_KIND, OTEL_NAME};
@@ -38,6 +39,19 @@ pub(crate) struct Subject<'a> {
     /// The span's own captured values (for `otel.*` fields and fast own-field access).
     pub(crate) own: Option<&'a FieldValues>,
     pub(crate) outcome: Outcome,
+}
+
+impl<'a> Subject<'a> {
+    /// A span as its rules see it: its callsite's name and target, its captured values and its
+    /// outcome.
+    pub(crate) fn span(meta: &Metadata<'static>, own: &'a FieldValues, outcome: Outcome) -> Self {
+        Subject {
+            name: meta.name(),
+            target: meta.target(),
+            own: Some(own),
+            outcome,
+        }
+    }
 }
 
 /// Where one resolved label value lives.

@@ -494,19 +494,33 @@ fn first_ancestor<S>(
     if learnt.is_empty() {
         return;
     }
+    let links = learnt.iter().map(|&(i, to)| (names[i], to));
+    write_links(below, held, layer, links);
+}
+
+/// Writes `links` (field name, the id it links to) on `span`'s state: on `held` when the
+/// caller holds it, else under the span's own lock.
+fn write_links<'n, S>(
+    span: &SpanRef<'_, S>,
+    held: Option<&SpanState>,
+    layer: u64,
+    links: impl Iterator<Item = (&'n str, u64)>,
+) where
+    S: for<'l> LookupSpan<'l>,
+{
     let ext;
     let st = match held {
         Some(st) => Some(st),
         None => {
             visit();
-            ext = below.extensions();
+            ext = span.extensions();
             States::of(&ext, layer)
         }
     };
     if let Some(st) = st {
-        let below_id = below.id();
-        for &(i, to) in &learnt {
-            st.set_link(&below_id, names[i], to);
+        let id = span.id();
+        for (name, to) in links {
+            st.set_link(&id, name, to);
         }
     }
 }
@@ -599,22 +613,12 @@ fn walk<S>(
     if links.is_empty() {
         return;
     }
-    {
-        let ext;
-        let st = match held {
-            Some(st) => Some(st),
-            None => {
-                visit();
-                ext = from.extensions();
-                States::of(&ext, layer)
-            }
-        };
-        if let Some(st) = st {
-            for &(i, to, _) in &links {
-                st.set_link(&from_id, names[i], to);
-            }
-        }
-    }
+    write_links(
+        from,
+        held,
+        layer,
+        links.iter().map(|&(i, to, _)| (names[i], to)),
+    );
     let furthest = links.iter().map(|l| l.2).max().unwrap_or(0);
     let mut k = 0;
     let mut next = if furthest > 0 { from.parent() } else { None };

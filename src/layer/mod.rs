@@ -195,12 +195,7 @@ impl SpanMetricsLayer {
         let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
         let model = &plan.model;
         let meta = span.metadata();
-        let subject = Subject {
-            name: meta.name(),
-            target: meta.target(),
-            own: Some(&state.values),
-            outcome: Outcome::Unset,
-        };
+        let subject = Subject::span(meta, &state.values, Outcome::Unset);
         let chain = RegistryLookup {
             locals: [Some(&state.values), None],
             below: Some(span),
@@ -260,12 +255,7 @@ impl SpanMetricsLayer {
         let plan = &state.plan;
         let model = &plan.model;
         let meta = span.metadata();
-        let subject = Subject {
-            name: meta.name(),
-            target: meta.target(),
-            own: Some(&state.values),
-            outcome: state.outcome(),
-        };
+        let subject = Subject::span(meta, &state.values, state.outcome());
         let chain = RegistryLookup {
             locals: [Some(&state.values), None],
             below: Some(span),
@@ -417,12 +407,7 @@ impl SpanMetricsLayer {
     {
         let model = &plan.model;
         let meta = span.metadata();
-        let subject = Subject {
-            name: meta.name(),
-            target: meta.target(),
-            own: Some(own),
-            outcome,
-        };
+        let subject = Subject::span(meta, own, outcome);
         let chain = RegistryLookup {
             locals: [Some(own), None],
             below: Some(span),
