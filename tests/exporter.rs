@@ -1,5 +1,6 @@
 //! Through the real Prometheus exporter: the names dashboards query, buckets instead of
 //! summaries, help text, and an exporter set up from the rules before the layer is built.
+#![cfg(feature = "prometheus")]
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@ mod common;
 #[path = "common/example_bin.rs"]
 mod example_bin;
 
+#[cfg(feature = "prometheus")]
 use std::sync::Arc;
 
 use common::Harness;
@@ -13,6 +14,7 @@ use tracing_spanmetrics::{
     EventMatch, Metric, REJECTED_METRIC, SpanMetrics, SpanMetricsBuilder, Spans, TRUNCATED_METRIC,
     Unit,
 };
+#[cfg(feature = "prometheus")]
 use tracing_subscriber::prelude::*;
 
 fn hostile_values() -> Vec<String> {
@@ -52,6 +54,7 @@ fn builder() -> SpanMetricsBuilder {
 }
 
 /// Renders the hostile workload through the real Prometheus exporter.
+#[cfg(feature = "prometheus")]
 fn exposition() -> String {
     let recorder = tracing_spanmetrics::exporter::prometheus_builder(&builder())
         .unwrap()
@@ -73,6 +76,7 @@ fn exposition() -> String {
 }
 
 #[test]
+#[cfg(feature = "prometheus")]
 fn label_values_are_bounded_and_the_exposition_parses() {
     let text = exposition();
     let mut counted = 0u64;
@@ -218,6 +222,7 @@ pub fn promtool_check(text: &str) -> Option<String> {
 }
 
 /// Serves `text` as the exposition to any GET on a loopback port, until the test ends.
+#[cfg(feature = "prometheus")]
 fn serve(text: String) -> std::net::SocketAddr {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -238,6 +243,7 @@ fn serve(text: String) -> std::net::SocketAddr {
 }
 
 #[test]
+#[cfg(feature = "prometheus")]
 fn a_real_prometheus_ingests_the_hostile_exposition() {
     use example_bin::{poll, query};
     use std::process::Command;

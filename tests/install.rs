@@ -1,5 +1,6 @@
 //! `exporter::install_on_loopback`: the global recorder, with buckets, serving `/metrics` on
 //! 127.0.0.1:9000 (a process of its own: the global recorder can be set once).
+#![cfg(feature = "prometheus")]
 
 use std::io::{Read, Write};
 

@@ -1,12 +1,17 @@
 //! Exported names: one name per family whatever the description and the exporter's naming
 //! settings, and families that would collide once exported refused at build time.
 
+#[cfg(feature = "prometheus")]
 use std::sync::Arc;
 
+#[cfg(feature = "prometheus")]
 use metrics_exporter_prometheus::PrometheusBuilder;
+#[cfg(feature = "prometheus")]
+use tracing_spanmetrics::exporter;
 use tracing_spanmetrics::{
-    Label, Metric, OVERFLOW_METRIC, SpanMetrics, SpanMetricsBuilder, Spans, Unit, exporter,
+    Label, Metric, OVERFLOW_METRIC, SpanMetrics, SpanMetricsBuilder, Spans, Unit,
 };
+#[cfg(feature = "prometheus")]
 use tracing_subscriber::prelude::*;
 
 /// The rules of the naming test, with or without help text.
@@ -38,6 +43,7 @@ fn rules(described: bool) -> SpanMetricsBuilder {
 
 /// The `# TYPE` lines of one span's metrics, rendered by `exporter` set up with the rules'
 /// buckets.
+#[cfg(feature = "prometheus")]
 fn type_lines(described: bool, exporter: PrometheusBuilder) -> Vec<String> {
     let rules = rules(described);
     let recorder = exporter::add_buckets(exporter, &rules)
@@ -59,6 +65,7 @@ fn type_lines(described: bool, exporter: PrometheusBuilder) -> Vec<String> {
 }
 
 #[test]
+#[cfg(feature = "prometheus")]
 fn exported_names_depend_on_name_kind_and_unit_only() {
     let want = [
         "# TYPE payload_bytes histogram",

@@ -3,6 +3,7 @@
 //!
 //! Needs Debian's `prometheus` package (`.ci/run` installs it). Without it the test fails under
 //! CI (`CI=true`) and prints a loud SKIPPED line elsewhere (see `example_bin::skip_or_fail`).
+#![cfg(feature = "prometheus")]
 
 #[path = "common/example_bin.rs"]
 mod example_bin;

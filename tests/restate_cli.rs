@@ -1,5 +1,6 @@
 //! The `restate` example as a command: `--once`, `--help`, a taken port, a bad flag, and a short
 //! `--duration` run that serves `/metrics` and drains.
+#![cfg(feature = "prometheus")]
 
 #[path = "common/example_bin.rs"]
 mod example_bin;

@@ -2,6 +2,7 @@
 //! families present with exactly its label keys, counts per status, outcome and reason, gauges
 //! back to zero once drained, histogram counts equal to the numbers of operations. Then the
 //! Prometheus exposition of the same scenario goes through `promtool check metrics`.
+#![cfg(feature = "prometheus")]
 
 mod common;
 #[path = "common/example_bin.rs"]
