@@ -626,7 +626,7 @@ impl GroupCache {
     }
 
     /// How many keys the cache holds.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.snapshot.load().as_ref().map_or(0, |s| s.entries.len())
     }

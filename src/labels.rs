@@ -13,8 +13,8 @@
 use smallvec::SmallVec;
 use tracing_core::Metadata;
 
-use crate::config::{Condition, LabelSource, SPAN_KINDS};
-use crate::plan::{KeyPart, OTEL_KIND, OTEL_NAME};
+use crate::config::{Condition, LabelSource, OTEL_KIND, OTEL_NAME, SPAN_KINDS};
+use crate::plan::KeyPart;
 use crate::ruleset::Rule;
 use crate::state::Outcome;
 use crate::values::{Arena, FieldValues, KeyBuf, Value};

@@ -14,7 +14,9 @@ use thread_local::ThreadLocal;
 use tracing_core::field::FieldSet;
 use tracing_core::{Level, Metadata, callsite::Identifier};
 
-use crate::config::{LabelSource, Measure, MetricKind};
+use crate::config::{
+    LabelSource, Measure, MetricKind, OTEL_KIND, OTEL_NAME, OTEL_STATUS, OTEL_STATUS_DESCRIPTION,
+};
 use crate::instruments::GroupCache;
 use crate::ruleset::{Rule, Ruleset};
 use crate::values::FieldValues;
@@ -24,11 +26,6 @@ pub(crate) const MAX_GROUP: usize = 16;
 /// Fields are captured only below this index (slots and captured field indices are tracked in
 /// 64-bit sets), so a plan captures at most this many fields per callsite.
 pub(crate) const MAX_SLOTS: usize = 64;
-/// Fields whose meaning tracing-opentelemetry defines; captured whenever a callsite has them.
-pub(crate) const OTEL_NAME: &str = "otel.name";
-pub(crate) const OTEL_KIND: &str = "otel.kind";
-pub(crate) const OTEL_STATUS: &str = "otel.status_code";
-pub(crate) const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
 
 /// A rule as applied at one span callsite: the slot of each label's field on this callsite.
 #[derive(Debug)]

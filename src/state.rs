@@ -53,7 +53,8 @@ use tracing_core::span::Id;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::plan::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SpanPlan, ThreadPlan};
+use crate::config::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION};
+use crate::plan::{SpanPlan, ThreadPlan};
 use crate::values::{FieldValues, Value};
 
 /// Inline number of links (fields the configuration inherits). A configuration that inherits

@@ -25,6 +25,13 @@ pub struct Label {
     pub(crate) inherit: bool,
 }
 
+/// Fields whose meaning tracing-opentelemetry defines, which the label sources and the outcome
+/// read: plans capture them whenever a callsite has them.
+pub(crate) const OTEL_NAME: &str = "otel.name";
+pub(crate) const OTEL_KIND: &str = "otel.kind";
+pub(crate) const OTEL_STATUS: &str = "otel.status_code";
+pub(crate) const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
+
 /// The `otel.kind` values tracing-opentelemetry reads (any case) and the span-kind label value
 /// each gives; any other value, or none, gives `SPAN_KIND_INTERNAL`.
 pub(crate) const SPAN_KINDS: [(&str, &str); 5] = [

@@ -39,7 +39,9 @@ pub use builder::{
 pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};
 
 pub use label::{Condition, FieldCondition, Label, LabelSource, Mapping, OutcomeValues};
-pub(crate) use label::{FieldTest, SPAN_KINDS};
+pub(crate) use label::{
+    FieldTest, OTEL_KIND, OTEL_NAME, OTEL_STATUS, OTEL_STATUS_DESCRIPTION, SPAN_KINDS,
+};
 pub use select::{EventMatch, Spans};
 
 /// The instrument a metric family is recorded with.
