@@ -27,7 +27,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Level, Recorder, SharedSt
 use smallvec::SmallVec;
 
 use crate::config::{Buckets, DeclaredFamily, MetricKind, Unit};
-use crate::naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+use crate::config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("tracing_spanmetrics", Level::INFO, Some(module_path!()));
@@ -224,7 +224,7 @@ pub(crate) struct Admitted {
 pub(crate) struct Family {
     /// The name the rules declare.
     pub(crate) name: String,
-    /// The name it is registered and exported under (see [`crate::naming`]).
+    /// The name it is registered and exported under (see [`crate::config::naming`]).
     pub(crate) exported: String,
     pub(crate) kind: MetricKind,
     pub(crate) unit: Unit,

@@ -36,16 +36,21 @@
 //! ```
 //!
 //! ## How it is built (the data flow)
-//! - [`config`]: what to measure: [`Metric`] rules, [`Spans`] and [`EventMatch`] selectors,
-//!   [`Label`]s, [`Condition`]s, [`Buckets`].
-//! - `plan`: the rules compiled once per callsite (which rules apply, field index → slot).
-//! - `state` and `values`: per-span state (timers, captured fields) with no heap beyond the one
-//!   box tracing-subscriber's extensions force.
-//! - `labels`: label resolution (own fields, ancestors, defaults, mappings) and conditions.
+//! Each module imports only the ones listed before it.
+//! - `values`: captured field values.
+//! - [`config`]: what to measure: [`SpanMetricsBuilder`], [`Metric`] rules, [`Spans`] and
+//!   [`EventMatch`] selectors, [`Label`]s, [`Condition`]s, [`Buckets`]; its validation, errors, exported names
+//!   and the TOML front end ([`config::file`]).
 //! - `instruments`: metric families, cardinality-bounded label-set caches, the recorder.
-//! - `layer`: the thin [`SpanMetricsLayer`] wiring tracing's hooks to the above.
-//! - [`exporter`]: helpers that install `metrics-exporter-prometheus` with every histogram's
-//!   buckets.
+//! - `ruleset`: a validated configuration assembled into rules bound to their families.
+//! - `plan`: the ruleset compiled once per callsite (which rules apply, field index → slot).
+//! - `state` and `labels`: per-span state (timers, captured fields, links to ancestors) with no
+//!   heap beyond the one box tracing-subscriber's extensions force; label resolution and
+//!   conditions.
+//! - `layer`: the [`SpanMetricsLayer`]: tracing's hooks (`layer/mod.rs`), per-thread recent
+//!   plans, reload, recording, events and milestones, the registry field lookup.
+//! - [`exporter`] and [`testing`]: `metrics-exporter-prometheus` set up for the layer's families;
+//!   snapshots of what the layer recorded, for tests.
 //!
 //! ## Exported names
 //! A family's name in Prometheus depends on its declared name, kind and unit only, never on its
@@ -74,13 +79,11 @@
 pub struct ReadmeDoctests;
 
 pub mod config;
-mod error;
 #[cfg(feature = "prometheus")]
 pub mod exporter;
 mod instruments;
 mod labels;
 mod layer;
-mod naming;
 mod plan;
 mod ruleset;
 mod state;
@@ -93,6 +96,6 @@ pub use config::{
     MetricKind, OutcomeValues, RED_CALLS, RED_DURATION, SpanMetrics, SpanMetricsBuilder, Spans,
     Unit,
 };
-pub use error::{ConfigError, ConfigErrorKind};
+pub use config::{ConfigError, ConfigErrorKind};
+pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
 pub use layer::{ReloadHandle, SpanMetricsLayer};
-pub use naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};

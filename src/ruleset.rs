@@ -7,8 +7,8 @@ use hashbrown::HashSet;
 use metrics::Recorder;
 use tracing_core::Metadata;
 
+use crate::config::ConfigError;
 use crate::config::{Condition, EventMatch, Label, Measure, SpanMetricsBuilder, Spans, validate};
-use crate::error::ConfigError;
 use crate::instruments::{Family, Health, RecorderRef};
 
 /// A validated rule, ready to be planned.

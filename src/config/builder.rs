@@ -8,7 +8,7 @@ use std::sync::Arc;
 use metrics::Recorder;
 
 use super::{Buckets, Label, Metric, MetricKind, Spans, Unit};
-use crate::naming::exported_name;
+use crate::config::exported_name;
 
 /// The default most distinct label sets per metric family (as the OpenTelemetry Collector's
 /// spanmetrics connector and the OpenTelemetry metrics SDK).

@@ -55,7 +55,7 @@ use super::{
     OutcomeValues, Spans, Unit,
 };
 use super::{RuleKey, SpanMetricsBuilder, check_buckets, validate};
-use crate::error::ConfigError;
+use crate::config::ConfigError;
 
 // The vocabulary: the words and keys the file accepts.
 

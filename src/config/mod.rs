@@ -27,8 +27,10 @@
 //! ```
 
 mod builder;
+mod error;
 pub mod file;
 mod label;
+mod naming;
 mod select;
 mod validate;
 
@@ -36,6 +38,9 @@ pub use builder::{
     DEFAULT_CARDINALITY_LIMIT, DEFAULT_MAX_LABEL_LEN, HistogramInfo, MAX_LABELS, RED_CALLS,
     RED_DURATION, SpanMetrics, SpanMetricsBuilder,
 };
+pub use error::{ConfigError, ConfigErrorKind};
+pub(crate) use naming::{HEALTH_METRICS, claimed_names, exported_name};
+pub use naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
 pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};
 
 pub use label::{Condition, FieldCondition, Label, LabelSource, Mapping, OutcomeValues};

@@ -10,8 +10,8 @@ use super::{
     Buckets, Condition, EventMatch, FieldTest, LabelSource, Mapping, Measure, Metric, MetricKind,
     Spans, Unit,
 };
-use crate::error::ConfigError;
-use crate::naming::{HEALTH_METRICS, OVERFLOW_LABEL, claimed_names, exported_name};
+use crate::config::ConfigError;
+use crate::config::{HEALTH_METRICS, OVERFLOW_LABEL, claimed_names, exported_name};
 
 /// The key of a rule a problem is about, as a configuration file spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ impl RuleKey {
 pub(crate) struct DeclaredFamily {
     /// The name the rules give it.
     pub(crate) name: String,
-    /// The name it is exported under (see [`crate::naming`]).
+    /// The name it is exported under (see [`crate::config::naming`]).
     pub(crate) exported: String,
     pub(crate) kind: MetricKind,
     pub(crate) unit: Unit,

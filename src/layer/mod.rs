@@ -21,8 +21,8 @@ use tracing_core::{Event, Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
+use crate::config::ConfigError;
 use crate::config::{HistogramInfo, Measure, SpanMetricsBuilder};
-use crate::error::ConfigError;
 use crate::instruments::{Handle, Op, hash_labels};
 use crate::labels::{LabelBuf, Lookup, Subject, conditions_hold, resolve, write_key};
 use crate::plan::{Applied, CloseGroup, MAX_GROUP, Plans, SpanPlan};

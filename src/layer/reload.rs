@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
 
+use crate::config::ConfigError;
 use crate::config::SpanMetricsBuilder;
 use crate::config::{Buckets, Measure};
-use crate::error::ConfigError;
 use crate::instruments::{Admitted, Family, RecorderRef};
 use crate::plan::Plans;
 use crate::ruleset::Ruleset;
