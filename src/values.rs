@@ -402,6 +402,7 @@ impl FieldValues {
         (self.slot_fields & bit != 0).then(|| (self.slot_fields & (bit - 1)).count_ones() as usize)
     }
 
+    #[inline]
     pub(crate) fn get(&self, slot: usize) -> Option<Value<'_>> {
         Some(match *self.raws.get(slot)? {
             Raw::Unset => return None,

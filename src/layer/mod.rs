@@ -39,6 +39,7 @@ mod reload;
 
 use ancestors::RegistryLookup;
 use record::{gauge_for, record_numeric, record_rule, value_op};
+#[cfg(feature = "prometheus")]
 pub(crate) use reload::ExporterBuckets;
 pub use reload::ReloadHandle;
 use reload::Shared;
