@@ -181,6 +181,111 @@ fn two_layers_in_one_subscriber_keep_their_own_state() {
     );
 }
 
+/// Three layers of this crate in one subscriber, each with its own rules and recorder: each
+/// finds its own state on a span (the first layer's and the others'), for labels inherited
+/// from an ancestor, fields recorded later, events anchored to a span and gauges gated on a
+/// field.
+#[test]
+fn three_layers_in_one_subscriber_each_read_their_own_state() {
+    let (clock, mock) = quanta::Clock::mock();
+    let recorders: [Arc<TestRecorder>; 3] = Default::default();
+    let layer = |i: usize, field: &str| {
+        let (calls, hits, busy, took) = (
+            format!("l{i}.calls"),
+            format!("l{i}.hits"),
+            format!("l{i}.busy"),
+            format!("l{i}.took"),
+        );
+        SpanMetrics::builder()
+            .metric(
+                Metric::counter(calls)
+                    .spans(Spans::named("op"))
+                    .labels([field, "status"]),
+            )
+            .metric(
+                Metric::counter(hits)
+                    .events(tracing_spanmetrics::EventMatch::message("hit"))
+                    .spans(Spans::named("op"))
+                    .label(field),
+            )
+            .metric(
+                Metric::gauge(busy)
+                    .spans(Spans::named("op"))
+                    .in_flight_after("status")
+                    .label(field),
+            )
+            .metric(
+                Metric::histogram(took)
+                    .spans(Spans::named("op"))
+                    .label(field)
+                    .when(tracing_spanmetrics::Condition::recorded("status")),
+            )
+            .with_recorder(recorders[i].clone())
+            .with_clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let fields = ["tenant", "region", "user"];
+    let subscriber = tracing_subscriber::registry()
+        .with(layer(0, fields[0]))
+        .with(layer(1, fields[1]))
+        .with(layer(2, fields[2]));
+    tracing::subscriber::with_default(subscriber, || {
+        for (n, (tenant, region, user)) in [(2, ("t1", "r1", "u1")), (3, ("t2", "r2", "u2"))] {
+            let req = tracing::info_span!("req", tenant, region, user);
+            let _req = req.enter();
+            for i in 0..n {
+                let op = tracing::info_span!("op", status = tracing::field::Empty);
+                op.in_scope(|| tracing::info!("hit"));
+                op.record("status", 200 + i % 2);
+                let values = [tenant, region, user];
+                for (j, rec) in recorders.iter().enumerate() {
+                    let busy = rec
+                        .snapshot()
+                        .gauge(&format!("l{j}.busy"), &[(fields[j], values[j])]);
+                    assert_eq!(busy, Some(1.0), "layer {j}");
+                }
+                mock.increment(std::time::Duration::from_millis(10));
+                drop(op);
+            }
+            // Never records its status: no gauge, no duration.
+            drop(tracing::info_span!("op", status = tracing::field::Empty));
+        }
+    });
+    for (i, (rec, field)) in recorders.iter().zip(fields).enumerate() {
+        let m = rec.snapshot();
+        let (a, b) = (["t1", "r1", "u1"][i], ["t2", "r2", "u2"][i]);
+        let calls = format!("l{i}.calls");
+        let mut want = vec![
+            common::labels(&[(field, a)]),
+            common::labels(&[(field, a), ("status", "200")]),
+            common::labels(&[(field, a), ("status", "201")]),
+            common::labels(&[(field, b)]),
+            common::labels(&[(field, b), ("status", "200")]),
+            common::labels(&[(field, b), ("status", "201")]),
+        ];
+        want.sort();
+        assert_eq!(m.series(&calls), want, "layer {i}");
+        assert_eq!(m.counter(&calls, &[(field, a), ("status", "200")]), Some(1));
+        assert_eq!(m.counter(&calls, &[(field, a), ("status", "201")]), Some(1));
+        assert_eq!(m.counter(&calls, &[(field, b), ("status", "200")]), Some(2));
+        assert_eq!(m.counter(&calls, &[(field, b), ("status", "201")]), Some(1));
+        assert_eq!(m.counter(&calls, &[(field, a)]), Some(1));
+        assert_eq!(m.counter(&calls, &[(field, b)]), Some(1));
+        let hits = format!("l{i}.hits");
+        assert_eq!(m.counter(&hits, &[(field, a)]), Some(2), "layer {i}");
+        assert_eq!(m.counter(&hits, &[(field, b)]), Some(3), "layer {i}");
+        let busy = format!("l{i}.busy");
+        assert_eq!(m.gauge(&busy, &[(field, a)]), Some(0.0));
+        assert_eq!(m.gauge(&busy, &[(field, b)]), Some(0.0));
+        let took = format!("l{i}.took");
+        assert_eq!(m.histogram(&took, &[(field, a)]), Some(vec![0.01; 2]));
+        assert_eq!(m.histogram(&took, &[(field, b)]), Some(vec![0.01; 3]));
+        // Nothing from another layer's rules.
+        assert_eq!(m.series.len(), 6 + 2 + 2 + 2, "layer {i}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_tasks_polled_across_threads() {
     use tracing::Instrument;

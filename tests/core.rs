@@ -860,6 +860,105 @@ fn long_values_are_truncated_on_a_character_boundary() {
     );
 }
 
+/// A borrowed value (the span's name, the target) cut inside a multi-byte character keeps only
+/// the whole characters before the bound, however many bytes back that is.
+#[test]
+fn borrowed_values_are_cut_before_a_multi_byte_character_at_the_bound() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().max_label_len(11).metric(
+            Metric::counter("names.total")
+                .spans(Spans::all())
+                .label(Label::span_name("span"))
+                .label(Label::target("target")),
+        ),
+    );
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        // 12 bytes each: the bound (11) falls 1 byte into a 2-byte character, 2 bytes into a
+        // 3-byte one and 3 bytes into a 4-byte one.
+        drop(tracing::info_span!(target: "t", "éééééé"));
+        drop(tracing::info_span!(target: "t", "€€€€"));
+        drop(tracing::info_span!(target: "t", "🦀🦀🦀"));
+        drop(tracing::info_span!(target: "t", "🦀🦀🦀"));
+        // Exactly the bound: kept whole.
+        drop(tracing::info_span!(target: "t", "éééééa"));
+        drop(tracing::info_span!(target: "ŧŧŧŧŧŧ", "s"));
+    });
+    let m = h.snapshot();
+    let t = [("target", "t")];
+    assert_eq!(
+        m.counter("names.total", &[("span", "ééééé"), t[0]]),
+        Some(1)
+    );
+    assert_eq!(m.counter("names.total", &[("span", "€€€"), t[0]]), Some(1));
+    assert_eq!(m.counter("names.total", &[("span", "🦀🦀"), t[0]]), Some(2));
+    assert_eq!(
+        m.counter("names.total", &[("span", "éééééa"), t[0]]),
+        Some(1)
+    );
+    assert_eq!(
+        m.counter("names.total", &[("span", "s"), ("target", "ŧŧŧŧŧ")]),
+        Some(1)
+    );
+    assert_eq!(m.series("names.total").len(), 5);
+    // One per label set cut: every span but the one whose name fits exactly.
+    assert_eq!(
+        m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]),
+        Some(5)
+    );
+}
+
+/// A label set with values cut in two places (a borrowed span name, a number formatted into
+/// scratch) is one truncated label set, counted once, as is a set cut in either place alone.
+#[test]
+fn a_label_set_cut_in_two_places_counts_once() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().max_label_len(8).metric(
+            Metric::counter("cut.total")
+                .spans(Spans::all())
+                .label(Label::span_name("span"))
+                .label("n"),
+        ),
+    );
+    let d = h.dispatch();
+    let big = u64::MAX; // 20 digits
+    dispatcher::with_default(&d, || {
+        for _ in 0..3 {
+            // The name and the number: 1 each.
+            drop(tracing::info_span!("a_long_name", n = big));
+        }
+        for _ in 0..2 {
+            // The name only: 1 each.
+            drop(tracing::info_span!("a_long_name", n = 7u64));
+        }
+        // The number only: 1.
+        drop(tracing::info_span!("short", n = big));
+        // Nothing: 0.
+        drop(tracing::info_span!("short", n = 7u64));
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.counter("cut.total", &[("span", "a_long_n"), ("n", "18446744")]),
+        Some(3)
+    );
+    assert_eq!(
+        m.counter("cut.total", &[("span", "a_long_n"), ("n", "7")]),
+        Some(2)
+    );
+    assert_eq!(
+        m.counter("cut.total", &[("span", "short"), ("n", "18446744")]),
+        Some(1)
+    );
+    assert_eq!(
+        m.counter("cut.total", &[("span", "short"), ("n", "7")]),
+        Some(1)
+    );
+    assert_eq!(
+        m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]),
+        Some(6)
+    );
+}
+
 #[test]
 fn descriptions_and_units_are_registered() {
     let mut h = Harness::new(
