@@ -92,6 +92,13 @@ impl Shared {
         }
     }
 
+    /// Makes `compiled` the current configuration.
+    ///
+    /// Orderings: every flag below is stored before the configuration is (`ArcSwap::store`,
+    /// at least release) and the generation bumped (release). A thread only uses the new
+    /// configuration after loading it or seeing the new generation (both acquire), so it sees
+    /// the flags set; a thread still on the old configuration needs none of them. The flags
+    /// are therefore relaxed.
     pub(super) fn install(&self, compiled: Plans) {
         let m = &compiled.model;
         if m.any_busy {
@@ -127,6 +134,7 @@ impl Shared {
         if let Ok(mut retired) = self.retired.try_lock() {
             retired.retain(|m| m.strong_count() > 0);
             if retired.is_empty() {
+                // Relaxed: `install` sets the flag under the same lock, which orders the two.
                 self.retired_milestones.store(false, Ordering::Relaxed);
                 return false;
             }
@@ -177,7 +185,7 @@ impl ReloadHandle {
     /// The builder's [`ConfigError`]; a builder that sets a clock (spans open across the swap
     /// would measure their start and end on two clocks); a histogram whose buckets differ from
     /// the ones the running exporter fixed, when the exporter was set up by this crate's
-    /// helpers (`exporter::install`, `exporter::PrometheusRecorder`). The running
+    /// helpers (`exporter::install`, `exporter::build_with_own_recorder`). The running
     /// configuration is then left unchanged.
     pub fn reload(&self, builder: SpanMetricsBuilder) -> Result<(), ConfigError> {
         if builder.sets_clock() {
