@@ -6,7 +6,8 @@
 //! new label set takes the family's writer lock, registers a handle (allocating its `Key`) and
 //! publishes a copy of the map with it. Once a family holds its cardinality limit of label sets,
 //! new ones are folded into a single overflow series labelled `otel_metric_overflow="true"`
-//! (as the OpenTelemetry metrics SDK does) and counted in `spanmetrics.overflow.observations`.
+//! (as the OpenTelemetry metrics SDK does) and counted in `spanmetrics_overflow_observations_total`.
+//! The admitted label sets outlive a reload: see [`SeriesTable`].
 //!
 //! Handles are bound to the recorder that was current when they were registered. The snapshot
 //! remembers which one that was; when the current recorder changes (the usual case: the
