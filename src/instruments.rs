@@ -1,7 +1,7 @@
 //! Instruments and emission: metric families, their label-set caches and the recorder.
 //!
 //! Each family keeps a map from label values to a registered `metrics` handle. The map is an
-//! immutable snapshot behind an [`ArcSwap`]: the hot path loads it (no lock, no shared write),
+//! immutable snapshot behind an [`ArcSwap`](arc_swap::ArcSwap): the hot path loads it (no lock, no shared write),
 //! hashes the label values it resolved on the stack and records on the handle it finds. Only a
 //! new label set takes the family's writer lock, registers a handle (allocating its `Key`) and
 //! publishes a copy of the map with it. Once a family holds its cardinality limit of label sets,
@@ -225,7 +225,7 @@ pub(crate) struct Admitted {
 pub(crate) struct Family {
     /// The name the rules declare.
     pub(crate) name: String,
-    /// The name it is registered and exported under (see [`crate::config::naming`]).
+    /// The name it is registered and exported under (see `crate::config::naming`).
     pub(crate) exported: String,
     pub(crate) kind: MetricKind,
     pub(crate) unit: Unit,

@@ -51,7 +51,7 @@ impl RuleKey {
 pub(crate) struct DeclaredFamily {
     /// The name the rules give it.
     pub(crate) name: String,
-    /// The name it is exported under (see [`crate::config::naming`]).
+    /// The name it is exported under (see `crate::config::naming`).
     pub(crate) exported: String,
     pub(crate) kind: MetricKind,
     pub(crate) unit: Unit,
