@@ -58,11 +58,11 @@
 //! - **Series are matched by their exact, full label set**, in any order: `&[]` matches only
 //!   the series without labels, and a series with one more label than asked for does not
 //!   match.
-//! - **Names**: a lookup matches a family registered under exactly the name asked for, or
-//!   under that name with every `.` replaced by `_` (so the rule's facade name
-//!   `rpc.duration.seconds` finds a family registered as `rpc_duration_seconds`). When both
-//!   exist, the exact name wins. Names already in Prometheus form (a unit suffix, `_total` on
-//!   counters) work under either registration.
+//! - **Names**: a lookup takes the name a rule declares or the exported one. It matches, in
+//!   this order of preference, a family registered under exactly that name; under that name
+//!   with every `.` replaced by `_`; or under the exported name a family declared with that
+//!   name gets (the crate's naming rule: `rpc.calls` finds the counter `rpc_calls_total`,
+//!   `rpc.latency` the duration histogram `rpc_latency_seconds`).
 //! - **Histogram observations** come back sorted ascending: the recorder does not keep the
 //!   order they were recorded in.
 //! - A series the layer registered but never moved reads as zero (`Some(0)`), not `None`.
@@ -81,7 +81,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use metrics::{Key, Metadata, Recorder};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
-use crate::MetricKind;
+use crate::config::exported_name;
+use crate::{MetricKind, Unit};
 
 /// The metadata handles are re-registered with when a snapshot puts values back.
 static METADATA: Metadata<'static> = Metadata::new(
@@ -266,10 +267,12 @@ impl Value {
     }
 }
 
-/// How `registered` answers a lookup for `asked`: `Some(0)` for the same name, `Some(1)` for
-/// `asked` with every `.` replaced by `_` (the Prometheus form of a facade name), `None`
-/// otherwise. Lower is better.
-fn name_match(registered: &str, asked: &str) -> Option<u8> {
+/// How `registered` (a series of `kind`) answers a lookup for `asked`: `Some(0)` for the same
+/// name, `Some(1)` for `asked` with every `.` replaced by `_` (the Prometheus form of a facade
+/// name), `Some(2)` for the name a family declared as `asked` is exported under (with a unit
+/// suffix or `_total` added: `rpc.calls` finds `rpc_calls_total`), `None` otherwise. Lower is
+/// better.
+fn name_match(registered: &str, kind: MetricKind, asked: &str) -> Option<u8> {
     if registered == asked {
         Some(0)
     } else if registered.len() == asked.len()
@@ -279,6 +282,11 @@ fn name_match(registered: &str, asked: &str) -> Option<u8> {
             .all(|(r, a)| r == if a == b'.' { b'_' } else { a })
     {
         Some(1)
+    } else if [Unit::Count, Unit::Seconds, Unit::Bytes]
+        .into_iter()
+        .any(|unit| exported_name(asked, kind, unit) == registered)
+    {
+        Some(2)
     } else {
         None
     }
@@ -302,7 +310,7 @@ impl MetricsSnapshot {
         self.series
             .iter()
             .filter(|s| s.value.kind() == kind && same_labels(&s.labels, labels))
-            .filter_map(|s| name_match(&s.name, name).map(|rank| (rank, &s.value)))
+            .filter_map(|s| name_match(&s.name, kind, name).map(|rank| (rank, &s.value)))
             .min_by_key(|&(rank, _)| rank)
             .map(|(_, value)| value)
     }
@@ -362,11 +370,11 @@ impl MetricsSnapshot {
         let best = self
             .series
             .iter()
-            .filter_map(|s| name_match(&s.name, name))
+            .filter_map(|s| name_match(&s.name, s.value.kind(), name))
             .min();
         self.series
             .iter()
-            .filter(|s| best.is_some() && name_match(&s.name, name) == best)
+            .filter(|s| best.is_some() && name_match(&s.name, s.value.kind(), name) == best)
             .map(|s| s.labels.clone())
             .collect()
     }
@@ -418,14 +426,52 @@ mod tests {
 
     #[test]
     fn names_match_exactly_or_with_dots_as_underscores() {
-        assert_eq!(name_match("rpc.calls.total", "rpc.calls.total"), Some(0));
-        assert_eq!(name_match("rpc_calls_total", "rpc.calls.total"), Some(1));
-        assert_eq!(name_match("rpc_calls_total", "rpc_calls_total"), Some(0));
+        assert_eq!(
+            name_match("rpc.calls.total", MetricKind::Counter, "rpc.calls.total"),
+            Some(0)
+        );
+        assert_eq!(
+            name_match("rpc_calls_total", MetricKind::Counter, "rpc.calls.total"),
+            Some(1)
+        );
+        assert_eq!(
+            name_match("rpc_calls_total", MetricKind::Counter, "rpc_calls_total"),
+            Some(0)
+        );
         // Only the asked name is rewritten, and only dots.
-        assert_eq!(name_match("rpc.calls.total", "rpc_calls_total"), None);
-        assert_eq!(name_match("rpc_calls.total", "rpc.calls.total"), None);
-        assert_eq!(name_match("rpc_calls", "rpc.calls.total"), None);
-        assert_eq!(name_match("rpc-calls", "rpc.calls"), None);
+        assert_eq!(
+            name_match("rpc.calls.total", MetricKind::Counter, "rpc_calls_total"),
+            None
+        );
+        assert_eq!(
+            name_match("rpc_calls.total", MetricKind::Counter, "rpc.calls.total"),
+            None
+        );
+        assert_eq!(
+            name_match("rpc_calls", MetricKind::Counter, "rpc.calls.total"),
+            None
+        );
+        assert_eq!(
+            name_match("rpc-calls", MetricKind::Counter, "rpc.calls"),
+            None
+        );
+        // The declared name of a family finds its exported name, for its own kind only.
+        assert_eq!(
+            name_match("rpc_calls_total", MetricKind::Counter, "rpc.calls"),
+            Some(2)
+        );
+        assert_eq!(
+            name_match("rpc_calls_total", MetricKind::Gauge, "rpc.calls"),
+            None
+        );
+        assert_eq!(
+            name_match("rpc_latency_seconds", MetricKind::Histogram, "rpc.latency"),
+            Some(2)
+        );
+        assert_eq!(
+            name_match("payload_bytes", MetricKind::Histogram, "payload"),
+            Some(2)
+        );
     }
 
     #[test]
