@@ -2,7 +2,7 @@
 //!
 //! *Available with the crate feature `testing` (off by default).*
 //!
-//! A [`MetricsCapture`] owns a `metrics_util` debugging recorder. Pass its
+//! A [`MetricsCapture`] owns a recorder over `metrics_util`'s atomic registry. Pass its
 //! [`recorder`](MetricsCapture::recorder) to
 //! [`SpanMetricsBuilder::with_recorder`](crate::SpanMetricsBuilder::with_recorder), run the code
 //! under test, then take a [`MetricsSnapshot`] and look series up by family name and exact label
@@ -50,11 +50,12 @@
 //! ```
 //!
 //! ## Decisions
-//! - **Cumulative snapshots.** `metrics_util`'s `Snapshotter` *consumes* what it reads (since
-//!   metrics-util 0.19.2: counters and gauges are reset to zero, histogram observations are
-//!   drained). A capture puts back what each snapshot read, so every [`MetricsSnapshot`] holds
+//! - **Cumulative snapshots.** A capture keeps every series in atomic storage
+//!   (`metrics_util`'s registry) that reading never resets, so every [`MetricsSnapshot`] holds
 //!   the totals since the capture was created: counters count everything, gauges hold their
-//!   current value, histograms hold every observation. Two snapshots in a row agree.
+//!   current value, histograms hold every observation. Two snapshots in a row agree. (A
+//!   `DebuggingRecorder`'s snapshotter drains what it reads, which loses increments that race
+//!   a snapshot.)
 //! - **Series are matched by their exact, full label set**, in any order: `&[]` matches only
 //!   the series without labels, and a series with one more label than asked for does not
 //!   match.
@@ -66,30 +67,25 @@
 //! - **Histogram observations** come back sorted ascending: the recorder does not keep the
 //!   order they were recorded in.
 //! - A series the layer registered but never moved reads as zero (`Some(0)`), not `None`.
-//! - While spans are recorded on other threads, a snapshot is not an atomic cut across series,
-//!   and a gauge *set* (a field-valued gauge) racing a snapshot may read back wrong; increments
-//!   (counters, in-flight gauges, observations) are never lost. Snapshot when quiescent to
-//!   assert exact values.
+//! - While spans are recorded on other threads, a snapshot is not an atomic cut across series:
+//!   each value is read once, and nothing is lost or reset by reading. Snapshot when quiescent
+//!   to assert exact values.
 //! - Each capture has its own recorder: captures never see each other's metrics, and nothing is
 //!   installed globally.
 
 #![cfg(feature = "testing")]
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use metrics::{Key, Metadata, Recorder};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit as MetricsUnit,
+};
+use metrics_util::registry::{AtomicStorage, Registry};
 
 use crate::config::exported_name;
 use crate::{MetricKind, Unit};
-
-/// The metadata handles are re-registered with when a snapshot puts values back.
-static METADATA: Metadata<'static> = Metadata::new(
-    "tracing_spanmetrics",
-    metrics::Level::INFO,
-    Some(module_path!()),
-);
 
 /// Captures every metric recorded through its [`recorder`](MetricsCapture::recorder) and takes
 /// cumulative [`MetricsSnapshot`]s of them.
@@ -125,23 +121,44 @@ static METADATA: Metadata<'static> = Metadata::new(
 /// # Ok::<(), tracing_spanmetrics::ConfigError>(())
 /// ```
 pub struct MetricsCapture {
-    recorder: Arc<DebuggingRecorder>,
-    snapshotter: Snapshotter,
-    /// Held while a snapshot drains and puts values back, so that concurrent snapshots never
-    /// see each other's drained state.
-    snapshotting: Mutex<()>,
+    recorder: Arc<CaptureRecorder>,
+}
+
+/// The recorder of a [`MetricsCapture`]: atomic storage per series that reading never resets,
+/// so a snapshot taken while other threads record loses nothing.
+struct CaptureRecorder {
+    registry: Registry<Key, AtomicStorage>,
+}
+
+impl Recorder for CaptureRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<MetricsUnit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<MetricsUnit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<MetricsUnit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.registry
+            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.registry
+            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.registry
+            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+    }
 }
 
 impl MetricsCapture {
     /// A capture with nothing recorded yet.
     #[must_use]
     pub fn new() -> Self {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
         MetricsCapture {
-            recorder: Arc::new(recorder),
-            snapshotter,
-            snapshotting: Mutex::new(()),
+            recorder: Arc::new(CaptureRecorder {
+                registry: Registry::atomic(),
+            }),
         }
     }
 
@@ -153,21 +170,28 @@ impl MetricsCapture {
         self.recorder.clone()
     }
 
-    /// Every series recorded so far, with its total since the capture was created.
+    /// Every series recorded so far, with its total since the capture was created. Reading
+    /// resets nothing.
     #[must_use]
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let _guard = self
-            .snapshotting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut series: Vec<Series> = self
-            .snapshotter
-            .snapshot()
-            .into_vec()
+        let registry = &self.recorder.registry;
+        let counters = registry
+            .get_counter_handles()
             .into_iter()
-            .map(|(key, _unit, _description, value)| {
-                let key = key.key();
-                let value = self.put_back(key, value);
+            .map(|(k, c)| (k, Value::Counter(c.load(Ordering::Acquire))));
+        let gauges = registry
+            .get_gauge_handles()
+            .into_iter()
+            .map(|(k, g)| (k, Value::Gauge(f64::from_bits(g.load(Ordering::Acquire)))));
+        let histograms = registry.get_histogram_handles().into_iter().map(|(k, h)| {
+            let mut values = h.data();
+            values.sort_by(f64::total_cmp);
+            (k, Value::Histogram(values))
+        });
+        let mut series: Vec<Series> = counters
+            .chain(gauges)
+            .chain(histograms)
+            .map(|(key, value)| {
                 let mut labels: Vec<(String, String)> = key
                     .labels()
                     .map(|l| (l.key().to_owned(), l.value().to_owned()))
@@ -182,38 +206,6 @@ impl MetricsCapture {
             .collect();
         series.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
         MetricsSnapshot { series }
-    }
-
-    /// Restores what the snapshotter consumed from `key`'s storage (it resets counters and
-    /// gauges and drains histograms) and converts it.
-    fn put_back(&self, key: &Key, value: DebugValue) -> Value {
-        match value {
-            DebugValue::Counter(n) => {
-                if n != 0 {
-                    self.recorder.register_counter(key, &METADATA).increment(n);
-                }
-                Value::Counter(n)
-            }
-            DebugValue::Gauge(v) => {
-                let v = v.0;
-                // The gauge now holds 0.0 plus whatever moved it since it was read.
-                if v != 0.0 {
-                    self.recorder.register_gauge(key, &METADATA).increment(v);
-                }
-                Value::Gauge(v)
-            }
-            DebugValue::Histogram(observed) => {
-                let mut values: Vec<f64> = observed.into_iter().map(|v| v.0).collect();
-                if !values.is_empty() {
-                    let histogram = self.recorder.register_histogram(key, &METADATA);
-                    for &v in &values {
-                        histogram.record(v);
-                    }
-                }
-                values.sort_by(f64::total_cmp);
-                Value::Histogram(values)
-            }
-        }
     }
 }
 
