@@ -198,6 +198,11 @@ pub(crate) fn resolve<'a>(
 /// Writes the cache key of `rule`'s labels (see [`KeyPart`]) for a span with captured values
 /// `own` and `outcome`, looking inherited values up through `lookup`. Equal keys mean equal
 /// label values, as [`resolve`] would make them. `false` when the key does not fit `out`.
+///
+/// The key is only a shortcut past [`resolve`]: a caller that gets `false` resolves the labels
+/// in full, with the same result. Mutants that make this function give up more often (return
+/// `false`, or stop early) therefore change speed, never the metrics; the tests pin results,
+/// and `benches/roundrobin.rs` measures the speed.
 pub(crate) fn write_key(
     rule: &Rule,
     parts: &[KeyPart],
