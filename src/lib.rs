@@ -84,6 +84,7 @@ pub mod exporter;
 mod instruments;
 mod labels;
 mod layer;
+pub mod operations;
 mod plan;
 mod ruleset;
 mod state;
@@ -97,5 +98,6 @@ pub use config::{
     Unit,
 };
 pub use config::{ConfigError, ConfigErrorKind};
+pub use config::{Objective, ObjectiveKind};
 pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
 pub use layer::{ReloadHandle, SpanMetricsLayer};

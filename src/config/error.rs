@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::config::RuleKey;
+use crate::config::objective::ObjectiveKey;
 
 /// What kind of configuration a [`ConfigError`] refuses, for callers that react differently to
 /// each (a reload that keeps the running configuration, say, or a file that is re-read later).
@@ -25,6 +26,10 @@ pub enum ConfigErrorKind {
     /// A reload was refused: it would change what the running layer cannot change (its clock,
     /// the buckets its exporter fixed).
     Reload,
+    /// A service-level objective is invalid: an unknown family, one of the wrong kind, a
+    /// target outside (0, 1), a label the family lacks, a latency threshold that is not a
+    /// bucket bound.
+    Objective,
 }
 
 /// A configuration the layer refuses to build or reload.
@@ -44,6 +49,8 @@ pub struct ConfigError {
     column: Option<u32>,
     /// The rule's key the problem is about, for locating it in a file.
     key: Option<RuleKey>,
+    /// The objective at fault (position and name), and the key of it the problem is about.
+    objective: Option<(usize, String, Option<ObjectiveKey>)>,
     source: Option<Arc<std::io::Error>>,
 }
 
@@ -58,8 +65,36 @@ impl ConfigError {
             line: None,
             column: None,
             key: None,
+            objective: None,
             source: None,
         }
+    }
+
+    /// Objective `index` (named `name`) is invalid.
+    pub(crate) fn objective(index: usize, name: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            objective: Some((index, name.to_owned(), None)),
+            ..ConfigError::new(ConfigErrorKind::Objective, problem)
+        }
+    }
+
+    /// The same error, about the objective's `key`.
+    pub(crate) fn at_objective_key(mut self, key: ObjectiveKey) -> Self {
+        if let Some((_, _, k)) = &mut self.objective {
+            *k = Some(key);
+        }
+        self
+    }
+
+    /// The objective at fault and the key of it the problem is about, if any.
+    pub(crate) fn objective_site(&self) -> Option<(usize, Option<ObjectiveKey>)> {
+        self.objective.as_ref().map(|(i, _, k)| (*i, *k))
+    }
+
+    /// The zero-based position of the offending objective, when one is at fault.
+    #[must_use]
+    pub fn objective_index(&self) -> Option<usize> {
+        self.objective.as_ref().map(|(i, _, _)| *i)
     }
 
     /// Rule `index` (declaring `metric`) is invalid.
@@ -170,6 +205,7 @@ impl PartialEq for ConfigError {
             &self.file,
             self.line,
             self.column,
+            &self.objective,
         ) == (
             other.kind,
             other.rule,
@@ -178,6 +214,7 @@ impl PartialEq for ConfigError {
             &other.file,
             other.line,
             other.column,
+            &other.objective,
         )
     }
 }
@@ -191,6 +228,9 @@ impl fmt::Display for ConfigError {
             (None, Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
             (Some(file), _, _) => write!(f, "{file}: ")?,
             _ => {}
+        }
+        if let Some((i, name, _)) = &self.objective {
+            return write!(f, "objective #{i} (`{name}`): {}", self.problem);
         }
         match (&self.rule, &self.metric) {
             (Some(i), Some(m)) => write!(f, "rule #{i} (`{m}`): {}", self.problem),
