@@ -98,6 +98,6 @@ pub use config::{
     Unit,
 };
 pub use config::{ConfigError, ConfigErrorKind};
-pub use config::{Objective, ObjectiveKind};
 pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub use config::{Objective, ObjectiveKind};
 pub use layer::{ReloadHandle, SpanMetricsLayer};

@@ -50,7 +50,9 @@ fn run(args: Vec<String>) -> Result<String, String> {
     }
     let (command, rest) = args.split_first().expect("not empty");
     let Some((path, options)) = rest.split_first() else {
-        return Err(format!("`{command}` needs a configuration file (try --help)"));
+        return Err(format!(
+            "`{command}` needs a configuration file (try --help)"
+        ));
     };
     let builder = SpanMetrics::builder()
         .toml_file(path)
@@ -67,14 +69,14 @@ fn run(args: Vec<String>) -> Result<String, String> {
             for pair in pairs {
                 match pair? {
                     ("--interval", v) => {
-                        let secs: u64 = v
-                            .parse()
-                            .ok()
-                            .filter(|s| *s > 0)
-                            .ok_or_else(|| format!("--interval: `{v}` is not a whole, positive number of seconds"))?;
+                        let secs: u64 = v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                            format!("--interval: `{v}` is not a whole, positive number of seconds")
+                        })?;
                         opts = opts.interval(Duration::from_secs(secs));
                     }
-                    (other, _) => return Err(format!("unknown option `{other}` for rules (try --help)")),
+                    (other, _) => {
+                        return Err(format!("unknown option `{other}` for rules (try --help)"));
+                    }
                 }
             }
             Ok(ops.rules(&opts))
@@ -86,7 +88,9 @@ fn run(args: Vec<String>) -> Result<String, String> {
                     ("--title", v) => opts = opts.title(v),
                     ("--uid", v) => opts = opts.uid(v),
                     (other, _) => {
-                        return Err(format!("unknown option `{other}` for dashboard (try --help)"));
+                        return Err(format!(
+                            "unknown option `{other}` for dashboard (try --help)"
+                        ));
                     }
                 }
             }

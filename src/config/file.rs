@@ -1047,8 +1047,7 @@ fn objective(node: &Node<'_>) -> Read<Objective> {
             let (key, _) = find(t.entries, "threshold").expect("read above");
             return Err(Fail {
                 at: Some(key.span()),
-                problem: "an availability objective has no `threshold` (a latency one does)"
-                    .into(),
+                problem: "an availability objective has no `threshold` (a latency one does)".into(),
             });
         }
         (ObjectiveWord::Latency, None) => {
@@ -1085,7 +1084,10 @@ fn objective(node: &Node<'_>) -> Read<Objective> {
     }
     if let Some((label, values)) = t.get("errors", |n| {
         let e = Table::open(n, "`errors`", ERRORS_KEYS)?;
-        Ok((e.need("label", string)?, e.need("values", |v| list(v, text))?))
+        Ok((
+            e.need("label", string)?,
+            e.need("values", |v| list(v, text))?,
+        ))
     })? {
         o = o.errors(label, values);
     }

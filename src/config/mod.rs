@@ -41,8 +41,8 @@ pub use builder::{
 };
 pub use error::{ConfigError, ConfigErrorKind};
 pub(crate) use naming::{HEALTH_METRICS, claimed_names, exported_label_key, exported_name};
-pub use objective::{Objective, ObjectiveKind};
 pub use naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub use objective::{Objective, ObjectiveKind};
 pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};
 
 pub use label::{Condition, FieldCondition, Label, LabelSource, Mapping, OutcomeValues};

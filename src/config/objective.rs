@@ -232,7 +232,11 @@ pub(crate) struct CheckedObjective {
 
 /// The error matcher the family's own outcome label gives: the first label whose source is an
 /// outcome (`outcome` or `otel_status_code`), at its error value.
-pub(crate) fn outcome_errors(rules: &[Metric], family_of: &[usize], f: usize) -> Option<ErrorMatch> {
+pub(crate) fn outcome_errors(
+    rules: &[Metric],
+    family_of: &[usize],
+    f: usize,
+) -> Option<ErrorMatch> {
     rules
         .iter()
         .zip(family_of)
@@ -270,7 +274,8 @@ pub(crate) fn check_objectives(
 ) -> Result<Vec<CheckedObjective>, ConfigError> {
     let mut checked: Vec<CheckedObjective> = Vec::with_capacity(objectives.len());
     for (i, o) in objectives.iter().enumerate() {
-        let refuse = |r: Refusal| ConfigError::objective(i, &o.name, r.text).at_objective_key(r.key);
+        let refuse =
+            |r: Refusal| ConfigError::objective(i, &o.name, r.text).at_objective_key(r.key);
         if let Some(earlier) = checked.iter().position(|c| c.objective.name == o.name) {
             return Err(refuse(at(ObjectiveKey::Name)(format!(
                 "the name is already taken by objective #{earlier}; objectives need distinct \
@@ -292,7 +297,10 @@ fn check_one(
     let Some(f) = families.iter().position(|f| f.name == o.family) else {
         let by_export = families.iter().find(|f| f.exported == o.family);
         let hint = match by_export {
-            Some(f) => format!("; `{}` is the exported name of `{}`: name the family as the rules declare it", o.family, f.name),
+            Some(f) => format!(
+                "; `{}` is the exported name of `{}`: name the family as the rules declare it",
+                o.family, f.name
+            ),
             None => match nearest_family(&o.family, families) {
                 Some(near) => format!("; did you mean `{near}`?"),
                 None => String::new(),
@@ -333,7 +341,11 @@ fn check_one(
         )));
     }
     if let ObjectiveKind::Latency { threshold } = o.kind {
-        let bounds = family.buckets.as_ref().map(|b| b.bounds()).unwrap_or_default();
+        let bounds = family
+            .buckets
+            .as_ref()
+            .map(|b| b.bounds())
+            .unwrap_or_default();
         if !bounds.contains(&threshold) {
             let listed: Vec<String> = bounds.iter().map(|b| b.to_string()).collect();
             return Err(at(ObjectiveKey::Threshold)(format!(
@@ -381,13 +393,15 @@ fn check_one(
                 values: values.clone(),
             })
         }
-        (ObjectiveKind::Availability, None) => Some(outcome_errors(rules, family_of, f).ok_or_else(|| {
-            at(ObjectiveKey::Errors)(format!(
-                "`{}` has no outcome label (source `outcome` or `otel_status_code`) to tell \
+        (ObjectiveKind::Availability, None) => {
+            Some(outcome_errors(rules, family_of, f).ok_or_else(|| {
+                at(ObjectiveKey::Errors)(format!(
+                    "`{}` has no outcome label (source `outcome` or `otel_status_code`) to tell \
                  errors by; add one, or say which label values are errors with `errors`",
-                family.name
-            ))
-        })?),
+                    family.name
+                ))
+            })?)
+        }
     };
     Ok(CheckedObjective {
         objective: o.clone(),
@@ -434,7 +448,12 @@ fn nearest_family<'f>(name: &str, families: &'f [DeclaredFamily]) -> Option<&'f 
 /// A duration as Prometheus writes it, in its largest whole unit (`28d`, `6h`, `90m`, `15s`).
 pub(crate) fn prometheus_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
         if ms >= size && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }
@@ -444,7 +463,9 @@ pub(crate) fn prometheus_duration(d: Duration) -> String {
 
 /// Reads a Prometheus-style duration: a whole number and one of `ms`, `s`, `m`, `h`, `d`, `w`.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let n: u64 = digits.parse().map_err(|_| {
         format!("`{text}` is not a duration: write a whole number and a unit, like `28d` or `6h`")
@@ -484,8 +505,12 @@ mod tests {
         assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("d").unwrap_err().contains("not a duration"));
-        assert!(parse_duration("3y").unwrap_err().contains("unknown duration unit `y`"));
-        assert_eq!(prometheus_duration(Duration::from_secs(28 * 86_400)), "4w");
+        assert!(
+            parse_duration("3y")
+                .unwrap_err()
+                .contains("unknown duration unit `y`")
+        );
+        assert_eq!(prometheus_duration(Duration::from_secs(28 * 86_400)), "28d");
         assert_eq!(prometheus_duration(Duration::from_secs(30 * 86_400)), "30d");
         assert_eq!(prometheus_duration(Duration::from_secs(3600)), "1h");
         assert_eq!(prometheus_duration(Duration::from_secs(5400)), "90m");

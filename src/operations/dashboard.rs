@@ -138,7 +138,12 @@ fn variables(ops: &Operations) -> Vec<(String, &Family)> {
                 .families
                 .iter()
                 .any(|g| g.errors.as_ref().is_some_and(|e| &e.key == key));
-            let shared = ops.families.iter().filter(|g| g.labels.contains(key)).count() >= 2;
+            let shared = ops
+                .families
+                .iter()
+                .filter(|g| g.labels.contains(key))
+                .count()
+                >= 2;
             if shared && !outcome && !keys.iter().any(|(k, _)| k == key) {
                 keys.push((key.clone(), f));
             }

@@ -131,7 +131,10 @@ pub(super) fn recorded_ratio(
     window: std::time::Duration,
     extra: &[Matcher],
 ) -> String {
-    let mut matchers = vec![Matcher::Eq("objective".into(), o.objective.name().to_owned())];
+    let mut matchers = vec![Matcher::Eq(
+        "objective".into(),
+        o.objective.name().to_owned(),
+    )];
     matchers.extend_from_slice(extra);
     selector(&record_name(window), &matchers)
 }

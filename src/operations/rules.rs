@@ -175,7 +175,11 @@ pub(super) fn render(ops: &Operations, options: &RuleOptions) -> String {
     for o in &ops.objectives {
         let f = &ops.families[o.family];
         let name = o.objective.name();
-        let _ = writeln!(out, "  - name: {}", q(&format!("spanmetrics-objective-{name}")));
+        let _ = writeln!(
+            out,
+            "  - name: {}",
+            q(&format!("spanmetrics-objective-{name}"))
+        );
         if let Some(every) = options.interval {
             let _ = writeln!(out, "    interval: {}", q(&duration(every)));
         }
@@ -207,7 +211,10 @@ pub(super) fn render(ops: &Operations, options: &RuleOptions) -> String {
                 recorded_ratio(o, alert.long_window(), &[]),
                 recorded_ratio(o, alert.short_window(), &[]),
             );
-            let (long, short) = (duration(alert.long_window()), duration(alert.short_window()));
+            let (long, short) = (
+                duration(alert.long_window()),
+                duration(alert.short_window()),
+            );
             let _ = writeln!(out, "      - alert: {}", q(BURN_RATE_ALERT));
             let _ = writeln!(out, "        expr: {}", q(&expr));
             let hold = options.for_duration(alert);
@@ -221,7 +228,7 @@ pub(super) fn render(ops: &Operations, options: &RuleOptions) -> String {
             let _ = writeln!(out, "          short_window: {}", q(&short));
             out.push_str("        annotations:\n");
             let summary = format!(
-                "Objective {name} is burning its error budget over {} times too fast",
+                "Objective {name} is spending its error budget {} times as fast as it allows, or faster",
                 number(alert.burn_rate())
             );
             let mut description = format!(
