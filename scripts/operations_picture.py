@@ -78,11 +78,24 @@ def wait_for(what, f, limit=60):
     sys.exit(f"{what} did not come up within {limit} s")
 
 
+def nice_max(x):
+    """A round axis maximum at or above x."""
+    step = 1.0
+    while step * 10 < x:
+        step *= 10
+    while step > x:
+        step /= 10
+    for m in (1, 2, 2.5, 5, 10):
+        if step * m >= x:
+            return step * m
+    return step * 10
+
+
 def chart(title, points, fmt, t0, t1, firing, top):
     """One SVG chart: a line over [t0, t1], the firing windows shaded."""
     w, h, left, right, up, down = 900, 190, 70, 20, 30, 30
     pw, ph = w - left - right, h - up - down
-    ymax = max([v for _, v in points] + [1e-9]) * 1.1
+    ymax = nice_max(max([v for _, v in points] + [1e-9]) * 1.05)
 
     def x(t):
         return left + (t - t0) / (t1 - t0) * pw
@@ -103,6 +116,11 @@ def chart(title, points, fmt, t0, t1, firing, top):
                 f"ErrorBudgetBurn (page, 1h/5m) firing</text>"
             )
     for a, b in [(t0 + BURST[0], t0 + BURST[0] + BURST[1])]:
+        if top:
+            out.append(
+                f'<text x="{(x(a) + x(b)) / 2:.1f}" y="{up + ph - 8}" font-size="13" fill="#616161" '
+                f'text-anchor="middle">every RPC fails</text>'
+            )
         out.append(
             f'<line x1="{x(a):.1f}" x2="{x(a):.1f}" y1="{up}" y2="{up + ph}" stroke="#757575" stroke-dasharray="4 3"/>'
         )

@@ -49,8 +49,9 @@ pub struct ConfigError {
     column: Option<u32>,
     /// The rule's key the problem is about, for locating it in a file.
     key: Option<RuleKey>,
-    /// The objective at fault (position and name), and the key of it the problem is about.
-    objective: Option<(usize, String, Option<ObjectiveKey>)>,
+    /// The key of the objective at fault the problem is about. An objective's error keeps the
+    /// objective's position in `rule` and its name in `metric`.
+    objective_key: Option<ObjectiveKey>,
     source: Option<Arc<std::io::Error>>,
 }
 
@@ -65,7 +66,7 @@ impl ConfigError {
             line: None,
             column: None,
             key: None,
-            objective: None,
+            objective_key: None,
             source: None,
         }
     }
@@ -73,28 +74,28 @@ impl ConfigError {
     /// Objective `index` (named `name`) is invalid.
     pub(crate) fn objective(index: usize, name: &str, problem: impl Into<String>) -> Self {
         ConfigError {
-            objective: Some((index, name.to_owned(), None)),
+            rule: Some(index),
+            metric: Some(name.to_owned()),
             ..ConfigError::new(ConfigErrorKind::Objective, problem)
         }
     }
 
     /// The same error, about the objective's `key`.
     pub(crate) fn at_objective_key(mut self, key: ObjectiveKey) -> Self {
-        if let Some((_, _, k)) = &mut self.objective {
-            *k = Some(key);
-        }
+        self.objective_key = Some(key);
         self
     }
 
     /// The objective at fault and the key of it the problem is about, if any.
     pub(crate) fn objective_site(&self) -> Option<(usize, Option<ObjectiveKey>)> {
-        self.objective.as_ref().map(|(i, _, k)| (*i, *k))
+        self.objective_index().map(|i| (i, self.objective_key))
     }
 
     /// The zero-based position of the offending objective, when one is at fault.
     #[must_use]
     pub fn objective_index(&self) -> Option<usize> {
-        self.objective.as_ref().map(|(i, _, _)| *i)
+        self.rule
+            .filter(|_| self.kind == ConfigErrorKind::Objective)
     }
 
     /// Rule `index` (declaring `metric`) is invalid.
@@ -166,12 +167,23 @@ impl ConfigError {
     #[must_use]
     pub fn rule_index(&self) -> Option<usize> {
         self.rule
+            .filter(|_| self.kind != ConfigErrorKind::Objective)
     }
 
     /// The metric family the problem is about, as the rules name it.
     #[must_use]
     pub fn metric(&self) -> Option<&str> {
-        self.metric.as_deref()
+        self.metric
+            .as_deref()
+            .filter(|_| self.kind != ConfigErrorKind::Objective)
+    }
+
+    /// The name of the offending objective, when one is at fault.
+    #[must_use]
+    pub fn objective_name(&self) -> Option<&str> {
+        self.metric
+            .as_deref()
+            .filter(|_| self.kind == ConfigErrorKind::Objective)
     }
 
     /// What is wrong, without the location and rule the message starts with.
@@ -205,7 +217,7 @@ impl PartialEq for ConfigError {
             &self.file,
             self.line,
             self.column,
-            &self.objective,
+            self.objective_key,
         ) == (
             other.kind,
             other.rule,
@@ -214,7 +226,7 @@ impl PartialEq for ConfigError {
             &other.file,
             other.line,
             other.column,
-            &other.objective,
+            other.objective_key,
         )
     }
 }
@@ -229,7 +241,9 @@ impl fmt::Display for ConfigError {
             (Some(file), _, _) => write!(f, "{file}: ")?,
             _ => {}
         }
-        if let Some((i, name, _)) = &self.objective {
+        if let (ConfigErrorKind::Objective, Some(i), Some(name)) =
+            (self.kind, self.rule, &self.metric)
+        {
             return write!(f, "objective #{i} (`{name}`): {}", self.problem);
         }
         match (&self.rule, &self.metric) {

@@ -26,6 +26,17 @@
 //! ]
 //! when = [{ field = "status", not_between = [200, 299] }]
 //! buckets = "otel_durations"      # or [0.1, 0.5, 1], or { exponential = { start = 0.001, factor = 2, count = 16 } }
+//!
+//! [[objective]]                   # see `crate::config::objective`
+//! name = "rpc-latency"
+//! family = "rpc.duration.seconds"
+//! kind = "latency"                # or "availability" (errors from the outcome label)
+//! threshold = 0.25                # latency only: one of the family's bucket bounds
+//! target = 0.99                   # in (0, 1)
+//! window = "28d"                  # ms, s, m, h, d, w
+//! filter = { swimlane = "general" }
+//! group_by = ["swimlane"]
+//! # errors = { label = "status", values = ["failed"] }   # availability without an outcome label
 //! ```
 //!
 //! Measures: `"wall_time"`, `"busy_time"`, `"idle_time"`, `"self_time"`, `"spans_opened"`,
