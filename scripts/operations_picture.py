@@ -112,7 +112,7 @@ def chart(title, points, fmt, t0, t1, firing, top):
         )
         if top:
             out.append(
-                f'<text x="{x(a) + 6:.1f}" y="{up + 16}" font-size="13" fill="#c62828">'
+                f'<text x="{x(a) + 6:.1f}" y="{up + ph * 0.55:.1f}" font-size="13" fill="#c62828">'
                 f"ErrorBudgetBurn (page, 1h/5m) firing</text>"
             )
     for a, b in [(t0 + BURST[0], t0 + BURST[0] + BURST[1])]:

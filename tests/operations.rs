@@ -265,3 +265,55 @@ fn the_dashboard_has_the_model_s_required_fields_and_one_row_per_family() {
         ]
     );
 }
+
+/// The `spanmetrics-ops` command prints what the library generates, and refuses a bad file in
+/// one located line.
+#[cfg(feature = "cli")]
+#[test]
+fn the_command_prints_the_rules_and_dashboard_of_a_file() {
+    let bin = env!("CARGO_BIN_EXE_spanmetrics-ops");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/restate/spanmetrics.toml");
+    let builder = SpanMetrics::builder().toml_file(&config).unwrap();
+    let ops = Operations::new(&builder).unwrap();
+    let run = |args: &[&str]| Command::new(bin).args(args).output().expect("it runs");
+    let config = config.to_str().unwrap();
+
+    let out = run(&["rules", config]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), ops.rules(&RuleOptions::default()));
+    let out = run(&["rules", config, "--interval", "10"]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        ops.rules(&RuleOptions::default().interval(std::time::Duration::from_secs(10)))
+    );
+    let out = run(&["dashboard", config, "--title", "restate"]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        ops.dashboard(&DashboardOptions::default().title("restate"))
+    );
+
+    let dir = workdir("ops-command");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[metric]]\nname = \"calls\"\nkind = \"counter\"\n\n[[objective]]\nname = \"a\"\n\
+         family = \"calls\"\nkind = \"latency\"\nthreshold = 1\n",
+    )
+    .unwrap();
+    let out = run(&["rules", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "error: {}:8:1: objective #0 (`a`): a latency objective needs a histogram, but \
+             `calls` is a counter\n",
+            bad.display()
+        )
+    );
+    let out = run(&["alerts", config]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: unknown command `alerts`: expected `rules` or `dashboard` (try --help)\n"
+    );
+}
