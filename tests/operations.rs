@@ -280,7 +280,10 @@ fn the_command_prints_the_rules_and_dashboard_of_a_file() {
 
     let out = run(&["rules", config]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), ops.rules(&RuleOptions::default()));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        ops.rules(&RuleOptions::default())
+    );
     let out = run(&["rules", config, "--interval", "10"]);
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),

@@ -436,12 +436,12 @@ pub struct Progress {
     pub rpcs: std::sync::atomic::AtomicU64,
 }
 
-/// The endless randomized workload: invocations with mixed outcomes on two partitions, RPCs on
-/// every swimlane, incoming connections, idle connections drained, and rediscoveries, until
-/// `stop` turns true. Then everything drains.
 /// While set (by the example's `--error-burst`), every RPC of the live workload fails.
 pub static ERROR_BURST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The endless randomized workload: invocations with mixed outcomes on two partitions, RPCs on
+/// every swimlane, incoming connections, idle connections drained, and rediscoveries, until
+/// `stop` turns true. Then everything drains.
 pub async fn live(
     t: &Timings,
     seed: u64,
