@@ -85,17 +85,19 @@ def nice_max(x):
         step *= 10
     while step > x:
         step /= 10
-    for m in (1, 2, 2.5, 5, 10):
+    for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if step * m >= x:
             return step * m
     return step * 10
 
 
-def chart(title, points, fmt, t0, t1, firing, top):
+def chart(title, points, fmt, t0, t1, firing, first, ratio):
     """One SVG chart: a line over [t0, t1], the firing windows shaded."""
     w, h, left, right, up, down = 900, 190, 70, 20, 30, 30
     pw, ph = w - left - right, h - up - down
-    ymax = nice_max(max([v for _, v in points] + [1e-9]) * 1.05)
+    top = max([v for _, v in points] + [1e-9])
+    # A ratio's axis ends at 100 %.
+    ymax = 1.0 if ratio and top <= 1.0 else nice_max(top * 1.05)
 
     def x(t):
         return left + (t - t0) / (t1 - t0) * pw
@@ -110,13 +112,13 @@ def chart(title, points, fmt, t0, t1, firing, top):
             f'<rect x="{x(a):.1f}" y="{up}" width="{max(x(b) - x(a), 1):.1f}" height="{ph}" '
             f'fill="#e53935" fill-opacity="0.15"/>'
         )
-        if top:
+        if first:
             out.append(
                 f'<text x="{x(a) + 6:.1f}" y="{up + ph * 0.55:.1f}" font-size="13" fill="#c62828">'
                 f"ErrorBudgetBurn (page, 1h/5m) firing</text>"
             )
     for a, b in [(t0 + BURST[0], t0 + BURST[0] + BURST[1])]:
-        if top:
+        if first:
             out.append(
                 f'<text x="{(x(a) + x(b)) / 2:.1f}" y="{up + ph - 8}" font-size="13" fill="#616161" '
                 f'text-anchor="middle">every RPC fails</text>'
@@ -206,7 +208,8 @@ def main():
             p.terminate()
             p.wait()
     charts = "".join(
-        chart(title, points, fmt, t0, t1, firing, i == 0) for i, (title, points, fmt) in enumerate(series)
+        chart(title, points, fmt, t0, t1, firing, i == 0, "ratio" in title)
+        for i, (title, points, fmt) in enumerate(series)
     )
     span = ", ".join(f"{a - t0:.0f}-{b - t0:.0f} s" for a, b in firing)
     html = (

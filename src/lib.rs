@@ -51,6 +51,8 @@
 //!   plans, reload, recording, events and milestones, the registry field lookup.
 //! - [`exporter`] and [`testing`]: `metrics-exporter-prometheus` set up for the layer's families;
 //!   snapshots of what the layer recorded, for tests.
+//! - [`operations`]: from the configuration and its [`Objective`]s, Prometheus recording rules,
+//!   burn-rate alerts and a Grafana dashboard (it reads `config` only).
 //!
 //! ## Exported names
 //! A family's name in Prometheus depends on its declared name, kind and unit only, never on its
