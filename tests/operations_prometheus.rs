@@ -188,3 +188,47 @@ fn the_burst_fires_its_objectives_fast_page_alert_only_and_every_panel_answers()
         start.elapsed().as_secs_f64()
     );
 }
+
+/// `--print-rules` and `--print-dashboard` print what the library generates from the example's
+/// built-in configuration; `--fast-page` changes only the fast page alert's `for` and the
+/// evaluation interval; a malformed `--error-burst` is a usage error.
+#[test]
+fn the_example_prints_the_operations_of_its_configuration() {
+    use tracing_spanmetrics::SpanMetrics;
+    use tracing_spanmetrics::operations::{
+        BurnRateAlert, DashboardOptions, Operations, RuleOptions,
+    };
+    let builder = SpanMetrics::builder()
+        .toml(include_str!("../examples/restate/spanmetrics.toml"))
+        .unwrap();
+    let ops = Operations::new(&builder).unwrap();
+    assert_eq!(
+        ops.objective_names().collect::<Vec<_>>(),
+        ["rpc-availability", "invoker-ttfb"]
+    );
+    assert_eq!(
+        print(&["--print-rules"]),
+        ops.rules(&RuleOptions::default())
+    );
+    assert_eq!(
+        print(&["--print-rules", "--fast-page", "0"]),
+        ops.rules(
+            &RuleOptions::default()
+                .interval(Duration::from_secs(1))
+                .alert_for(BurnRateAlert::PageFast, Duration::ZERO)
+        )
+    );
+    assert_eq!(
+        print(&["--print-dashboard"]),
+        ops.dashboard(&DashboardOptions::default().title("restate"))
+    );
+    let out = Command::new(restate_binary())
+        .args(["--error-burst", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: --error-burst: `5` is not START,LENGTH in seconds (like 10,30)\n"
+    );
+}
