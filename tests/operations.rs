@@ -320,3 +320,59 @@ fn the_command_prints_the_rules_and_dashboard_of_a_file() {
         "error: unknown command `alerts`: expected `rules` or `dashboard` (try --help)\n"
     );
 }
+
+/// The recorded error ratios, exactly: a latency objective filtered and grouped, an
+/// availability objective whose errors are several values of a field label.
+#[test]
+fn recorded_ratios_read_the_exported_series_with_filter_grouping_and_errors() {
+    let builder = SpanMetrics::builder()
+        .metric(
+            Metric::histogram("rpc.latency")
+                .spans(Spans::named("rpc"))
+                .label("peer.name")
+                .label("method"),
+        )
+        .metric(
+            Metric::counter("tasks.total")
+                .spans(Spans::named("task"))
+                .label("status"),
+        )
+        .objective(
+            Objective::latency("lat", "rpc.latency", 1.0)
+                .target(0.99)
+                .filter("method", "get")
+                .group_by("peer.name"),
+        )
+        .objective(
+            Objective::availability("tasks", "tasks.total")
+                .errors("status", ["failed", "timed.out"]),
+        );
+    let rules = Operations::new(&builder)
+        .unwrap()
+        .rules(&RuleOptions::default());
+    let exprs: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr: "))
+        .collect();
+    // 8 recorded ratios and 4 alerts per objective, in declaration order.
+    assert_eq!(exprs.len(), 24);
+    assert_eq!(
+        exprs[0],
+        r#""1 - sum by (peer_name) (rate(rpc_latency_seconds_bucket{method=\"get\",le=~\"1|1\\\\.0\"}[5m])) / sum by (peer_name) (rate(rpc_latency_seconds_count{method=\"get\"}[5m]))""#
+    );
+    assert_eq!(
+        exprs[12],
+        r#""(sum(rate(tasks_total{status=~\"failed|timed\\\\.out\"}[5m])) or 0 * sum(rate(tasks_total[5m]))) / sum(rate(tasks_total[5m]))""#
+    );
+    assert_eq!(
+        exprs[8],
+        r#""spanmetrics_objective:error_ratio:rate1h{objective=\"lat\"} > (14.4 * (1 - 0.99))\nand\nspanmetrics_objective:error_ratio:rate5m{objective=\"lat\"} > (14.4 * (1 - 0.99))""#
+    );
+    assert!(rules.contains("record: \"spanmetrics_objective:error_ratio:rate28d\""));
+    if promtool_or_skip() {
+        let dir = workdir("grouped-rules");
+        std::fs::write(dir.join("rules.yml"), &rules).unwrap();
+        let (ok, text) = promtool(&["check", "rules", "rules.yml"], &dir);
+        assert!(ok && text.contains("SUCCESS: 24 rules found"), "{text}");
+    }
+}
