@@ -222,3 +222,28 @@ fn file_errors_name_line_and_column() {
          expected one of `ms`, `s`, `m`, `h`, `d`, `w`"
     );
 }
+
+#[test]
+fn error_values_belong_to_availability_and_are_not_empty() {
+    assert_eq!(
+        refused(Objective::availability("a", "rpc.calls").errors("method", Vec::<String>::new())),
+        "objective #0 (`a`): no error value given: list the values of the label that mean an \
+         error"
+    );
+    assert_eq!(
+        refused(Objective::latency("l", "rpc.duration.seconds", 0.25).errors("result", ["error"])),
+        "objective #0 (`l`): a latency objective counts slow calls; `errors` applies to \
+         availability objectives only"
+    );
+    assert_eq!(
+        refused(Objective::availability("a", "rpc.calls").errors("status", ["bad"])),
+        "objective #0 (`a`): `rpc.calls` has no label `status` (its labels: [method])"
+    );
+    assert_eq!(
+        refused(
+            Objective::availability("a", "rpc.duration.seconds")
+                .window(std::time::Duration::from_secs(90))
+        ),
+        "objective #0 (`a`): the window 90s is not a whole, positive number of minutes"
+    );
+}

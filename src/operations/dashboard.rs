@@ -247,10 +247,15 @@ fn family_row(
     let m = var_matchers(&f.labels, vars);
     if let Some(calls) = f.calls_series() {
         let all = sum_by(&[], &format!("rate({}[{RATE}])", selector(&calls, &m)));
+        // A histogram counts calls; a counter may count spans or events.
+        let (title, unit) = match f.kind {
+            MetricKind::Histogram => ("Request rate", "reqps"),
+            _ => ("Rate", "ops"),
+        };
         layout.panel(
-            "Request rate",
+            title,
             &about,
-            "reqps",
+            unit,
             vec![Target {
                 expr: all.clone(),
                 legend: "calls/s".into(),
