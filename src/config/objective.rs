@@ -120,8 +120,8 @@ impl Objective {
         self
     }
 
-    /// Counts only the family's series whose label `key` is `value` (repeatable; all must
-    /// hold).
+    /// Counts only the family's series whose label `key` (as the rules declare it) is `value`
+    /// (repeatable; all must hold).
     ///
     /// Defaults to every series of the family.
     #[must_use]
@@ -130,8 +130,8 @@ impl Objective {
         self
     }
 
-    /// Keeps the objective apart per value of the family's label `key` (repeatable): one
-    /// error ratio, one set of alerts per group.
+    /// Keeps the objective apart per value of the family's label `key` (as the rules declare
+    /// it; repeatable): one error ratio, one set of alerts per group.
     ///
     /// Defaults to one objective over all series.
     #[must_use]

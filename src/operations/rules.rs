@@ -119,7 +119,8 @@ impl Default for RuleOptions {
 }
 
 impl RuleOptions {
-    /// How often Prometheus evaluates the groups (their `interval`).
+    /// How often Prometheus evaluates the groups (their `interval`); zero leaves it to
+    /// Prometheus.
     ///
     /// Defaults to none: Prometheus's global `evaluation_interval`.
     #[must_use]
@@ -180,7 +181,7 @@ pub(super) fn render(ops: &Operations, options: &RuleOptions) -> String {
             "  - name: {}",
             q(&format!("spanmetrics-objective-{name}"))
         );
-        if let Some(every) = options.interval {
+        if let Some(every) = options.interval.filter(|d| !d.is_zero()) {
             let _ = writeln!(out, "    interval: {}", q(&duration(every)));
         }
         out.push_str("    rules:\n");
