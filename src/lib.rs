@@ -51,6 +51,8 @@
 //!   plans, reload, recording, events and milestones, the registry field lookup.
 //! - [`exporter`] and [`testing`]: `metrics-exporter-prometheus` set up for the layer's families;
 //!   snapshots of what the layer recorded, for tests.
+//! - [`operations`]: from the configuration and its [`Objective`]s, Prometheus recording rules,
+//!   burn-rate alerts and a Grafana dashboard (it reads `config` only).
 //!
 //! ## Exported names
 //! A family's name in Prometheus depends on its declared name, kind and unit only, never on its
@@ -84,6 +86,7 @@ pub mod exporter;
 mod instruments;
 mod labels;
 mod layer;
+pub mod operations;
 mod plan;
 mod ruleset;
 mod state;
@@ -98,4 +101,5 @@ pub use config::{
 };
 pub use config::{ConfigError, ConfigErrorKind};
 pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub use config::{Objective, ObjectiveKind};
 pub use layer::{ReloadHandle, SpanMetricsLayer};

@@ -438,7 +438,7 @@ fn unknown_keys_name_the_key_what_is_accepted_and_the_nearest() {
     assert_eq!(
         file_error("[setings]\ncardinality_limit = 5\n"),
         "line 1, column 2: unknown key `setings` in the file: expected one of `settings`, \
-         `red`, `metric`; did you mean `settings`?"
+         `red`, `metric`, `objective`; did you mean `settings`?"
     );
     assert_eq!(
         file_error("[settings]\ncardinality_limt = 5\n"),

@@ -73,6 +73,8 @@ pub struct SpanMetricsBuilder {
     /// `None`: the facade's current recorder for a new layer, the running one on a reload.
     pub(crate) recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     pub(crate) clock: Option<quanta::Clock>,
+    /// Service-level objectives on the families (see `super::objective`).
+    pub(crate) objectives: Vec<super::Objective>,
 }
 
 impl std::fmt::Debug for SpanMetricsBuilder {
@@ -83,6 +85,7 @@ impl std::fmt::Debug for SpanMetricsBuilder {
             .field("max_label_len", &self.max_label_len)
             .field("recorder", &self.recorder.as_ref().map(|_| ".."))
             .field("clock", &self.clock.as_ref().map(|_| ".."))
+            .field("objectives", &self.objectives)
             .finish()
     }
 }
@@ -108,6 +111,7 @@ impl Default for SpanMetricsBuilder {
             max_label_len: DEFAULT_MAX_LABEL_LEN,
             recorder: None,
             clock: None,
+            objectives: Vec::new(),
         }
     }
 }
@@ -246,6 +250,23 @@ impl SpanMetricsBuilder {
                 }
             })
             .collect()
+    }
+
+    /// Declares a service-level objective on a family of the rules (see
+    /// [`Objective`](super::Objective)); [`build`](SpanMetricsBuilder::build) checks it against
+    /// the family. [`crate::operations`] generates its recording rules, alerts and dashboard
+    /// panels.
+    ///
+    /// Defaults to no objectives.
+    #[must_use]
+    pub fn objective(mut self, objective: super::Objective) -> Self {
+        self.objectives.push(objective);
+        self
+    }
+
+    /// The objectives declared so far.
+    pub fn objectives(&self) -> &[super::Objective] {
+        &self.objectives
     }
 
     /// Whether this builder sets a clock of its own.

@@ -26,6 +26,17 @@
 //! ]
 //! when = [{ field = "status", not_between = [200, 299] }]
 //! buckets = "otel_durations"      # or [0.1, 0.5, 1], or { exponential = { start = 0.001, factor = 2, count = 16 } }
+//!
+//! [[objective]]                   # see `crate::config::objective`
+//! name = "rpc-latency"
+//! family = "rpc.duration.seconds"
+//! kind = "latency"                # or "availability" (errors from the outcome label)
+//! threshold = 0.25                # latency only: one of the family's bucket bounds
+//! target = 0.99                   # in (0, 1)
+//! window = "28d"                  # ms, s, m, h, d, w
+//! filter = { swimlane = "general" }
+//! group_by = ["swimlane"]
+//! # errors = { label = "status", values = ["failed"] }   # availability without an outcome label
 //! ```
 //!
 //! Measures: `"wall_time"`, `"busy_time"`, `"idle_time"`, `"self_time"`, `"spans_opened"`,
@@ -52,7 +63,7 @@ use tracing_subscriber::filter::LevelFilter;
 
 use super::{
     Buckets, Condition, EventMatch, FieldCondition, Label, Mapping, Measure, Metric, MetricKind,
-    OutcomeValues, Spans, Unit,
+    Objective, OutcomeValues, Spans, Unit,
 };
 use super::{RuleKey, SpanMetricsBuilder, check_buckets, validate};
 use crate::config::ConfigError;
@@ -141,7 +152,7 @@ const PRESETS: Words<fn() -> Buckets> = Words {
     ],
 };
 
-const FILE_KEYS: &[&str] = &["settings", "red", "metric"];
+const FILE_KEYS: &[&str] = &["settings", "red", "metric", "objective"];
 const SETTINGS_KEYS: &[&str] = &["cardinality_limit", "max_label_len", "duration_buckets"];
 const RED_KEYS: &[&str] = &["service_name", "spans"];
 const METRIC_KEYS: &[&str] = &[
@@ -950,6 +961,8 @@ impl SpanMetricsBuilder {
         let red = file.get("red", red).map_err(global)?;
         let metrics = file.get("metric", metric_tables).map_err(global)?;
         let metrics = metrics.unwrap_or_default();
+        let objectives = file.get("objective", objective_tables).map_err(global)?;
+        let objectives = objectives.unwrap_or_default();
 
         let mut builder = settings.apply(self);
         let first_red = builder.rules().len();
@@ -961,8 +974,15 @@ impl SpanMetricsBuilder {
         for (i, node) in metrics.iter().enumerate() {
             builder = builder.metric(read_metric(text, first_metric + i, node, duration_buckets)?);
         }
+        let first_objective = builder.objectives().len();
+        for (i, node) in objectives.iter().enumerate() {
+            builder = builder.objective(read_objective(text, first_objective + i, node)?);
+        }
         // The builder's own validation, located at the offending key.
         if let Err(e) = validate(&builder) {
+            if let Some(site) = objective_site(&e, first_objective, objectives) {
+                return Err(located(text, Some(site), e));
+            }
             let rules = Rules {
                 red: file.node("red").map(|red| (first_red, red)),
                 first_metric,
@@ -985,6 +1005,128 @@ impl SpanMetricsBuilder {
         self.toml(&text)
             .map_err(|e| e.in_file(path.display().to_string()))
     }
+}
+
+// Objectives: `[[objective]]` tables (see `super::objective`).
+
+const OBJECTIVE_KEYS: &[&str] = &[
+    "name",
+    "family",
+    "kind",
+    "threshold",
+    "target",
+    "window",
+    "filter",
+    "group_by",
+    "errors",
+    "description",
+];
+const ERRORS_KEYS: &[&str] = &["label", "values"];
+
+/// What an objective measures, before its threshold is read.
+#[derive(Clone, Copy)]
+enum ObjectiveWord {
+    Availability,
+    Latency,
+}
+
+const OBJECTIVE_KINDS: Words<ObjectiveWord> = Words {
+    what: "objective kind",
+    words: &[
+        ("availability", ObjectiveWord::Availability),
+        ("latency", ObjectiveWord::Latency),
+    ],
+};
+
+fn objective_tables<'a, 'i>(node: &'a Node<'i>) -> Read<&'a [Node<'i>]> {
+    match node.get_ref() {
+        DeValue::Array(tables) => Ok(tables),
+        _ => Err(Fail::expected(node, "`[[objective]]` tables")),
+    }
+}
+
+fn objective(node: &Node<'_>) -> Read<Objective> {
+    let t = Table::open(node, "an objective", OBJECTIVE_KEYS)?;
+    let name = t.need("name", string)?;
+    let family = t.need("family", string)?;
+    let kind = t.need("kind", |n| OBJECTIVE_KINDS.read(n))?;
+    let threshold = t.get("threshold", number)?;
+    let mut o = match (kind, threshold) {
+        (ObjectiveWord::Availability, None) => Objective::availability(name, family),
+        (ObjectiveWord::Latency, Some(threshold)) => Objective::latency(name, family, threshold),
+        (ObjectiveWord::Availability, Some(_)) => {
+            let (key, _) = find(t.entries, "threshold").expect("read above");
+            return Err(Fail {
+                at: Some(key.span()),
+                problem: "an availability objective has no `threshold` (a latency one does)".into(),
+            });
+        }
+        (ObjectiveWord::Latency, None) => {
+            return Err(Fail {
+                at: Some(t.span.clone()),
+                problem: "missing key `threshold` in a latency objective (one of the \
+                          family's bucket bounds)"
+                    .into(),
+            });
+        }
+    };
+    if let Some(target) = t.get("target", number)? {
+        o = o.target(target);
+    }
+    if let Some(window) = t.get("window", |n| {
+        let text = string(n)?;
+        super::objective::parse_duration(&text).map_err(|p| Fail::at(n, p))
+    })? {
+        o = o.window(window);
+    }
+    if let Some(filter) = t.get("filter", |n| match n.get_ref() {
+        DeValue::Table(entries) => entries
+            .iter()
+            .map(|(k, v)| Ok((k.get_ref().to_string(), text(v)?)))
+            .collect::<Read<Vec<_>>>(),
+        _ => Err(Fail::expected(n, "a table of label values")),
+    })? {
+        for (k, v) in filter {
+            o = o.filter(k, v);
+        }
+    }
+    for key in t.get("group_by", |n| list(n, string))?.unwrap_or_default() {
+        o = o.group_by(key);
+    }
+    if let Some((label, values)) = t.get("errors", |n| {
+        let e = Table::open(n, "`errors`", ERRORS_KEYS)?;
+        Ok((
+            e.need("label", string)?,
+            e.need("values", |v| list(v, text))?,
+        ))
+    })? {
+        o = o.errors(label, values);
+    }
+    if let Some(text) = t.get("description", string)? {
+        o = o.describe(text);
+    }
+    Ok(o)
+}
+
+/// Objective `index`, read from its `[[objective]]` table.
+fn read_objective(text: &str, index: usize, node: &Node<'_>) -> Result<Objective, ConfigError> {
+    objective(node).map_err(|fail| {
+        let name = entry(node, "name").and_then(|(_, name)| name.get_ref().as_str());
+        let e = match name {
+            Some(name) => ConfigError::objective(index, name, fail.problem),
+            None => ConfigError::file(fail.problem),
+        };
+        located(text, Some(fail.at.unwrap_or_else(|| node.span())), e)
+    })
+}
+
+/// Where the builder's verdict `e` on an objective of the file is written: the key it is
+/// about, or else the objective's table.
+fn objective_site(e: &ConfigError, first: usize, tables: &[Node<'_>]) -> Option<Range<usize>> {
+    let (index, key) = e.objective_site()?;
+    let node = tables.get(index.checked_sub(first)?)?;
+    let key = key.and_then(|k| entry(node, k.as_str()));
+    Some(key.map_or_else(|| node.span(), |(k, _)| k.span()))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod error;
 pub mod file;
 mod label;
 mod naming;
+pub mod objective;
 mod select;
 mod validate;
 
@@ -39,8 +40,9 @@ pub use builder::{
     RED_DURATION, SpanMetrics, SpanMetricsBuilder,
 };
 pub use error::{ConfigError, ConfigErrorKind};
-pub(crate) use naming::{HEALTH_METRICS, claimed_names, exported_name};
+pub(crate) use naming::{HEALTH_METRICS, claimed_names, exported_label_key, exported_name};
 pub use naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub use objective::{Objective, ObjectiveKind};
 pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};
 
 pub use label::{Condition, FieldCondition, Label, LabelSource, Mapping, OutcomeValues};

@@ -54,6 +54,12 @@ pub(crate) fn exported_name(declared: &str, kind: MetricKind, unit: Unit) -> Str
     name
 }
 
+/// The label key Prometheus shows for a declared key: every `.` becomes `_` (as the exporter
+/// sanitises it).
+pub(crate) fn exported_label_key(declared: &str) -> String {
+    declared.replace('.', "_")
+}
+
 /// The suffix a unit adds to a name, if any.
 fn unit_suffix(unit: Unit) -> Option<&'static str> {
     match unit {

@@ -116,6 +116,7 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
         family_of.push(family);
     }
     check_exported_names(&families)?;
+    super::objective::check_objectives(&builder.objectives, &families, &builder.rules, &family_of)?;
     Ok(Validated {
         families,
         family_of,
