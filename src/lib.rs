@@ -98,4 +98,6 @@ pub use config::{
 };
 pub use config::{ConfigError, ConfigErrorKind};
 pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub use config::{RED_DURATION_SECONDS, RED_EVENTS, RED_NAMESPACE, Red, StatusCodeLabel};
+pub use config::{ROUTE_ID, RouteMapping};
 pub use layer::{ReloadHandle, SpanMetricsLayer};

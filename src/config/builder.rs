@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use metrics::Recorder;
 
-use super::{Buckets, Label, Metric, MetricKind, Spans, Unit};
+use super::red::{Red, RedProblem};
+use super::{Buckets, Metric, MetricKind, Spans};
 use crate::config::exported_name;
 
 /// The default most distinct label sets per metric family (as the OpenTelemetry Collector's
@@ -51,8 +52,8 @@ impl SpanMetrics {
         SpanMetricsBuilder::default()
     }
 
-    /// The RED metrics of the OpenTelemetry Collector's spanmetrics connector for every span:
-    /// see [`SpanMetricsBuilder::red`].
+    /// The RED metrics of the OpenTelemetry Collector's spanmetrics connector for every span,
+    /// with the connector's defaults: see [`SpanMetricsBuilder::red`].
     ///
     /// ```
     /// let layer = tracing_spanmetrics::SpanMetrics::red("checkout").build().unwrap();
@@ -73,6 +74,8 @@ pub struct SpanMetricsBuilder {
     /// `None`: the facade's current recorder for a new layer, the running one on a reload.
     pub(crate) recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     pub(crate) clock: Option<quanta::Clock>,
+    /// The first problem with RED options that no rule can show, reported by `build`.
+    pub(crate) red_problem: Option<RedProblem>,
 }
 
 impl std::fmt::Debug for SpanMetricsBuilder {
@@ -83,6 +86,7 @@ impl std::fmt::Debug for SpanMetricsBuilder {
             .field("max_label_len", &self.max_label_len)
             .field("recorder", &self.recorder.as_ref().map(|_| ".."))
             .field("clock", &self.clock.as_ref().map(|_| ".."))
+            .field("red_problem", &self.red_problem)
             .finish()
     }
 }
@@ -108,6 +112,7 @@ impl Default for SpanMetricsBuilder {
             max_label_len: DEFAULT_MAX_LABEL_LEN,
             recorder: None,
             clock: None,
+            red_problem: None,
         }
     }
 }
@@ -115,10 +120,16 @@ impl Default for SpanMetricsBuilder {
 /// The RED calls counter, as the OpenTelemetry Collector's spanmetrics connector exports it
 /// (its `traces.span.metrics.calls`), whatever the exporter's naming settings.
 pub const RED_CALLS: &str = "traces_span_metrics_calls_total";
-/// The RED duration histogram, in seconds, as the OpenTelemetry Collector's spanmetrics
-/// connector exports it (its `traces.span.metrics.duration`; Prometheus shows
-/// `traces_span_metrics_duration_seconds_bucket`, `_sum` and `_count`).
-pub const RED_DURATION: &str = "traces_span_metrics_duration_seconds";
+/// The RED duration histogram in its default unit, milliseconds, as the OpenTelemetry
+/// Collector's spanmetrics connector exports it by default (its `traces.span.metrics.duration`;
+/// Prometheus shows `traces_span_metrics_duration_milliseconds_bucket`, `_sum` and `_count`).
+pub const RED_DURATION: &str = "traces_span_metrics_duration_milliseconds";
+/// The RED duration histogram in seconds ([`Red::unit`] set to [`Unit::Seconds`](crate::Unit)),
+/// as the connector exports it with `histogram.unit: s`.
+pub const RED_DURATION_SECONDS: &str = "traces_span_metrics_duration_seconds";
+/// The RED events counter ([`Red::events`]), as the connector exports it (its
+/// `traces.span.metrics.events`).
+pub const RED_EVENTS: &str = "traces_span_metrics_events_total";
 
 impl SpanMetricsBuilder {
     /// Adds a rule.
@@ -136,41 +147,31 @@ impl SpanMetricsBuilder {
     }
 
     /// Adds the RED metrics that the OpenTelemetry Collector's spanmetrics connector derives, for
-    /// the selected spans: a calls counter [`RED_CALLS`] and a duration histogram
-    /// [`RED_DURATION`] in seconds (buckets [`Buckets::red_seconds`]: 100 µs to 15 s), labelled
-    /// `service.name`, `span.name` (honouring `otel.name`), `span.kind` (from `otel.kind`,
-    /// `SPAN_KIND_INTERNAL` by default) and `status.code` (`STATUS_CODE_UNSET`,
-    /// `STATUS_CODE_OK` from `otel.status_code`, `STATUS_CODE_ERROR` from it or from an error
-    /// event).
+    /// the selected spans, with the connector's defaults: a calls counter [`RED_CALLS`] and a
+    /// duration histogram [`RED_DURATION`] in milliseconds (buckets
+    /// [`Buckets::red_milliseconds`]: 0.1 ms to 15 s), labelled `service.name`, `span.name`
+    /// (honouring `otel.name`), `span.kind` (from `otel.kind`, `SPAN_KIND_INTERNAL` by default)
+    /// and `status.code` (`STATUS_CODE_UNSET`, `STATUS_CODE_OK` from `otel.status_code`,
+    /// `STATUS_CODE_ERROR` from it or from an error event). Shorthand for
+    /// [`red_with`](SpanMetricsBuilder::red_with)`(Red::new(service_name).spans(spans))`.
     #[must_use]
     pub fn red(self, service_name: impl Into<String>, spans: Spans) -> Self {
-        let service = service_name.into();
-        let labels = || {
-            [
-                Label::fixed("service.name", service.clone()),
-                Label::span_name("span.name"),
-                Label::span_kind("span.kind"),
-                Label::otel_status_code("status.code"),
-            ]
-        };
-        self.metric(
-            Metric::counter(RED_CALLS)
-                .describe("Spans ended, by name, kind and status (spanmetrics connector calls)")
-                .spans(spans.clone())
-                .spans_closed()
-                .labels(labels()),
-        )
-        .metric(
-            Metric::histogram(RED_DURATION)
-                .describe(
-                    "Span durations, by name, kind and status (spanmetrics connector duration)",
-                )
-                .unit(Unit::Seconds)
-                .spans(spans)
-                .wall_time()
-                .labels(labels())
-                .buckets(Buckets::red_seconds()),
-        )
+        self.red_with(Red::new(service_name).spans(spans))
+    }
+
+    /// Adds the RED metrics of the OpenTelemetry Collector's spanmetrics connector with the
+    /// connector's options (see [`Red`]). Options that are wrong on their own (a blank
+    /// namespace, an excluded dimension that is not a default one) are reported by
+    /// [`build`](SpanMetricsBuilder::build), like every problem of the rules they add.
+    #[must_use]
+    pub fn red_with(mut self, red: Red) -> Self {
+        match red.check() {
+            Ok(()) => self.metrics(red.rules()),
+            Err(problem) => {
+                self.red_problem.get_or_insert(problem);
+                self
+            }
+        }
     }
 
     /// The most distinct label sets per family, for families that set no limit of their own

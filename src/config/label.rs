@@ -1,5 +1,7 @@
 //! Labels (where a label's value comes from) and conditions (when a rule records).
 
+use super::route::RouteMapping;
+
 /// One label of a metric: its key, where its value comes from, a default and a mapping.
 ///
 /// A field label looks for its field on the event (for event measures), then on the span, then
@@ -73,7 +75,7 @@ pub enum LabelSource {
     Target,
 }
 
-/// The three values an outcome label takes.
+/// The three values an outcome label takes. An empty value leaves the label off the series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutcomeValues {
     /// Neither an error nor an explicit `otel.status_code = "OK"` was seen.
@@ -103,6 +105,17 @@ impl OutcomeValues {
             unset: "STATUS_CODE_UNSET".into(),
             ok: "STATUS_CODE_OK".into(),
             error: "STATUS_CODE_ERROR".into(),
+        }
+    }
+
+    /// The values of the `otel.status_code` attribute of the OpenTelemetry semantic
+    /// conventions: `OK`, `ERROR`, and no label while the status is unset.
+    #[must_use]
+    pub fn otel_semconv() -> Self {
+        OutcomeValues {
+            unset: String::new(),
+            ok: "OK".into(),
+            error: "ERROR".into(),
         }
     }
 }
@@ -244,6 +257,9 @@ pub enum Mapping {
         /// The value for anything not in the table (`None`: keep the raw value).
         otherwise: Option<String>,
     },
+    /// A raw request path to its route: identifier segments become `{id}`, the query is
+    /// dropped (see [`RouteMapping`]).
+    Route(RouteMapping),
 }
 
 impl Mapping {
@@ -251,6 +267,36 @@ impl Mapping {
     #[must_use]
     pub fn status_class() -> Self {
         Mapping::StatusClass
+    }
+
+    /// A raw request path (`/users/42/orders/7?x=1`) to a route (`/users/{id}/orders/{id}`),
+    /// for spans that carry no route template: numeric, UUID and long hexadecimal segments
+    /// become `{id}`; add patterns of your own with [`Mapping::segment`]. See
+    /// [`RouteMapping`].
+    ///
+    /// ```
+    /// use tracing_spanmetrics::{Label, Mapping};
+    ///
+    /// let route = Label::field("http.target")
+    ///     .rename("http.route")
+    ///     .map(Mapping::route().segment("[a-z]{2}-[A-Z]{2}", "{locale}"));
+    /// # let _ = route;
+    /// ```
+    #[must_use]
+    pub fn route() -> Self {
+        Mapping::Route(RouteMapping::new())
+    }
+
+    /// For a route mapping: a segment that the regular expression `pattern` (the `regex`
+    /// crate's syntax) matches as a whole becomes `replacement`. Patterns are tried in the
+    /// order given, before the built-in ones. A pattern that does not compile is reported when
+    /// the layer is built. Other mappings are returned unchanged.
+    #[must_use]
+    pub fn segment(self, pattern: impl Into<String>, replacement: impl Into<String>) -> Self {
+        match self {
+            Mapping::Route(r) => Mapping::Route(r.with_segment(pattern.into(), replacement.into())),
+            other => other,
+        }
     }
 
     /// A lookup table; unknown values pass through.
@@ -279,9 +325,11 @@ impl Mapping {
         }
     }
 
-    /// Applies the mapping to `raw`: `None` keeps `raw` unchanged.
+    /// Applies a mapping whose values it holds to `raw`: `None` keeps `raw` unchanged. A route
+    /// mapping writes new text instead: see [`RouteMapping`].
     pub(crate) fn apply(&self, raw: &str) -> Option<&str> {
         match self {
+            Mapping::Route(_) => None,
             Mapping::StatusClass => Some(match raw.as_bytes() {
                 [c @ b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'] => {
                     ["1xx", "2xx", "3xx", "4xx", "5xx"][(c - b'1') as usize]

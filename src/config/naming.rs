@@ -4,7 +4,8 @@
 //! A family's exported name depends on its declared name, its kind and its unit, and on nothing
 //! else (not on its description, not on the exporter's naming settings):
 //! 1. every `.` becomes `_`;
-//! 2. unless the unit is a plain count, `_<unit>` is appended (`_seconds`, `_bytes`) where the
+//! 2. unless the unit is a plain count, `_<unit>` is appended (`_seconds`, `_milliseconds`,
+//!    `_bytes`) where the
 //!    name does not already end with it; a counter's `_total` stays last
 //!    (`bytes.sent.total` in bytes → `bytes_sent_bytes_total`, `busy.seconds.total` in seconds
 //!    → `busy_seconds_total`);
@@ -59,6 +60,7 @@ fn unit_suffix(unit: Unit) -> Option<&'static str> {
     match unit {
         Unit::Count => None,
         Unit::Seconds => Some("_seconds"),
+        Unit::Milliseconds => Some("_milliseconds"),
         Unit::Bytes => Some("_bytes"),
     }
 }
@@ -119,6 +121,12 @@ mod tests {
                 "busy_seconds_total",
             ),
             ("busy", Counter, Unit::Seconds, "busy_seconds_total"),
+            (
+                "traces.span.metrics.duration",
+                Histogram,
+                Unit::Milliseconds,
+                "traces_span_metrics_duration_milliseconds",
+            ),
             ("queue.total", Gauge, Unit::Count, "queue_total"),
             ("queue.total", Gauge, Unit::Bytes, "queue_total_bytes"),
             ("in_flight", Gauge, Unit::Count, "in_flight"),

@@ -8,7 +8,7 @@ use super::builder::{MAX_LABELS, SpanMetricsBuilder};
 use super::label::SPAN_KIND_VALUES;
 use super::{
     Buckets, Condition, EventMatch, FieldTest, LabelSource, Mapping, Measure, Metric, MetricKind,
-    Spans, Unit,
+    RouteMapping, Spans, Unit,
 };
 use crate::config::ConfigError;
 use crate::config::{HEALTH_METRICS, OVERFLOW_LABEL, claimed_names, exported_name};
@@ -90,6 +90,9 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
         return Err(ConfigError::setting(
             "the label length bound must be at least 8 bytes",
         ));
+    }
+    if let Some((key, problem)) = &builder.red_problem {
+        return Err(ConfigError::setting(format!("RED `{key}`: {problem}")));
     }
     let mut families: Vec<DeclaredFamily> = Vec::new();
     let mut by_name: HashMap<&str, usize> = HashMap::new();
@@ -353,10 +356,11 @@ fn validate_metric(m: &Metric, max_label_len: usize) -> Result<(), Problem> {
             measure.name()
         )));
     }
-    if measure.is_duration() && m.unit.is_some_and(|u| u != Unit::Seconds) {
-        return Err(at(RuleKey::Unit)(
-            "durations are measured in seconds; the unit must be `seconds`".into(),
-        ));
+    if measure.is_duration() && m.unit.is_some_and(|u| !u.is_time()) {
+        return Err(at(RuleKey::Unit)(format!(
+            "a duration cannot be in `{}`; the unit must be `seconds` or `milliseconds`",
+            m.unit.map_or("", Unit::as_str)
+        )));
     }
     if let Some(spans) = &m.spans {
         check_spans(spans).map_err(at(RuleKey::Spans))?;
@@ -422,6 +426,16 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
             LabelSource::Outcome(v) => &[v.unset.as_str(), v.ok.as_str(), v.error.as_str()],
             _ => &[],
         };
+        if let Some(v) = own_values
+            .iter()
+            .find(|v| !v.is_empty() && v.trim().is_empty())
+        {
+            return Err(format!(
+                "label `{}`: its value {v:?} is blank; give a non-blank value, or an empty one \
+                 to leave the label off",
+                label.key
+            ));
+        }
         if let Some(v) = own_values.iter().find(|v| v.len() > max_label_len) {
             return Err(format!(
                 "label `{}`: its value `{v}` ({} bytes) exceeds the {max_label_len}-byte bound on \
@@ -452,6 +466,9 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
                 ));
             }
         }
+        if let Some(Mapping::Route(route)) = &label.mapping {
+            check_route(&label.key, route, max_label_len)?;
+        }
         if let Some(Mapping::Table { entries, otherwise }) = &label.mapping {
             if let Some((_, v)) = entries.iter().find(|(_, v)| v.len() > max_label_len) {
                 return Err(format!(
@@ -465,6 +482,39 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
                     label.key
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// A route mapping's own patterns: each compiles and is replaced by a non-blank value that fits
+/// the bound.
+fn check_route(key: &str, route: &RouteMapping, max_label_len: usize) -> Result<(), String> {
+    for (pattern, replacement, compiled) in route.patterns() {
+        if pattern.is_empty() {
+            return Err(format!(
+                "label `{key}`: a route segment pattern is empty (it would match only empty \
+                 segments)"
+            ));
+        }
+        if let Err(e) = compiled {
+            let e = e.lines().last().unwrap_or(e).trim();
+            return Err(format!(
+                "label `{key}`: route segment pattern `{pattern}` is not a valid regular \
+                 expression: {e}"
+            ));
+        }
+        if replacement.trim().is_empty() {
+            return Err(format!(
+                "label `{key}`: route segment pattern `{pattern}` is replaced by a blank value \
+                 {replacement:?}; give a placeholder such as `{{id}}`"
+            ));
+        }
+        if replacement.len() > max_label_len {
+            return Err(format!(
+                "label `{key}`: route segment replacement `{replacement}` exceeds the \
+                 {max_label_len}-byte bound on label values"
+            ));
         }
     }
     Ok(())
