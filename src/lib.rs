@@ -97,6 +97,7 @@ pub use config::{
     Unit,
 };
 pub use config::{ConfigError, ConfigErrorKind};
+pub use config::{LABEL_OVERFLOW_METRIC, LABEL_OVERFLOW_VALUE};
 pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
 pub use config::{RED_DURATION_SECONDS, RED_EVENTS, RED_NAMESPACE, Red, StatusCodeLabel};
 pub use config::{ROUTE_ID, RouteMapping};

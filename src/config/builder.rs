@@ -71,6 +71,7 @@ pub struct SpanMetricsBuilder {
     pub(crate) rules: Vec<Metric>,
     pub(crate) cardinality_limit: usize,
     pub(crate) max_label_len: usize,
+    pub(crate) label_value_limit: Option<usize>,
     /// `None`: the facade's current recorder for a new layer, the running one on a reload.
     pub(crate) recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     pub(crate) clock: Option<quanta::Clock>,
@@ -84,6 +85,7 @@ impl std::fmt::Debug for SpanMetricsBuilder {
             .field("rules", &self.rules)
             .field("cardinality_limit", &self.cardinality_limit)
             .field("max_label_len", &self.max_label_len)
+            .field("label_value_limit", &self.label_value_limit)
             .field("recorder", &self.recorder.as_ref().map(|_| ".."))
             .field("clock", &self.clock.as_ref().map(|_| ".."))
             .field("red_problem", &self.red_problem)
@@ -110,6 +112,7 @@ impl Default for SpanMetricsBuilder {
             rules: Vec::new(),
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
             max_label_len: DEFAULT_MAX_LABEL_LEN,
+            label_value_limit: None,
             recorder: None,
             clock: None,
             red_problem: None,
@@ -182,6 +185,18 @@ impl SpanMetricsBuilder {
     #[must_use]
     pub fn cardinality_limit(mut self, limit: usize) -> Self {
         self.cardinality_limit = limit;
+        self
+    }
+
+    /// The most distinct values each label takes in its family, for labels that set no
+    /// [limit of their own](crate::Label::value_limit): per-label overflow, beside the
+    /// family's limit on label sets. Must be at least 1.
+    ///
+    /// Defaults to none: labels take any number of values (the family's
+    /// [`cardinality_limit`](SpanMetricsBuilder::cardinality_limit) still bounds its series).
+    #[must_use]
+    pub fn label_value_limit(mut self, limit: usize) -> Self {
+        self.label_value_limit = Some(limit);
         self
     }
 

@@ -6,10 +6,19 @@
 //! cardinality_limit = 2000        # default label sets per family
 //! max_label_len = 128             # bytes
 //! duration_buckets = "otel_durations"
+//! label_value_limit = 500         # optional: distinct values per label per family
 //!
-//! [red]                           # the zero-configuration RED metrics
+//! [red]                           # the spanmetrics connector's RED metrics
 //! service_name = "checkout"
-//! spans = { target = "checkout" } # optional
+//! spans = { target = "checkout" } # optional; the rest are the connector's keys, all optional
+//! namespace = "traces.span.metrics"
+//! histogram = { unit = "ms", dimensions = ["http.status_code"], explicit = { buckets = [2, 4, 6, 8, 10, 50, 100] } }
+//! dimensions = [{ name = "http.method", default = "GET" }, { name = "http.target", map = "route" }]
+//! exclude_dimensions = ["span.kind"]
+//! calls_dimensions = ["peer.service"]
+//! events = { enabled = true, dimensions = ["exception.type"] }
+//! status_code_label = "status.code"  # or "otel.status_code"
+//! aggregation_cardinality_limit = 2000
 //!
 //! [[metric]]
 //! name = "rpc.duration.seconds"
@@ -23,6 +32,7 @@
 //!   { field = "status", key = "status_class", map = "status_class" },
 //!   { key = "result", source = "outcome" },             # success | error
 //!   { key = "proto", fixed = "http" },
+//!   { field = "path", key = "route", map = "route", value_limit = 100 },  # or map = { route = [{ pattern = "v[0-9]+", replace = "{version}" }] }
 //! ]
 //! when = [{ field = "status", not_between = [200, 299] }]
 //! buckets = "otel_durations"      # or [0.1, 0.5, 1], or { exponential = { start = 0.001, factor = 2, count = 16 } }
@@ -36,6 +46,10 @@
 //! Conditions: `"error"`, `"not_error"`, or `{ field = "f", <test> }` with one of
 //! `recorded = true`, `missing = true`, `one_of = [..]`, `not_one_of = [..]`,
 //! `between = [lo, hi]`, `not_between = [lo, hi]`.
+//!
+//! Connector keys of `[red]` that have no meaning in-process (`metrics_flush_interval`,
+//! `metrics_expiration`, `aggregation_temporality`, the resource caches, …) are refused with the
+//! reason.
 //!
 //! Every error names its line and column and says what was found and what is accepted: an
 //! unknown key or word also suggests the nearest accepted one (``unknown measure `wall_tim`:
@@ -146,7 +160,12 @@ const PRESETS: Words<fn() -> Buckets> = Words {
 };
 
 const FILE_KEYS: &[&str] = &["settings", "red", "metric"];
-const SETTINGS_KEYS: &[&str] = &["cardinality_limit", "max_label_len", "duration_buckets"];
+const SETTINGS_KEYS: &[&str] = &[
+    "cardinality_limit",
+    "max_label_len",
+    "duration_buckets",
+    "label_value_limit",
+];
 const RED_KEYS: &[&str] = &[
     "service_name",
     "spans",
@@ -162,7 +181,7 @@ const RED_KEYS: &[&str] = &[
 const RED_HISTOGRAM_KEYS: &[&str] = &["unit", "explicit", "dimensions", "disable"];
 const RED_EXPLICIT_KEYS: &[&str] = &["buckets"];
 const RED_EVENTS_KEYS: &[&str] = &["enabled", "dimensions"];
-const DIMENSION_KEYS: &[&str] = &["name", "default", "map", "own_only"];
+const DIMENSION_KEYS: &[&str] = &["name", "default", "map", "own_only", "value_limit"];
 
 /// Connector keys that have no counterpart in-process, and why.
 const RED_NOT_APPLICABLE: &[(&str, &str)] = &[
@@ -242,7 +261,15 @@ const MEASURE_KEYS: &[&str] = &[
     "event_field",
 ];
 const LABEL_KEYS: &[&str] = &[
-    "key", "field", "fixed", "source", "outcome", "default", "map", "own_only",
+    "key",
+    "field",
+    "fixed",
+    "source",
+    "outcome",
+    "default",
+    "map",
+    "own_only",
+    "value_limit",
 ];
 const OUTCOME_KEYS: &[&str] = &["unset", "ok", "error"];
 const MAP_KEYS: &[&str] = &["table", "otherwise", "route"];
@@ -662,6 +689,9 @@ fn label_options(t: &Table<'_, '_>, mut label: Label) -> Read<Label> {
     if t.get("own_only", boolean)? == Some(true) {
         label = label.own_only();
     }
+    if let Some(limit) = t.get("value_limit", unsigned)? {
+        label = label.value_limit(limit);
+    }
     Ok(label)
 }
 
@@ -892,6 +922,7 @@ struct Settings {
     cardinality_limit: Option<usize>,
     max_label_len: Option<usize>,
     duration_buckets: Option<Buckets>,
+    label_value_limit: Option<usize>,
 }
 
 fn settings(node: &Node<'_>) -> Read<Settings> {
@@ -905,6 +936,9 @@ fn settings(node: &Node<'_>) -> Read<Settings> {
             alone(SpanMetricsBuilder::default().max_label_len(bytes))
         })?,
         duration_buckets: setting(&t, "duration_buckets", buckets, check_buckets)?,
+        label_value_limit: setting(&t, "label_value_limit", unsigned, |&limit| {
+            alone(SpanMetricsBuilder::default().label_value_limit(limit))
+        })?,
     })
 }
 
@@ -930,6 +964,9 @@ impl Settings {
         }
         if let Some(bytes) = self.max_label_len {
             builder = builder.max_label_len(bytes);
+        }
+        if let Some(limit) = self.label_value_limit {
+            builder = builder.label_value_limit(limit);
         }
         builder
     }

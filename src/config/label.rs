@@ -25,6 +25,7 @@ pub struct Label {
     pub(crate) default: Option<String>,
     pub(crate) mapping: Option<Mapping>,
     pub(crate) inherit: bool,
+    pub(crate) value_limit: Option<usize>,
 }
 
 /// Fields whose meaning tracing-opentelemetry defines, which the label sources and the outcome
@@ -128,6 +129,7 @@ impl Label {
             default: None,
             mapping: None,
             inherit: true,
+            value_limit: None,
         }
     }
 
@@ -215,6 +217,23 @@ impl Label {
     #[must_use]
     pub fn own_only(mut self) -> Self {
         self.inherit = false;
+        self
+    }
+
+    /// The most distinct values this label takes in its family (after mapping); once it has
+    /// taken them, a new value becomes [`LABEL_OVERFLOW_VALUE`](crate::LABEL_OVERFLOW_VALUE)
+    /// while the other labels keep theirs (as Grafana Tempo's per-label limiter does), and each
+    /// such observation is counted in
+    /// [`LABEL_OVERFLOW_METRIC`](crate::LABEL_OVERFLOW_METRIC)`{metric, label}`. The values
+    /// a label took are kept across reloads, like the family's label sets. This comes before
+    /// the family's own [cardinality limit](crate::Metric::cardinality_limit) on label sets.
+    /// Must be at least 1.
+    ///
+    /// Defaults to the builder's
+    /// [`label_value_limit`](crate::SpanMetricsBuilder::label_value_limit) (none unless set).
+    #[must_use]
+    pub fn value_limit(mut self, limit: usize) -> Self {
+        self.value_limit = Some(limit);
         self
     }
 

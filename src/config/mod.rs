@@ -42,7 +42,10 @@ pub use builder::{
 };
 pub use error::{ConfigError, ConfigErrorKind};
 pub(crate) use naming::{HEALTH_METRICS, claimed_names, exported_name};
-pub use naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub use naming::{
+    LABEL_OVERFLOW_METRIC, LABEL_OVERFLOW_VALUE, OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC,
+    TRUNCATED_METRIC,
+};
 pub use red::{RED_NAMESPACE, Red, StatusCodeLabel};
 pub use route::{ROUTE_ID, RouteMapping};
 pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};

@@ -34,8 +34,19 @@ pub const TRUNCATED_METRIC: &str = "spanmetrics_label_values_truncated_total";
 /// Counter of values that could not be recorded (not a number, not finite, negative for a
 /// counter), labelled `metric` (the family's exported name) and `reason`.
 pub const REJECTED_METRIC: &str = "spanmetrics_values_rejected_total";
+/// The value a label with a [value limit](crate::Label::value_limit) takes once it has taken
+/// its limit of distinct values (the marker Grafana Tempo's per-label limiter writes).
+pub const LABEL_OVERFLOW_VALUE: &str = "__cardinality_overflow__";
+/// Counter of observations whose label value was replaced by [`LABEL_OVERFLOW_VALUE`],
+/// labelled `metric` (the family's exported name) and `label` (the label's key).
+pub const LABEL_OVERFLOW_METRIC: &str = "spanmetrics_label_overflow_observations_total";
 /// The layer's own health counters: no family may be exported under their names.
-pub(crate) const HEALTH_METRICS: [&str; 3] = [OVERFLOW_METRIC, TRUNCATED_METRIC, REJECTED_METRIC];
+pub(crate) const HEALTH_METRICS: [&str; 4] = [
+    OVERFLOW_METRIC,
+    TRUNCATED_METRIC,
+    REJECTED_METRIC,
+    LABEL_OVERFLOW_METRIC,
+];
 
 /// The name Prometheus shows for a family declared as `declared` (see the module docs).
 pub(crate) fn exported_name(declared: &str, kind: MetricKind, unit: Unit) -> String {

@@ -11,7 +11,9 @@ use super::{
     RouteMapping, Spans, Unit,
 };
 use crate::config::ConfigError;
-use crate::config::{HEALTH_METRICS, OVERFLOW_LABEL, claimed_names, exported_name};
+use crate::config::{
+    HEALTH_METRICS, LABEL_OVERFLOW_VALUE, OVERFLOW_LABEL, claimed_names, exported_name,
+};
 
 /// The key of a rule a problem is about, as a configuration file spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,8 @@ pub(crate) struct DeclaredFamily {
     pub(crate) description: Option<String>,
     /// In the order of the first rule that declared it.
     pub(crate) label_keys: Vec<String>,
+    /// The value limit of each label, in `label_keys` order.
+    pub(crate) label_limits: Vec<Option<usize>>,
     /// A histogram's buckets.
     pub(crate) buckets: Option<Buckets>,
     pub(crate) limit: usize,
@@ -91,6 +95,20 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
             "the label length bound must be at least 8 bytes",
         ));
     }
+    if builder.label_value_limit == Some(0) {
+        return Err(ConfigError::setting(
+            "the label value limit must be at least 1",
+        ));
+    }
+    if builder.label_value_limit.is_some() && LABEL_OVERFLOW_VALUE.len() > builder.max_label_len {
+        return Err(ConfigError::setting(format!(
+            "a label value limit writes `{LABEL_OVERFLOW_VALUE}` ({} bytes), which exceeds the \
+             {}-byte bound on label values; raise the bound to at least {}",
+            LABEL_OVERFLOW_VALUE.len(),
+            builder.max_label_len,
+            LABEL_OVERFLOW_VALUE.len()
+        )));
+    }
     if let Some((key, problem)) = &builder.red_problem {
         return Err(ConfigError::setting(format!("RED `{key}`: {problem}")));
     }
@@ -100,7 +118,7 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
     for (i, m) in builder.rules.iter().enumerate() {
         let refuse = |p: Problem| ConfigError::rule(i, &m.name, p.text).at_key(p.key);
         validate_metric(m, builder.max_label_len).map_err(refuse)?;
-        let declared = declare(m, i, builder.cardinality_limit);
+        let declared = declare(m, i, builder);
         let family = match by_name.get(m.name.as_str()) {
             None => {
                 by_name.insert(&m.name, families.len());
@@ -126,8 +144,9 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
 }
 
 /// The family rule `m` (at `index`) declares, with the defaults it leaves to the builder.
-fn declare(m: &Metric, index: usize, default_limit: usize) -> DeclaredFamily {
+fn declare(m: &Metric, index: usize, builder: &SpanMetricsBuilder) -> DeclaredFamily {
     let unit = m.effective_unit();
+    let default_limit = builder.cardinality_limit;
     DeclaredFamily {
         name: m.name.clone(),
         exported: exported_name(&m.name, m.kind, unit),
@@ -135,6 +154,11 @@ fn declare(m: &Metric, index: usize, default_limit: usize) -> DeclaredFamily {
         unit,
         description: m.description.clone(),
         label_keys: m.labels.iter().map(|l| l.key.clone()).collect(),
+        label_limits: m
+            .labels
+            .iter()
+            .map(|l| l.value_limit.or(builder.label_value_limit))
+            .collect(),
         buckets: (m.kind == MetricKind::Histogram).then(|| {
             m.buckets
                 .clone()
@@ -177,6 +201,22 @@ fn check_same_family(
             a.join(", "),
             b.join(", ")
         )));
+    }
+    for (key, limit) in f.label_keys.iter().zip(&f.label_limits) {
+        let theirs = earlier
+            .label_keys
+            .iter()
+            .position(|k| k == key)
+            .and_then(|p| earlier.label_limits.get(p).copied().flatten());
+        if *limit != theirs {
+            let show = |l: Option<usize>| l.map_or("none".to_owned(), |l| l.to_string());
+            return Err(at(RuleKey::Labels)(format!(
+                "label `{key}`: value limit {} differs from {} declared by an earlier rule of \
+                 the same metric",
+                show(*limit),
+                show(theirs)
+            )));
+        }
     }
     if m.buckets.is_some() && f.buckets != earlier.buckets {
         return Err(at(RuleKey::Buckets)(
@@ -465,6 +505,22 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
                     value.len()
                 ));
             }
+        }
+        if label.value_limit == Some(0) {
+            return Err(format!(
+                "label `{}`: the value limit must be at least 1",
+                label.key
+            ));
+        }
+        if label.value_limit.is_some() && LABEL_OVERFLOW_VALUE.len() > max_label_len {
+            return Err(format!(
+                "label `{}`: a value limit writes `{LABEL_OVERFLOW_VALUE}` ({} bytes), which \
+                 exceeds the {max_label_len}-byte bound on label values; raise `max_label_len` \
+                 to at least {}",
+                label.key,
+                LABEL_OVERFLOW_VALUE.len(),
+                LABEL_OVERFLOW_VALUE.len()
+            ));
         }
         if let Some(Mapping::Route(route)) = &label.mapping {
             check_route(&label.key, route, max_label_len)?;
