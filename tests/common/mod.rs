@@ -176,7 +176,7 @@ pub fn is_family(registered: &str, declared: &str, k: Option<u8>) -> bool {
             } else {
                 dotless.clone()
             };
-            ["", "_seconds", "_bytes"].into_iter().any(|unit| {
+            ["", "_seconds", "_milliseconds", "_bytes"].into_iter().any(|unit| {
                 let mut name = if base.ends_with(unit) {
                     base.clone()
                 } else {
