@@ -55,7 +55,10 @@ mod exported {
         ];
         for (what, setup) in exporters {
             for (unit, duration) in [
-                (Unit::Milliseconds, "traces_span_metrics_duration_milliseconds"),
+                (
+                    Unit::Milliseconds,
+                    "traces_span_metrics_duration_milliseconds",
+                ),
                 (Unit::Seconds, "traces_span_metrics_duration_seconds"),
             ] {
                 let red = Red::new("shop").unit(unit).events(["exception.type"]);
@@ -111,7 +114,10 @@ fn the_defaults_are_the_connectors() {
             1000.0, 1400.0, 2000.0, 5000.0, 10000.0, 15000.0
         ]
     );
-    assert_eq!(rules.rules(), SpanMetrics::builder().red_with(Red::new("shop")).rules());
+    assert_eq!(
+        rules.rules(),
+        SpanMetrics::builder().red_with(Red::new("shop")).rules()
+    );
 }
 
 #[test]
@@ -156,7 +162,10 @@ fn dimensions_take_their_defaults_and_are_left_off_without_one() {
             ("http.status_code", "200"),
         ],
     );
-    let duration_a = with("a", &[("http.method", "GET"), ("tenant", "t1"), ("region", "eu")]);
+    let duration_a = with(
+        "a",
+        &[("http.method", "GET"), ("tenant", "t1"), ("region", "eu")],
+    );
     let calls_b = with("b", &[("http.method", "POST")]);
     let duration_b = with("b", &[("http.method", "POST"), ("region", "us")]);
     assert_eq!(m.counter("traces.span.metrics.calls", &calls_a), Some(1));
@@ -208,7 +217,10 @@ fn the_events_counter_counts_each_event_once_with_its_dimensions() {
             ("exception.type", exception),
         ]
     };
-    assert_eq!(m.counter("traces.span.metrics.events", &handler("none")), Some(2));
+    assert_eq!(
+        m.counter("traces.span.metrics.events", &handler("none")),
+        Some(2)
+    );
     assert_eq!(
         m.counter("traces.span.metrics.events", &handler("timeout")),
         Some(2)
@@ -424,9 +436,7 @@ fn toml_red_errors_say_where_and_what() {
          twice (after `.` becomes `_` in Prometheus)"
     );
     assert_eq!(
-        file_error(
-            "[red]\nservice_name = \"shop\"\ncalls_dimensions = [\"service.name\"]\n"
-        ),
+        file_error("[red]\nservice_name = \"shop\"\ncalls_dimensions = [\"service.name\"]\n"),
         "line 3, column 1: rule #0 (`traces.span.metrics.calls`): label key `service.name` \
          appears twice (after `.` becomes `_` in Prometheus)"
     );
