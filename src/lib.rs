@@ -63,7 +63,8 @@
 //! the same. Families whose exported names, or the samples derived from them (a histogram's
 //! `_bucket`, `_sum`, `_count`), would meet are refused when the layer is built, and so are the
 //! names of the layer's own health counters ([`OVERFLOW_METRIC`], [`TRUNCATED_METRIC`],
-//! [`REJECTED_METRIC`]). [`HistogramInfo::exported_name`] tells a histogram's.
+//! [`REJECTED_METRIC`], [`LABEL_OVERFLOW_METRIC`]). [`HistogramInfo::exported_name`] tells a
+//! histogram's.
 //!
 //! ## Fields recorded later must be declared
 //! `Span::record` only reaches fields declared when the span was created; tracing drops any
