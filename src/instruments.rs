@@ -181,13 +181,14 @@ struct FullLabel {
     replaced: Counter,
 }
 
+/// Label values with some replaced by the overflow marker, and which of the snapshot's full
+/// labels were replaced.
+type Capped<'v> = (SmallVec<[Option<&'v str>; 8]>, SmallVec<[usize; 2]>);
+
 impl Snapshot {
     /// `values` with each full label's new value replaced by the overflow marker, and the
     /// labels replaced; `None` if no value is replaced.
-    fn capped<'v>(
-        &self,
-        values: &[Option<&'v str>],
-    ) -> Option<(SmallVec<[Option<&'v str>; 8]>, SmallVec<[usize; 2]>)> {
+    fn capped<'v>(&self, values: &[Option<&'v str>]) -> Option<Capped<'v>> {
         let mut capped: Option<SmallVec<[Option<&'v str>; 8]>> = None;
         let mut replaced: SmallVec<[usize; 2]> = SmallVec::new();
         for (k, full) in self.full.iter().enumerate() {

@@ -297,7 +297,7 @@ impl Red {
         ];
         let common: Vec<Label> = defaults
             .into_iter()
-            .filter(|l| !self.exclude.iter().any(|e| *e == l.key))
+            .filter(|l| !self.exclude.contains(&l.key))
             .chain(self.dimensions.iter().cloned())
             .collect();
         let with =
