@@ -3,6 +3,9 @@
 //! counter, the status label conventions, the namespace, and the same options from TOML.
 
 mod common;
+#[cfg(feature = "prometheus")]
+#[path = "common/example_bin.rs"]
+mod example_bin;
 
 use common::Harness;
 use tracing::field::Empty;
@@ -33,6 +36,88 @@ mod exported {
         });
         handle.run_upkeep();
         handle.render()
+    }
+
+    /// `promtool check metrics` on `text`: its report (empty when clean), or `None` without
+    /// promtool.
+    fn promtool_check(text: &str) -> Option<String> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+        let out = child.wait_with_output().ok()?;
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(report.trim().to_owned())
+    }
+
+    #[test]
+    fn promtool_accepts_every_option_and_names_the_millisecond_unit_only() {
+        use tracing_spanmetrics::{Label, Mapping, StatusCodeLabel};
+        let red = |unit| {
+            Red::new("shop")
+                .unit(unit)
+                .dimension(
+                    Label::field("http.target")
+                        .map(Mapping::route())
+                        .value_limit(1),
+                )
+                .events(["exception.type"])
+                .status_code(StatusCodeLabel::OtelStatusCode)
+        };
+        let render = |unit| {
+            let rules = SpanMetrics::builder().red_with(red(unit));
+            let recorder = exporter::prometheus_builder(&rules)
+                .unwrap()
+                .build_recorder();
+            let handle = recorder.handle();
+            let layer = rules.with_recorder(Arc::new(recorder)).build().unwrap();
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                for path in ["/users/1?x=\"q\"", "/cart/2", "/users/3"] {
+                    let span = tracing::info_span!("GET", http.target = path);
+                    span.in_scope(|| tracing::error!(exception.type = "io", "failed"));
+                }
+            });
+            handle.run_upkeep();
+            handle.render()
+        };
+        let seconds = render(Unit::Seconds);
+        // The second route went past the limit of one value.
+        assert!(
+            seconds.contains(
+                "traces_span_metrics_calls_total{service_name=\"shop\",span_name=\"GET\",span_kind=\"SPAN_KIND_INTERNAL\",otel_status_code=\"ERROR\",http_target=\"__cardinality_overflow__\"} 1\n"
+            ),
+            "{seconds}"
+        );
+        assert!(
+            seconds.contains(
+                "spanmetrics_label_overflow_observations_total{metric=\"traces_span_metrics_calls_total\",label=\"http.target\"} 1\n"
+            ),
+            "{seconds}"
+        );
+        match promtool_check(&seconds) {
+            Some(report) => assert_eq!(report, "", "promtool on {seconds}"),
+            None => crate::example_bin::skip_or_fail("promtool is not installed"),
+        }
+        // The connector's default name is not in Prometheus' base unit: promtool says so, and
+        // says nothing else.
+        let millis = render(Unit::Milliseconds);
+        if let Some(report) = promtool_check(&millis) {
+            assert_eq!(
+                report,
+                "traces_span_metrics_duration_milliseconds use base unit \"seconds\" instead of \
+                 \"milliseconds\""
+            );
+        }
     }
 
     fn type_lines(text: &str) -> Vec<&str> {
