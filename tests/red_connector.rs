@@ -489,6 +489,19 @@ fn toml_red_errors_say_where_and_what() {
          scrape, so there is nothing to flush"
     );
     assert_eq!(
+        file_error(
+            "[red]\nservice_name = \"shop\"\nhistogram = { exponential = { max_size = 160 } }\n"
+        ),
+        "line 3, column 15: `histogram.exponential` is not offered: metrics-exporter-prometheus \
+         renders classic buckets only; give `explicit = { buckets = [...] }`"
+    );
+    assert_eq!(
+        file_error(
+            "[red]\nservice_name = \"shop\"\nhistogram = { explicit = { buckets = [2, 1] } }\n"
+        ),
+        "line 3, column 28: bucket boundaries must be strictly increasing, but 2 is followed by 1"
+    );
+    assert_eq!(
         file_error("[red]\nservice_name = \"shop\"\nhistogram = { unit = \"sec\" }\n"),
         "line 3, column 22: unknown duration unit `sec`: expected one of `ms`, `s`"
     );

@@ -1029,6 +1029,14 @@ fn red(node: &Node<'_>) -> Read<Red> {
         red = red.cardinality_limit(limit);
     }
     t.get("histogram", |node| {
+        if let Some((key, _)) = entry(node, "exponential") {
+            return Err(Fail {
+                at: Some(key.span()),
+                problem: "`histogram.exponential` is not offered: metrics-exporter-prometheus \
+                          renders classic buckets only; give `explicit = { buckets = [...] }`"
+                    .to_owned(),
+            });
+        }
         let h = Table::open(node, "`[red] histogram`", RED_HISTOGRAM_KEYS)?;
         if let Some(unit) = h.get("unit", |n| RED_UNITS.read(n))? {
             red.unit = unit;
