@@ -55,8 +55,8 @@
 //! ## Exported names
 //! A family's name in Prometheus depends on its declared name, kind and unit only, never on its
 //! description or the exporter's naming settings: every `.` becomes `_`; unless the unit is a
-//! count, `_seconds` or `_bytes` is appended where the name does not already end with it; a
-//! counter ends with `_total` (kept last). `rpc.latency` (a histogram of durations) is
+//! count, `_seconds`, `_milliseconds` or `_bytes` is appended where the name does not already
+//! end with it; a counter ends with `_total` (kept last). `rpc.latency` (a histogram of durations) is
 //! `rpc_latency_seconds`, `rpc.calls` (a counter) is `rpc_calls_total`,
 //! `rpc.duration.seconds` stays `rpc_duration_seconds`. The layer registers each family under
 //! that name, so a plain `PrometheusBuilder::new()` and `with_recommended_naming(true)` show

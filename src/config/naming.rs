@@ -5,8 +5,7 @@
 //! else (not on its description, not on the exporter's naming settings):
 //! 1. every `.` becomes `_`;
 //! 2. unless the unit is a plain count, `_<unit>` is appended (`_seconds`, `_milliseconds`,
-//!    `_bytes`) where the
-//!    name does not already end with it; a counter's `_total` stays last
+//!    `_bytes`) where the name does not already end with it; a counter's `_total` stays last
 //!    (`bytes.sent.total` in bytes → `bytes_sent_bytes_total`, `busy.seconds.total` in seconds
 //!    → `busy_seconds_total`);
 //! 3. a counter ends with `_total`, appended where missing.
