@@ -19,6 +19,8 @@ pub(crate) struct Rule {
     pub(crate) measure: Measure,
     pub(crate) labels: Vec<Label>,
     pub(crate) conditions: Vec<Condition>,
+    /// What one nanosecond of a duration is in the family's unit.
+    pub(crate) per_nano: f64,
 }
 
 impl Rule {
@@ -155,6 +157,7 @@ pub(crate) fn compile(
                 measure: m.effective_measure(),
                 labels,
                 conditions: m.conditions.clone(),
+                per_nano: families[family].unit.per_nanosecond(),
             }
         })
         .collect();

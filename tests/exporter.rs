@@ -28,12 +28,13 @@ fn red_mode_has_the_spanmetrics_connector_prometheus_names() {
         text.contains(&format!("traces_span_metrics_calls_total{{{labels}}} 1\n")),
         "{text}"
     );
-    assert!(text.contains("# TYPE traces_span_metrics_duration_seconds histogram\n"));
+    // Milliseconds, the connector's default unit (and what Jaeger's Monitor tab expects).
+    assert!(text.contains("# TYPE traces_span_metrics_duration_milliseconds histogram\n"));
     assert!(text.contains(&format!(
-        "traces_span_metrics_duration_seconds_bucket{{{labels},le=\"0.0001\"}} 1\n"
+        "traces_span_metrics_duration_milliseconds_bucket{{{labels},le=\"15000\"}} 1\n"
     )));
     assert!(text.contains(&format!(
-        "traces_span_metrics_duration_seconds_count{{{labels}}} 1\n"
+        "traces_span_metrics_duration_milliseconds_count{{{labels}}} 1\n"
     )));
     assert!(text.contains("# HELP traces_span_metrics_calls_total "));
 }
@@ -198,20 +199,20 @@ fn red_buckets_resolve_sub_millisecond_spans_and_keep_the_connectors_bounds() {
     });
     let bucket = |le: &str| {
         let prefix = format!(
-            "traces_span_metrics_duration_seconds_bucket{{service_name=\"shop\",span_name=\"parse\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_UNSET\",le=\"{le}\"}} "
+            "traces_span_metrics_duration_milliseconds_bucket{{service_name=\"shop\",span_name=\"parse\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_UNSET\",le=\"{le}\"}} "
         );
         text.lines()
             .find_map(|l| l.strip_prefix(prefix.as_str()))
             .unwrap_or_else(|| panic!("no bucket le={le} in {text}"))
             .to_owned()
     };
-    // 300 µs: above 250 µs, within 500 µs.
-    assert_eq!(bucket("0.00025"), "0");
-    assert_eq!(bucket("0.0005"), "1");
+    // 300 µs = 0.3 ms: above 0.25 ms, within 0.5 ms.
+    assert_eq!(bucket("0.25"), "0");
+    assert_eq!(bucket("0.5"), "1");
     // Every bound of the Collector connector's default (2 ms to 15 s) is there.
     for le in [
-        "0.002", "0.004", "0.006", "0.008", "0.01", "0.05", "0.1", "0.2", "0.4", "0.8", "1", "1.4",
-        "2", "5", "10", "15",
+        "2", "4", "6", "8", "10", "50", "100", "200", "400", "800", "1000", "1400", "2000", "5000",
+        "10000", "15000",
     ] {
         assert_eq!(bucket(le), "1", "le={le}");
     }
