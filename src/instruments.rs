@@ -282,6 +282,8 @@ pub(crate) struct Family {
     pub(crate) label_limits: Vec<Option<usize>>,
     pub(crate) buckets: Option<Buckets>,
     pub(crate) limit: usize,
+    /// Whether its values can be refused (see [`Refusal`]).
+    numeric: bool,
     series: Arc<SeriesTable>,
 }
 
@@ -311,6 +313,7 @@ impl Family {
             label_limits: declared.label_limits,
             buckets: declared.buckets,
             limit: declared.limit,
+            numeric: declared.numeric,
             series: Arc::new(SeriesTable::new(Arc::default())),
         }
     }
@@ -436,6 +439,7 @@ impl Family {
         let fresh = current.as_ref().is_none_or(|s| s.recorder != id);
         if fresh {
             self.describe(r);
+            self.register_health(r);
         }
         let mut next = match current {
             Some(s) if !fresh => Snapshot {
@@ -590,6 +594,39 @@ impl Family {
         true
     }
 
+    /// Registers, at zero, every health counter this family can move: its overflow count, the
+    /// replaced values of each label with a value limit, its refused values (if a rule measures
+    /// a numeric field) and the truncated values. They exist from the first scrape, so an alert
+    /// or a panel over them reads 0, not "no data". Registering is idempotent: a counter
+    /// already counting keeps its value.
+    #[cold]
+    pub(crate) fn register_health(&self, r: &dyn Recorder) {
+        register_health_counter(r, OVERFLOW_METRIC, &[("metric", &self.exported)]).increment(0);
+        for (key, limit) in self.label_keys.iter().zip(&self.label_limits) {
+            if limit.is_some() {
+                register_health_counter(
+                    r,
+                    LABEL_OVERFLOW_METRIC,
+                    &[("metric", &self.exported), ("label", key)],
+                )
+                .increment(0);
+            }
+        }
+        if self.numeric {
+            for refusal in Refusal::ALL {
+                if refusal.possible_for(self.kind) {
+                    register_health_counter(
+                        r,
+                        REJECTED_METRIC,
+                        &[("metric", &self.exported), ("reason", refusal.reason())],
+                    )
+                    .increment(0);
+                }
+            }
+        }
+        register_health_counter(r, TRUNCATED_METRIC, &[]).increment(0);
+    }
+
     fn describe(&self, r: &dyn Recorder) {
         let Some(text) = &self.description else {
             return;
@@ -663,15 +700,57 @@ impl Health {
     }
 
     /// A rejected value: rare by nature, registered on each call.
-    pub(crate) fn rejected(&self, recorder: &RecorderRef, metric: &str, reason: &str) {
+    pub(crate) fn rejected(&self, recorder: &RecorderRef, metric: &str, refusal: Refusal) {
         recorder.with(|r, _| {
             register_health_counter(
                 r,
                 REJECTED_METRIC,
-                &[("metric", metric), ("reason", reason)],
+                &[("metric", metric), ("reason", refusal.reason())],
             )
             .increment(1)
         })
+    }
+}
+
+/// Why a numeric field value was not recorded: the `reason` label of
+/// [`REJECTED_METRIC`](crate::REJECTED_METRIC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not a number (text that does not parse, a value of another type, or NaN).
+    NotANumber,
+    /// ±Inf, for a histogram or a counter.
+    NotFinite,
+    /// Below zero, for a counter.
+    Negative,
+    /// Above 2^53, for a counter.
+    TooLarge,
+}
+
+impl Refusal {
+    pub(crate) const ALL: [Refusal; 4] = [
+        Refusal::NotANumber,
+        Refusal::NotFinite,
+        Refusal::Negative,
+        Refusal::TooLarge,
+    ];
+
+    /// The `reason` label.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotANumber => "not_a_number",
+            Refusal::NotFinite => "not_finite",
+            Refusal::Negative => "negative",
+            Refusal::TooLarge => "too_large",
+        }
+    }
+
+    /// Whether a family of `kind` can refuse a value for this reason.
+    pub(crate) fn possible_for(self, kind: MetricKind) -> bool {
+        match self {
+            Refusal::NotANumber => true,
+            Refusal::NotFinite => kind != MetricKind::Gauge,
+            Refusal::Negative | Refusal::TooLarge => kind == MetricKind::Counter,
+        }
     }
 }
 
