@@ -79,6 +79,8 @@
 pub struct ReadmeDoctests;
 
 pub mod config;
+#[cfg(feature = "opentelemetry")]
+mod exemplars;
 #[cfg(feature = "prometheus")]
 pub mod exporter;
 mod instruments;
@@ -98,4 +100,6 @@ pub use config::{
 };
 pub use config::{ConfigError, ConfigErrorKind};
 pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+#[cfg(feature = "opentelemetry")]
+pub use exemplars::Exemplars;
 pub use layer::{ReloadHandle, SpanMetricsLayer};

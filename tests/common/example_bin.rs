@@ -159,6 +159,16 @@ pub fn start_prometheus(
     job: &str,
     target: SocketAddr,
 ) -> (SocketAddr, Killed) {
+    start_prometheus_with(dir, job, target, &[])
+}
+
+/// [`start_prometheus`] with more command-line flags (`--enable-feature=exemplar-storage`).
+pub fn start_prometheus_with(
+    dir: &std::path::Path,
+    job: &str,
+    target: SocketAddr,
+    flags: &[&str],
+) -> (SocketAddr, Killed) {
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
@@ -177,6 +187,7 @@ pub fn start_prometheus(
             dir.join("data").display()
         ))
         .arg(format!("--web.listen-address={listen}"))
+        .args(flags)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
