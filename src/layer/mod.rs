@@ -509,7 +509,7 @@ impl SpanMetricsLayer {
                 });
                 // An overflow series carries no exemplar (its labels are not the span's).
                 #[cfg(feature = "opentelemetry")]
-                if !overflow && (cacheable || exemplar.is_some()) {
+                if !overflow && self.capture.enabled && (cacheable || exemplar.is_some()) {
                     let series = family
                         .exemplars
                         .as_ref()
