@@ -45,7 +45,7 @@ OPTIONS:
                       stderr (file:line:column: problem) and exit code 2
     --otel            also export the same spans as OpenTelemetry traces, through
                       tracing-opentelemetry in the same registry: one line per finished span
-                      (`otel span NAME kind=.. status=.. duration=..ms`) on stderr, so stdout
+                      (`otel span NAME trace_id=.. kind=.. ..`) on stderr, so stdout
                       stays the exposition (--once) or the live summary
     -h, --help        print this help
 ";
