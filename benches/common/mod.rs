@@ -831,10 +831,12 @@ pub fn suite() -> Suite {
         let layer = layer.with_exemplars(exemplars);
         #[cfg(not(feature = "opentelemetry"))]
         let _ = exemplars;
-        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+        let tracer = provider.tracer("bench");
         if otel_outside {
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer);
             Dispatch::new(Registry::default().with(layer).with(otel))
         } else {
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer);
             Dispatch::new(Registry::default().with(otel).with(layer))
         }
     };
