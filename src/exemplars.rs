@@ -19,6 +19,10 @@
 //!   tracing-opentelemetry's own `on_enter` started it). A span that is never entered gets no
 //!   exemplar in this order.
 //!
+//! A layer whose first 1,024 lookups all find no OpenTelemetry data (no tracing-opentelemetry
+//! layer in the subscriber) stops looking, so that the feature costs such a subscriber nothing
+//! after its first spans.
+//!
 //! Only a valid context whose `is_sampled()` flag is set gives ids: an exemplar must link to a
 //! trace the backend has.
 //!
@@ -100,6 +104,11 @@ pub(crate) struct Capture {
     /// Set once a close found tracing-opentelemetry's data still there (it is the outer
     /// layer): contexts are then read at close only.
     survives_close: AtomicBool,
+    /// Set once any lookup found an OpenTelemetry context.
+    found_any: AtomicBool,
+    /// Lookups that found none while `found_any` is unset: past [`GIVE_UP`], the layer stops
+    /// looking (no tracing-opentelemetry layer in the subscriber).
+    misses: AtomicU64,
     /// Unix time (ns) and the layer clock's raw reading at the same moment.
     anchor: (u64, u64),
 }
@@ -113,6 +122,8 @@ impl Capture {
             enabled: true,
             dispatch: OnceLock::new(),
             survives_close: AtomicBool::new(false),
+            found_any: AtomicBool::new(false),
+            misses: AtomicU64::new(0),
             anchor: (unix, clock.raw()),
         }
     }
@@ -125,7 +136,28 @@ impl Capture {
     /// Whether contexts must be read at first enter (tracing-opentelemetry may close first).
     #[inline]
     pub(crate) fn at_enter(&self) -> bool {
-        self.enabled && !self.survives_close.load(Ordering::Relaxed)
+        self.looking() && !self.survives_close.load(Ordering::Relaxed)
+    }
+
+    /// Whether contexts are read at all: capture is on, and a lookup found one or fewer than
+    /// [`GIVE_UP`] found none (a subscriber without tracing-opentelemetry then costs nothing
+    /// after its first spans).
+    #[inline]
+    pub(crate) fn looking(&self) -> bool {
+        self.enabled
+            && (self.found_any.load(Ordering::Relaxed)
+                || self.misses.load(Ordering::Relaxed) < GIVE_UP)
+    }
+
+    /// Counts one lookup's result towards [`GIVE_UP`].
+    fn tally(&self, found: bool) {
+        if found {
+            if !self.found_any.load(Ordering::Relaxed) {
+                self.found_any.store(true, Ordering::Relaxed);
+            }
+        } else if !self.found_any.load(Ordering::Relaxed) {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether a close may skip checking for a context read at enter.
@@ -151,13 +183,15 @@ impl Capture {
     /// that dispatch (no reference count touched), else the one remembered.
     pub(crate) fn read(&self, id: &Id, is_owner: impl Fn(&Dispatch) -> bool) -> Option<SpanIds> {
         let current = dispatcher::get_default(|d| is_owner(d).then(|| read_context(id, d)));
-        match current {
+        let found = match current {
             Some(found) => found,
             None => {
                 let d = self.dispatch.get()?.upgrade()?;
                 read_context(id, &d)
             }
-        }
+        };
+        self.tally(found.is_some());
+        found
     }
 
     /// Unix time in nanoseconds of the layer clock's raw reading `now`.
@@ -168,6 +202,9 @@ impl Capture {
             .saturating_add(clock.delta_as_nanos(self.anchor.1, now))
     }
 }
+
+/// Lookups without any OpenTelemetry context found after which a layer stops looking.
+const GIVE_UP: u64 = 1024;
 
 /// One exemplar: ids, observed value, when.
 #[derive(Debug, Clone, Copy, PartialEq)]

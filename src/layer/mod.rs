@@ -174,7 +174,7 @@ impl SpanMetricsLayer {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        if !self.capture.enabled {
+        if !self.capture.looking() {
             return None;
         }
         if !self.capture.only_at_close() {
