@@ -47,6 +47,12 @@ use tracing_core::span::Id;
 use crate::config::{Buckets, MetricKind};
 use crate::instruments::Op;
 
+/// A trace id and a span id, as bytes.
+pub(crate) type Ids = ([u8; 16], [u8; 8]);
+
+/// A span's ids and the Unix time (ns) of its observations: what an exemplar is made of.
+pub(crate) type Stamped = (Ids, u64);
+
 /// The ids a span carries into its observations; all zero: none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SpanIds {
@@ -72,7 +78,7 @@ impl SpanIds {
 
     /// The ids, if the span is a sampled OpenTelemetry span with a valid context.
     #[inline]
-    pub(crate) fn ids(&self) -> Option<([u8; 16], [u8; 8])> {
+    pub(crate) fn ids(&self) -> Option<Ids> {
         (self.trace_id != [0; 16] && self.span_id != [0; 8])
             .then_some((self.trace_id, self.span_id))
     }
@@ -303,7 +309,7 @@ pub(crate) struct SeriesExemplars {
 impl SeriesExemplars {
     /// Keeps `ids` as the latest exemplar of the bucket (or counter) `op` lands in.
     #[inline]
-    pub(crate) fn record(&self, op: Op, ids: ([u8; 16], [u8; 8]), unix_nanos: u64) {
+    pub(crate) fn record(&self, op: Op, ids: Ids, unix_nanos: u64) {
         let (index, value) = match op {
             Op::Observe(v) => (self.bounds.partition_point(|b| *b < v), v),
             Op::Add(n) => (0, n as f64),

@@ -478,7 +478,7 @@ impl SpanMetricsLayer {
         subject: &Subject<'_>,
         chain: &dyn Lookup,
         key: Option<(&[u8], u64)>,
-        #[cfg(feature = "opentelemetry")] exemplar: Option<(([u8; 16], [u8; 8]), u64)>,
+        #[cfg(feature = "opentelemetry")] exemplar: Option<crate::exemplars::Stamped>,
     ) {
         let rule = &model.rules[first.rule];
         let mut buf = LabelBuf::new(model.settings.max_label_len);
