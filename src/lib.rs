@@ -47,6 +47,8 @@
 //! - `state` and `labels`: per-span state (timers, captured fields, links to ancestors) with no
 //!   heap beyond the one box tracing-subscriber's extensions force; label resolution and
 //!   conditions.
+//! - `exemplars` (feature `opentelemetry`): sampled OpenTelemetry spans' trace and span ids,
+//!   captured per span and kept per histogram bucket and counter series.
 //! - `layer`: the [`SpanMetricsLayer`]: tracing's hooks (`layer/mod.rs`), per-thread recent
 //!   plans, reload, recording, events and milestones, the registry field lookup.
 //! - [`exporter`] and [`testing`]: `metrics-exporter-prometheus` set up for the layer's families;
