@@ -819,6 +819,62 @@ pub fn suite() -> Suite {
         Dispatch::new(Registry::default().with(tracing_opentelemetry::layer().with_tracer(tracer))),
         span_only,
     ));
+    // The layer beside tracing-opentelemetry (its layer inside, as `registry().with(otel)
+    // .with(metrics)`; `/outside`: the other order), against `otel/tracer` alone: exemplars off
+    // (or the `opentelemetry` feature off) and on.
+    let beside_otel = |prefix: &str, exemplars: bool, otel_outside: bool| {
+        let layer = SpanMetrics::builder()
+            .metrics(rule(prefix))
+            .build()
+            .expect("valid rules");
+        #[cfg(feature = "opentelemetry")]
+        let layer = layer.with_exemplars(exemplars);
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = exemplars;
+        let tracer = provider.tracer("bench");
+        if otel_outside {
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+            Dispatch::new(Registry::default().with(layer).with(otel))
+        } else {
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+            Dispatch::new(Registry::default().with(otel).with(layer))
+        }
+    };
+    v.push(
+        Variant::new(
+            "layer/rule+otel",
+            Kind::Layer,
+            "layer/rule beside tracing-opentelemetry (its layer inside), exemplars off",
+            beside_otel("sm.otel", false, false),
+            span_only,
+        )
+        .counting("sm_otel_calls_total")
+        .against("otel/tracer"),
+    );
+    #[cfg(feature = "opentelemetry")]
+    v.push(
+        Variant::new(
+            "layer/rule+otel+exemplars",
+            Kind::Layer,
+            "layer/rule beside tracing-opentelemetry (its layer inside), exemplars on",
+            beside_otel("sm.otel_ex", true, false),
+            span_only,
+        )
+        .counting("sm_otel_ex_calls_total")
+        .against("otel/tracer"),
+    );
+    #[cfg(feature = "opentelemetry")]
+    v.push(
+        Variant::new(
+            "layer/rule+otel+exemplars/outside",
+            Kind::Layer,
+            "layer/rule+otel+exemplars with tracing-opentelemetry's layer outside this one",
+            beside_otel("sm.otel_ex_out", true, true),
+            span_only,
+        )
+        .counting("sm_otel_ex_out_calls_total")
+        .against("otel/tracer"),
+    );
     let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
         .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(DiscardMetrics).build())
         .build();
