@@ -42,6 +42,7 @@ VARIANTS = [
     "layer/rule+otel",
     "layer/rule+otel+exemplars",
     "layer/rule+otel+exemplars/outside",
+    "ref/otel-context",
     "otel/metrics-event",
     "metrics-tracing-context",
 ]
@@ -54,6 +55,7 @@ BASELINE = {
     "layer/rule+otel": "otel/tracer",
     "layer/rule+otel+exemplars": "otel/tracer",
     "layer/rule+otel+exemplars/outside": "otel/tracer",
+    "ref/otel-context": "otel/tracer",
 }
 LOW, HIGH = 20_000, 60_000
 

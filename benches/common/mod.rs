@@ -97,6 +97,28 @@ pub struct NoopLayer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
 
+/// Reads each span's OpenTelemetry context at close and keeps a sampled span's trace id, and
+/// does nothing else: what capturing an exemplar cannot do without.
+struct OtelContextOnly;
+
+impl<S> tracing_subscriber::Layer<S> for OtelContextOnly
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_close(&self, id: tracing::span::Id, _: tracing_subscriber::layer::Context<'_, S>) {
+        use opentelemetry::trace::TraceContextExt as _;
+        dispatcher::get_default(|d| {
+            if let Some(cx) = tracing_opentelemetry::get_otel_context(&id, d) {
+                let span = cx.span();
+                let sc = span.span_context();
+                if sc.is_valid() && sc.is_sampled() {
+                    black_box(sc.trace_id());
+                }
+            }
+        });
+    }
+}
+
 /// An OpenTelemetry span processor that drops every span: the in-process cost of the
 /// OpenTelemetry SDK's tracing with nothing exported.
 #[derive(Debug)]
@@ -819,6 +841,21 @@ pub fn suite() -> Suite {
         Dispatch::new(Registry::default().with(tracing_opentelemetry::layer().with_tracer(tracer))),
         span_only,
     ));
+    // The floor of any exemplar capture through tracing-opentelemetry's supported API: a layer
+    // that only reads each span's context at close (tracing-opentelemetry outside it, so its
+    // data is still there) and keeps a sampled span's trace id. Against `otel/tracer` alone.
+    v.push(Variant::new(
+        "ref/otel-context",
+        Kind::Hand,
+        "a layer that only reads each span's OpenTelemetry context (get_otel_context) at close",
+        Dispatch::new(
+            Registry::default()
+                .with(OtelContextOnly)
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
+        ),
+        span_only,
+    )
+    .against("otel/tracer"));
     // The layer beside tracing-opentelemetry (its layer inside, as `registry().with(otel)
     // .with(metrics)`; `/outside`: the other order), against `otel/tracer` alone: exemplars off
     // (or the `opentelemetry` feature off) and on.
