@@ -761,6 +761,67 @@ mod scaling {
         }
     }
 
+    /// More inherited fields than links kept inline (`LINKS_INLINE`): the ones beyond are
+    /// linked as well (every field is found at the root, and fields linked to the same span are
+    /// read in one visit). A link beyond the inline ones that is lost or misplaced costs walks,
+    /// not results, so only the count of visits can tell.
+    #[test]
+    fn fields_beyond_the_inline_links_are_linked_too() {
+        const FIELDS: usize = super::LINKS_INLINE + 2;
+        fn six_fields() -> Metric {
+            let mut m = Metric::counter("wide.total").spans(Spans::named("level"));
+            for name in ["f0", "f1", "f2", "f3", "f4", "f5"] {
+                m = m.label(name);
+            }
+            m
+        }
+        let n = 200u64;
+        // Visits while `n` levels open under the root (and a middle span with `f5` if
+        // `middle`) and close deepest first.
+        let counted = |n: u64, middle: bool| {
+            let dispatch = Dispatch::new(
+                tracing_subscriber::registry().with(
+                    crate::SpanMetrics::builder()
+                        .metric(six_fields())
+                        .build()
+                        .unwrap(),
+                ),
+            );
+            dispatcher::with_default(&dispatch, || {
+                let root = if middle {
+                    tracing::info_span!("root", f0 = 0, f1 = 1, f2 = 2, f3 = 3, f4 = 4)
+                } else {
+                    tracing::info_span!("root", f0 = 0, f1 = 1, f2 = 2, f3 = 3, f4 = 4, f5 = 5)
+                };
+                let top = if middle {
+                    tracing::info_span!(parent: &root, "middle", f5 = 5)
+                } else {
+                    root.clone()
+                };
+                let before = visits::so_far();
+                let mut spans: Vec<Span> = Vec::new();
+                for _ in 0..n {
+                    let parent = spans.last().unwrap_or(&top).clone();
+                    spans.push(tracing::info_span!(parent: &parent, "level"));
+                }
+                while let Some(span) = spans.pop() {
+                    drop(span);
+                }
+                visits::so_far() - before
+            })
+        };
+        assert_eq!(FIELDS, 6);
+        // What each further level costs (the constant part, first lookups and the first
+        // close's resolution, cancels out): with every field at the root, as
+        // `lookups_at_close_visit_three_ancestors_per_level` (its walk, the link written on
+        // it, the read of the root through its link).
+        assert_eq!(counted(2 * n, false) - counted(n, false), 3 * n);
+        // With the last field on a span between the root and the levels, one more: each level
+        // reads the root and the middle span through its links. A link read for the wrong
+        // field sends that field to the wrong span, which costs a step more per level.
+        assert_eq!(counted(2 * n, true) - counted(n, true), 4 * n);
+    }
+
     #[test]
     fn lookups_at_open_visit_two_ancestors_per_level_and_one_more_at_close() {
         // At open, the first level finds the root as its parent (1 visit), so it keeps no link:

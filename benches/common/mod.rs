@@ -844,18 +844,20 @@ pub fn suite() -> Suite {
     // The floor of any exemplar capture through tracing-opentelemetry's supported API: a layer
     // that only reads each span's context at close (tracing-opentelemetry outside it, so its
     // data is still there) and keeps a sampled span's trace id. Against `otel/tracer` alone.
-    v.push(Variant::new(
-        "ref/otel-context",
-        Kind::Hand,
-        "a layer that only reads each span's OpenTelemetry context (get_otel_context) at close",
-        Dispatch::new(
-            Registry::default()
-                .with(OtelContextOnly)
-                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
-        ),
-        span_only,
-    )
-    .against("otel/tracer"));
+    v.push(
+        Variant::new(
+            "ref/otel-context",
+            Kind::Hand,
+            "a layer that only reads each span's OpenTelemetry context (get_otel_context) at close",
+            Dispatch::new(
+                Registry::default()
+                    .with(OtelContextOnly)
+                    .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
+            ),
+            span_only,
+        )
+        .against("otel/tracer"),
+    );
     // The layer beside tracing-opentelemetry (its layer inside, as `registry().with(otel)
     // .with(metrics)`; `/outside`: the other order), against `otel/tracer` alone: exemplars off
     // (or the `opentelemetry` feature off) and on.
