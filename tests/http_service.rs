@@ -524,3 +524,57 @@ fn prometheus_answers_red_dashboard_and_jaeger_monitor_queries() {
     let health = by(&latency, "span_name", "GET /healthz") / RED_UNITS_PER_SECOND;
     assert!(health <= 0.2, "Jaeger's p95 of a health check: {health} s");
 }
+
+#[test]
+fn help_and_bad_flags_are_answered_on_the_command_line() {
+    let run = |args: &[&str]| {
+        Command::new(example_binary("http_service"))
+            .args(args)
+            .output()
+            .expect("the example runs")
+    };
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    let usage = String::from_utf8(help.stdout).unwrap();
+    for flag in [
+        "--listen ADDR",
+        "--metrics ADDR",
+        "--duration SECS",
+        "--load SECS",
+        "--requests N",
+        "--rate PER_SEC",
+    ] {
+        assert!(usage.contains(flag), "--help lacks {flag}:\n{usage}");
+    }
+    for (args, message) in [
+        (
+            &["--load", "soon"][..],
+            "http_service: --load: `soon` is not a positive number of seconds\n",
+        ),
+        (
+            &["--requests", "-3"][..],
+            "http_service: --requests: `-3` is not a whole number\n",
+        ),
+        (
+            &["--rate", "0"][..],
+            "http_service: --rate: `0` is not a positive number\n",
+        ),
+        (
+            &["--metrics", "nowhere"][..],
+            "http_service: --metrics: `nowhere` is not an address like 127.0.0.1:8080\n",
+        ),
+        (
+            &["--duration"][..],
+            "http_service: --duration needs a value\n",
+        ),
+        (
+            &["--verbose"][..],
+            "http_service: unknown argument `--verbose` (try --help)\n",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8(out.stderr).unwrap(), message, "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
