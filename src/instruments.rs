@@ -28,6 +28,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Level, Recorder, SharedSt
 use smallvec::SmallVec;
 
 use crate::config::{Buckets, DeclaredFamily, MetricKind, Unit};
+use crate::config::{LABEL_OVERFLOW_METRIC, LABEL_OVERFLOW_VALUE};
 use crate::config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
 
 static METADATA: metrics::Metadata<'static> =
@@ -165,6 +166,44 @@ struct Snapshot {
     recorder: usize,
     series: HashTable<Series>,
     overflow: Option<(Handle, Counter)>,
+    /// The labels with a value limit that took all the values they may: a new value of one of
+    /// them becomes the overflow marker without taking any lock.
+    full: SmallVec<[FullLabel; 2]>,
+}
+
+/// A label that took its limit of distinct values: those values, and the counter of
+/// observations whose value was replaced.
+#[derive(Clone)]
+struct FullLabel {
+    /// The label's position among the family's keys.
+    index: usize,
+    values: Arc<hashbrown::HashSet<Box<str>>>,
+    replaced: Counter,
+}
+
+/// Label values with some replaced by the overflow marker, and which of the snapshot's full
+/// labels were replaced.
+type Capped<'v> = (SmallVec<[Option<&'v str>; 8]>, SmallVec<[usize; 2]>);
+
+impl Snapshot {
+    /// `values` with each full label's new value replaced by the overflow marker, and the
+    /// labels replaced; `None` if no value is replaced.
+    fn capped<'v>(&self, values: &[Option<&'v str>]) -> Option<Capped<'v>> {
+        let mut capped: Option<SmallVec<[Option<&'v str>; 8]>> = None;
+        let mut replaced: SmallVec<[usize; 2]> = SmallVec::new();
+        for (k, full) in self.full.iter().enumerate() {
+            let Some(Some(v)) = values.get(full.index) else {
+                continue;
+            };
+            if full.values.contains(*v) {
+                continue;
+            }
+            capped.get_or_insert_with(|| values.iter().copied().collect())[full.index] =
+                Some(LABEL_OVERFLOW_VALUE);
+            replaced.push(k);
+        }
+        capped.map(|c| (c, replaced))
+    }
 }
 
 /// The label sets a family admitted, per exported family, for the life of the process.
@@ -180,26 +219,33 @@ pub(crate) struct SeriesTable {
     admissions: Arc<Mutex<Admissions>>,
 }
 
-/// How many label sets the tables of one exported family admitted on a recorder.
+/// How many label sets the tables of one exported family admitted on a recorder, and the
+/// values each of its limited labels took (by label key).
 #[derive(Default)]
 struct Admissions {
     /// The recorder's identity.
     recorder: usize,
     count: usize,
+    values: hashbrown::HashMap<SharedString, hashbrown::HashSet<Box<str>>>,
 }
 
 impl Admissions {
-    /// Admits one more label set on recorder `id` if fewer than `limit` were; a new recorder
-    /// starts from none.
-    fn admit(&mut self, id: usize, limit: usize) -> bool {
+    /// Forgets everything admitted on another recorder: a new recorder starts from none.
+    fn on(&mut self, id: usize) -> &mut Self {
         if self.recorder != id {
             *self = Admissions {
                 recorder: id,
-                count: 0,
+                ..Admissions::default()
             };
         }
-        let room = self.count < limit;
-        self.count += usize::from(room);
+        self
+    }
+
+    /// Admits one more label set on recorder `id` if fewer than `limit` were.
+    fn admit(&mut self, id: usize, limit: usize) -> bool {
+        let this = self.on(id);
+        let room = this.count < limit;
+        this.count += usize::from(room);
         room
     }
 }
@@ -218,6 +264,7 @@ impl SeriesTable {
 pub(crate) struct Admitted {
     kind: MetricKind,
     label_keys: Vec<SharedString>,
+    label_limits: Vec<Option<usize>>,
     table: Arc<SeriesTable>,
 }
 
@@ -231,8 +278,12 @@ pub(crate) struct Family {
     pub(crate) unit: Unit,
     pub(crate) description: Option<String>,
     pub(crate) label_keys: Vec<SharedString>,
+    /// The value limit of each label, in `label_keys` order.
+    pub(crate) label_limits: Vec<Option<usize>>,
     pub(crate) buckets: Option<Buckets>,
     pub(crate) limit: usize,
+    /// Whether its values can be refused (see [`Refusal`]).
+    numeric: bool,
     series: Arc<SeriesTable>,
 }
 
@@ -259,8 +310,10 @@ impl Family {
                 .into_iter()
                 .map(SharedString::from)
                 .collect(),
+            label_limits: declared.label_limits,
             buckets: declared.buckets,
             limit: declared.limit,
+            numeric: declared.numeric,
             series: Arc::new(SeriesTable::new(Arc::default())),
         }
     }
@@ -271,20 +324,24 @@ impl Family {
         Admitted {
             kind: self.kind,
             label_keys: self.label_keys.clone(),
+            label_limits: self.label_limits.clone(),
             table: self.series.clone(),
         }
     }
 
     /// Takes over the label sets an earlier family of the same exported name admitted: its
-    /// very table when kind and label keys are unchanged, else a new table that shares its
-    /// admissions (the limit bounds both together). Called before the family records anything, and only for a family of the same
+    /// very table when kind, label keys and label value limits are unchanged, else a new table
+    /// that shares its admissions (the limits bound both together). Called before the family records anything, and only for a family of the same
     /// recorder.
     pub(crate) fn continue_from(&mut self, earlier: &Admitted) {
         debug_assert!(
             self.series.snapshot.load().is_none(),
             "a family continued after it recorded: this is a bug"
         );
-        self.series = if earlier.kind == self.kind && earlier.label_keys == self.label_keys {
+        self.series = if earlier.kind == self.kind
+            && earlier.label_keys == self.label_keys
+            && earlier.label_limits == self.label_limits
+        {
             earlier.table.clone()
         } else {
             Arc::new(SeriesTable::new(earlier.table.admissions.clone()))
@@ -335,9 +392,28 @@ impl Family {
                 if let Some(s) = snap.series.find(hash, |s| s.is(values)) {
                     return f(&s.handle, false);
                 }
+                // A full label's value set never grows on one recorder: a value not in it is
+                // replaced, and the series of the values so capped may exist.
+                let capped = if snap.full.is_empty() {
+                    None
+                } else {
+                    snap.capped(values)
+                };
+                if let Some((capped, replaced)) = &capped {
+                    if let Some(s) = snap.series.find(hash_labels(capped), |s| s.is(capped)) {
+                        for &k in replaced {
+                            snap.full[k].replaced.increment(1);
+                        }
+                        // Not cacheable: each use of a replaced value is counted.
+                        return f(&s.handle, true);
+                    }
+                }
                 // An overflow series exists only once admission was refused, and admissions
                 // never shrink on one recorder: the family is full.
                 if let Some((h, folded)) = &snap.overflow {
+                    for &k in capped.iter().flat_map(|(_, replaced)| replaced) {
+                        snap.full[k].replaced.increment(1);
+                    }
                     folded.increment(1);
                     return f(h, true);
                 }
@@ -363,32 +439,95 @@ impl Family {
         let fresh = current.as_ref().is_none_or(|s| s.recorder != id);
         if fresh {
             self.describe(r);
+            self.register_health(r);
         }
         let mut next = match current {
             Some(s) if !fresh => Snapshot {
                 recorder: id,
                 series: s.series.clone(),
                 overflow: s.overflow.clone(),
+                full: s.full.clone(),
             },
             _ => Snapshot {
                 recorder: id,
                 series: HashTable::new(),
                 overflow: None,
+                full: SmallVec::new(),
             },
         };
         if let Some(s) = next.series.find(hash, |s| s.is(values)) {
             return (s.handle.clone(), false);
         }
-        let admitted = table
-            .admissions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit(id, self.limit);
-        if admitted {
+        let mut admissions = table.admissions.lock().unwrap_or_else(|e| e.into_inner());
+        let admissions = admissions.on(id);
+        // Limited labels: a value already taken stays; a new one is taken while there is room
+        // (once the label set is admitted), else replaced by the marker.
+        let mut capped: SmallVec<[Option<&str>; 8]> = values.iter().copied().collect();
+        let mut taken: SmallVec<[usize; 2]> = SmallVec::new();
+        let mut replaced: SmallVec<[usize; 2]> = SmallVec::new();
+        let mut published = false;
+        for (i, limit) in self.label_limits.iter().enumerate() {
+            let (Some(limit), Some(Some(v))) = (limit, values.get(i)) else {
+                continue;
+            };
+            let set = admissions
+                .values
+                .entry(self.label_keys[i].clone())
+                .or_default();
+            if set.contains(*v) {
+                continue;
+            }
+            if set.len() < *limit {
+                taken.push(i);
+                continue;
+            }
+            capped[i] = Some(LABEL_OVERFLOW_VALUE);
+            replaced.push(i);
+            // Full: publish its values so that later new values are replaced without a lock.
+            published |= self.publish_full(r, &mut next, i, set);
+        }
+        let capped_hash = if replaced.is_empty() {
+            hash
+        } else {
+            hash_labels(&capped)
+        };
+        let count_replaced = |next: &Snapshot| {
+            for i in &replaced {
+                if let Some(full) = next.full.iter().find(|f| f.index == *i) {
+                    full.replaced.increment(1);
+                }
+            }
+        };
+        // The new values of labels with room are taken once their label set has a series.
+        let take = |admissions: &mut Admissions, next: &mut Snapshot| {
+            for &i in &taken {
+                let set = admissions
+                    .values
+                    .entry(self.label_keys[i].clone())
+                    .or_default();
+                if let Some(v) = values[i] {
+                    set.insert(Box::from(v));
+                }
+                if self.label_limits[i].is_some_and(|limit| set.len() >= limit) {
+                    self.publish_full(r, next, i, set);
+                }
+            }
+        };
+        if !replaced.is_empty() {
+            if let Some(s) = next.series.find(capped_hash, |s| s.is(&capped)) {
+                let handle = s.handle.clone();
+                take(admissions, &mut next);
+                count_replaced(&next);
+                table.snapshot.store(Some(Arc::new(next)));
+                return (handle, true);
+            }
+        }
+        if admissions.admit(id, self.limit) {
+            take(admissions, &mut next);
             let labels: Vec<metrics::Label> = self
                 .label_keys
                 .iter()
-                .zip(values)
+                .zip(&capped)
                 .filter_map(|(k, v)| v.map(|v| metrics::Label::new(k.clone(), v.to_owned())))
                 .collect();
             let handle = Handle::register(
@@ -397,13 +536,14 @@ impl Family {
                 &Key::from_parts(self.exported.clone(), labels),
             );
             let series = Series {
-                values: values.iter().map(|v| v.map(Box::from)).collect(),
+                values: capped.iter().map(|v| v.map(Box::from)).collect(),
                 handle: handle.clone(),
-                hash,
+                hash: capped_hash,
             };
-            next.series.insert_unique(hash, series, |s| s.hash);
+            next.series.insert_unique(capped_hash, series, |s| s.hash);
+            count_replaced(&next);
             table.snapshot.store(Some(Arc::new(next)));
-            return (handle, false);
+            return (handle, !replaced.is_empty());
         }
         let (handle, folded) = match &next.overflow {
             Some(o) => o.clone(),
@@ -417,12 +557,74 @@ impl Family {
                     register_health_counter(r, OVERFLOW_METRIC, &[("metric", &self.exported)]),
                 );
                 next.overflow = Some(o.clone());
-                table.snapshot.store(Some(Arc::new(next)));
+                published = true;
                 o
             }
         };
+        count_replaced(&next);
+        if published {
+            table.snapshot.store(Some(Arc::new(next)));
+        }
         folded.increment(1);
         (handle, true)
+    }
+
+    /// Publishes label `index`'s full value set in `next` (with its counter), unless it is
+    /// already there; whether it was not.
+    fn publish_full(
+        &self,
+        r: &dyn Recorder,
+        next: &mut Snapshot,
+        index: usize,
+        values: &hashbrown::HashSet<Box<str>>,
+    ) -> bool {
+        if next.full.iter().any(|f| f.index == index) {
+            return false;
+        }
+        let key: &str = &self.label_keys[index];
+        next.full.push(FullLabel {
+            index,
+            values: Arc::new(values.clone()),
+            replaced: register_health_counter(
+                r,
+                LABEL_OVERFLOW_METRIC,
+                &[("metric", &self.exported), ("label", key)],
+            ),
+        });
+        true
+    }
+
+    /// Registers, at zero, every health counter this family can move: its overflow count, the
+    /// replaced values of each label with a value limit, its refused values (if a rule measures
+    /// a numeric field) and the truncated values. They exist from the first scrape, so an alert
+    /// or a panel over them reads 0, not "no data". Registering is idempotent: a counter
+    /// already counting keeps its value.
+    #[cold]
+    pub(crate) fn register_health(&self, r: &dyn Recorder) {
+        register_health_counter(r, OVERFLOW_METRIC, &[("metric", &self.exported)]).increment(0);
+        for (key, limit) in self.label_keys.iter().zip(&self.label_limits) {
+            if limit.is_some() {
+                register_health_counter(
+                    r,
+                    LABEL_OVERFLOW_METRIC,
+                    &[("metric", &self.exported), ("label", key)],
+                )
+                .increment(0);
+            }
+        }
+        if self.numeric {
+            for refusal in Refusal::ALL {
+                if refusal.possible_for(self.kind) {
+                    register_health_counter(
+                        r,
+                        REJECTED_METRIC,
+                        &[("metric", &self.exported), ("reason", refusal.reason())],
+                    )
+                    .increment(0);
+                }
+            }
+        }
+        register_health_counter(r, TRUNCATED_METRIC, &[]).increment(0);
     }
 
     fn describe(&self, r: &dyn Recorder) {
@@ -453,6 +655,10 @@ fn register_health_counter(
         TRUNCATED_METRIC => (
             metrics::Unit::Count,
             "Label values cut to the configured length bound",
+        ),
+        LABEL_OVERFLOW_METRIC => (
+            metrics::Unit::Count,
+            "Observations whose label value was replaced because the label reached its limit of distinct values",
         ),
         _ => (
             metrics::Unit::Count,
@@ -494,15 +700,57 @@ impl Health {
     }
 
     /// A rejected value: rare by nature, registered on each call.
-    pub(crate) fn rejected(&self, recorder: &RecorderRef, metric: &str, reason: &str) {
+    pub(crate) fn rejected(&self, recorder: &RecorderRef, metric: &str, refusal: Refusal) {
         recorder.with(|r, _| {
             register_health_counter(
                 r,
                 REJECTED_METRIC,
-                &[("metric", metric), ("reason", reason)],
+                &[("metric", metric), ("reason", refusal.reason())],
             )
             .increment(1)
         })
+    }
+}
+
+/// Why a numeric field value was not recorded: the `reason` label of
+/// [`REJECTED_METRIC`](crate::REJECTED_METRIC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not a number (text that does not parse, a value of another type, or NaN).
+    NotANumber,
+    /// ±Inf, for a histogram or a counter.
+    NotFinite,
+    /// Below zero, for a counter.
+    Negative,
+    /// Above 2^53, for a counter.
+    TooLarge,
+}
+
+impl Refusal {
+    pub(crate) const ALL: [Refusal; 4] = [
+        Refusal::NotANumber,
+        Refusal::NotFinite,
+        Refusal::Negative,
+        Refusal::TooLarge,
+    ];
+
+    /// The `reason` label.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotANumber => "not_a_number",
+            Refusal::NotFinite => "not_finite",
+            Refusal::Negative => "negative",
+            Refusal::TooLarge => "too_large",
+        }
+    }
+
+    /// Whether a family of `kind` can refuse a value for this reason.
+    pub(crate) fn possible_for(self, kind: MetricKind) -> bool {
+        match self {
+            Refusal::NotANumber => true,
+            Refusal::NotFinite => kind != MetricKind::Gauge,
+            Refusal::Negative | Refusal::TooLarge => kind == MetricKind::Counter,
+        }
     }
 }
 

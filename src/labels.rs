@@ -13,7 +13,11 @@
 use smallvec::SmallVec;
 use tracing_core::Metadata;
 
-use crate::config::{Condition, LabelSource, OTEL_KIND, OTEL_NAME, SPAN_KINDS};
+use arrayvec::ArrayString;
+
+use crate::config::{
+    Condition, LabelSource, Mapping, OTEL_KIND, OTEL_NAME, RouteMapping, SPAN_KINDS,
+};
 use crate::plan::KeyPart;
 use crate::ruleset::Rule;
 use crate::state::Outcome;
@@ -118,6 +122,38 @@ impl<'a> LabelBuf<'a> {
         }
     }
 
+    /// `p` through a route mapping: unchanged (and not copied) unless it changes; else the
+    /// route written into scratch, cut to the bound.
+    fn route(&mut self, p: Part<'a>, route: &RouteMapping) -> Part<'a> {
+        match p {
+            Part::Missing => p,
+            Part::Borrowed(raw) if !route.changes(raw) => p,
+            Part::Borrowed(raw) => {
+                let (start, len) = self
+                    .scratch
+                    .push_fmt(format_args!("{}", route.normalised(raw)));
+                Part::Scratch(start, len)
+            }
+            Part::Scratch(start, len) => {
+                let raw = self.scratch.get(start, len);
+                if !route.changes(raw) {
+                    return p;
+                }
+                // The raw text is in the arena being written: copy it out first (on the stack
+                // while it fits, which the label bound usually ensures).
+                let mut inline = ArrayString::<256>::new();
+                let copy: std::borrow::Cow<'_, str> = match inline.try_push_str(raw) {
+                    Ok(()) => std::borrow::Cow::Borrowed(inline.as_str()),
+                    Err(_) => std::borrow::Cow::Owned(raw.to_owned()),
+                };
+                let (start, len) = self
+                    .scratch
+                    .push_fmt(format_args!("{}", route.normalised(&copy)));
+                Part::Scratch(start, len)
+            }
+        }
+    }
+
     fn text(&self, p: Part<'a>) -> Option<&str> {
         match p {
             Part::Missing => None,
@@ -159,11 +195,15 @@ pub(crate) fn resolve<'a>(
             LabelSource::SpanKind => {
                 Part::Borrowed(span_kind(subject.own.and_then(|o| o.by_name(OTEL_KIND))))
             }
-            LabelSource::Outcome(values) => Part::Borrowed(match subject.outcome {
+            LabelSource::Outcome(values) => match match subject.outcome {
                 Outcome::Unset => &values.unset,
                 Outcome::Ok => &values.ok,
                 Outcome::Error => &values.error,
-            }),
+            } {
+                // An empty outcome value leaves the label off.
+                v if v.is_empty() => Part::Missing,
+                v => Part::Borrowed(v),
+            },
             LabelSource::Field(name) => {
                 let own = own_slots
                     .and_then(|s| s.get(i).copied().flatten())
@@ -183,10 +223,14 @@ pub(crate) fn resolve<'a>(
                 }
             }
         };
-        if let Some(mapping) = &label.mapping {
-            if let Some(mapped) = buf.text(part).and_then(|raw| mapping.apply(raw)) {
-                part = Part::Borrowed(mapped);
+        match &label.mapping {
+            Some(Mapping::Route(route)) => part = buf.route(part, route),
+            Some(mapping) => {
+                if let Some(mapped) = buf.text(part).and_then(|raw| mapping.apply(raw)) {
+                    part = Part::Borrowed(mapped);
+                }
             }
+            None => {}
         }
         if let (Part::Missing, Some(d)) = (part, &label.default) {
             part = Part::Borrowed(d);
@@ -198,6 +242,11 @@ pub(crate) fn resolve<'a>(
 /// Writes the cache key of `rule`'s labels (see [`KeyPart`]) for a span with captured values
 /// `own` and `outcome`, looking inherited values up through `lookup`. Equal keys mean equal
 /// label values, as [`resolve`] would make them. `false` when the key does not fit `out`.
+///
+/// The key is only a shortcut past [`resolve`]: a caller that gets `false` resolves the labels
+/// in full, with the same result. Mutants that make this function give up more often (return
+/// `false`, or stop early) therefore change speed, never the metrics; the tests pin results,
+/// and `benches/roundrobin.rs` measures the speed.
 pub(crate) fn write_key(
     rule: &Rule,
     parts: &[KeyPart],

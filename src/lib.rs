@@ -51,19 +51,22 @@
 //!   plans, reload, recording, events and milestones, the registry field lookup.
 //! - [`exporter`] and [`testing`]: `metrics-exporter-prometheus` set up for the layer's families;
 //!   snapshots of what the layer recorded, for tests.
+//! - [`operations`]: from the configuration and its [`Objective`]s, Prometheus recording rules,
+//!   burn-rate alerts and a Grafana dashboard (it reads `config` only).
 //!
 //! ## Exported names
 //! A family's name in Prometheus depends on its declared name, kind and unit only, never on its
 //! description or the exporter's naming settings: every `.` becomes `_`; unless the unit is a
-//! count, `_seconds` or `_bytes` is appended where the name does not already end with it; a
-//! counter ends with `_total` (kept last). `rpc.latency` (a histogram of durations) is
+//! count, `_seconds`, `_milliseconds` or `_bytes` is appended where the name does not already
+//! end with it; a counter ends with `_total` (kept last). `rpc.latency` (a histogram of durations) is
 //! `rpc_latency_seconds`, `rpc.calls` (a counter) is `rpc_calls_total`,
 //! `rpc.duration.seconds` stays `rpc_duration_seconds`. The layer registers each family under
 //! that name, so a plain `PrometheusBuilder::new()` and `with_recommended_naming(true)` show
 //! the same. Families whose exported names, or the samples derived from them (a histogram's
 //! `_bucket`, `_sum`, `_count`), would meet are refused when the layer is built, and so are the
 //! names of the layer's own health counters ([`OVERFLOW_METRIC`], [`TRUNCATED_METRIC`],
-//! [`REJECTED_METRIC`]). [`HistogramInfo::exported_name`] tells a histogram's.
+//! [`REJECTED_METRIC`], [`LABEL_OVERFLOW_METRIC`]). [`HistogramInfo::exported_name`] tells a
+//! histogram's.
 //!
 //! ## Fields recorded later must be declared
 //! `Span::record` only reaches fields declared when the span was created; tracing drops any
@@ -84,6 +87,7 @@ pub mod exporter;
 mod instruments;
 mod labels;
 mod layer;
+pub mod operations;
 mod plan;
 mod ruleset;
 mod state;
@@ -97,5 +101,9 @@ pub use config::{
     Unit,
 };
 pub use config::{ConfigError, ConfigErrorKind};
+pub use config::{LABEL_OVERFLOW_METRIC, LABEL_OVERFLOW_VALUE};
 pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub use config::{Objective, ObjectiveKind};
+pub use config::{RED_DURATION_SECONDS, RED_EVENTS, RED_NAMESPACE, Red, StatusCodeLabel};
+pub use config::{ROUTE_ID, RouteMapping};
 pub use layer::{ReloadHandle, SpanMetricsLayer};

@@ -19,6 +19,8 @@ pub(crate) struct Rule {
     pub(crate) measure: Measure,
     pub(crate) labels: Vec<Label>,
     pub(crate) conditions: Vec<Condition>,
+    /// What one nanosecond of a duration is in the family's unit.
+    pub(crate) per_nano: f64,
 }
 
 impl Rule {
@@ -155,6 +157,7 @@ pub(crate) fn compile(
                 measure: m.effective_measure(),
                 labels,
                 conditions: m.conditions.clone(),
+                per_nano: families[family].unit.per_nanosecond(),
             }
         })
         .collect();
@@ -163,12 +166,20 @@ pub(crate) fn compile(
         (None, Some(running)) => running.clone(),
         (None, None) => RecorderRef::Global,
     };
-    Ok(Ruleset::new(
+    let ruleset = Ruleset::new(
         rules,
         families,
         Settings {
             max_label_len: builder.max_label_len,
             recorder,
         },
-    ))
+    );
+    // The health counters exist at zero from the start on the recorder there is now; a
+    // recorder installed later gets them with each family's first series.
+    ruleset.settings.recorder.with(|r, _| {
+        for family in &ruleset.families {
+            family.register_health(r);
+        }
+    });
+    Ok(ruleset)
 }

@@ -274,7 +274,7 @@ fn name_match(registered: &str, kind: MetricKind, asked: &str) -> Option<u8> {
             .all(|(r, a)| r == if a == b'.' { b'_' } else { a })
     {
         Some(1)
-    } else if [Unit::Count, Unit::Seconds, Unit::Bytes]
+    } else if [Unit::Count, Unit::Seconds, Unit::Milliseconds, Unit::Bytes]
         .into_iter()
         .any(|unit| exported_name(asked, kind, unit) == registered)
     {

@@ -124,7 +124,7 @@ fn a_million_distinct_span_names_under_red() {
     let in_histogram: usize = m
         .series
         .iter()
-        .filter(|(k, _)| k.name() == "traces_span_metrics_duration_seconds")
+        .filter(|(k, _)| k.name() == "traces_span_metrics_duration_milliseconds")
         .map(|(_, v)| match v {
             common::Value::Histogram(h) => h.len(),
             _ => 0,

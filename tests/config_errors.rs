@@ -73,7 +73,8 @@ fn measures_that_do_not_fit_the_instrument() {
     );
     assert_eq!(
         one(Metric::histogram("h").wall_time().unit(Unit::Bytes)),
-        "rule #0 (`h`): durations are measured in seconds; the unit must be `seconds`"
+        "rule #0 (`h`): a duration cannot be in `bytes`; the unit must be `seconds` or \
+         `milliseconds`"
     );
 }
 

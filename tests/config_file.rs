@@ -338,7 +338,7 @@ fn unknown_words_name_the_word_what_is_accepted_and_the_nearest() {
     assert_eq!(
         rule_error("unit = \"byte\""),
         "line 4, column 8: rule #0 (`lat`): unknown unit `byte`: expected one of `seconds`, \
-         `count`, `bytes`; did you mean `bytes`?"
+         `milliseconds`, `count`, `bytes`; did you mean `bytes`?"
     );
     assert_eq!(
         rule_error("buckets = \"otel_duration\""),
@@ -365,8 +365,8 @@ fn unknown_words_name_the_word_what_is_accepted_and_the_nearest() {
     );
     assert_eq!(
         rule_error("labels = [{ field = \"status\", map = \"status_clas\" }]"),
-        "line 4, column 37: rule #0 (`lat`): unknown mapping `status_clas`: expected \
-         `status_class`"
+        "line 4, column 37: rule #0 (`lat`): unknown mapping `status_clas`: expected one of \
+         `status_class`, `route`; did you mean `status_class`?"
     );
     assert_eq!(
         rule_error("when = [\"eror\"]"),
@@ -414,8 +414,8 @@ fn unknown_keys_name_the_key_what_is_accepted_and_the_nearest() {
     assert_eq!(
         rule_error("labels = [{ feild = \"a\" }]"),
         "line 4, column 13: rule #0 (`lat`): unknown key `feild` in a label: expected one of \
-         `key`, `field`, `fixed`, `source`, `outcome`, `default`, `map`, `own_only`; did you \
-         mean `field`?"
+         `key`, `field`, `fixed`, `source`, `outcome`, `default`, `map`, `own_only`, \
+         `value_limit`; did you mean `field`?"
     );
     assert_eq!(
         rule_error(
@@ -427,7 +427,7 @@ fn unknown_keys_name_the_key_what_is_accepted_and_the_nearest() {
     assert_eq!(
         rule_error("labels = [{ field = \"s\", map = { tabel = { a = \"b\" } } }]"),
         "line 4, column 34: rule #0 (`lat`): unknown key `tabel` in a label's `map`: expected \
-         one of `table`, `otherwise`; did you mean `table`?"
+         one of `table`, `otherwise`, `route`; did you mean `table`?"
     );
     assert_eq!(
         rule_error("when = [{ field = \"s\", one_off = [\"a\"] }]"),
@@ -438,18 +438,21 @@ fn unknown_keys_name_the_key_what_is_accepted_and_the_nearest() {
     assert_eq!(
         file_error("[setings]\ncardinality_limit = 5\n"),
         "line 1, column 2: unknown key `setings` in the file: expected one of `settings`, \
-         `red`, `metric`; did you mean `settings`?"
+         `red`, `metric`, `objective`; did you mean `settings`?"
     );
     assert_eq!(
         file_error("[settings]\ncardinality_limt = 5\n"),
         "line 2, column 1: unknown key `cardinality_limt` in `[settings]`: expected one of \
-         `cardinality_limit`, `max_label_len`, `duration_buckets`; did you mean \
+         `cardinality_limit`, `max_label_len`, `duration_buckets`, `label_value_limit`; did you \
+         mean \
          `cardinality_limit`?"
     );
     assert_eq!(
         file_error("[red]\nservice = \"shop\"\n"),
         "line 2, column 1: unknown key `service` in `[red]`: expected one of `service_name`, \
-         `spans`; did you mean `service_name`?"
+         `spans`, `namespace`, `histogram`, `dimensions`, `exclude_dimensions`, \
+         `calls_dimensions`, `events`, `status_code_label`, `aggregation_cardinality_limit`; did \
+         you mean `service_name`?"
     );
 }
 
@@ -579,12 +582,12 @@ fn settings_and_red_errors_are_located_at_their_key() {
     );
     assert_eq!(
         file_error("[red]\nservice_name = \"shop\"\nspans = { target = \"\" }\n"),
-        "line 3, column 1: rule #0 (`traces_span_metrics_calls_total`): the span target is empty; \
+        "line 3, column 1: rule #0 (`traces.span.metrics.calls`): the span target is empty; \
          leave it out to select every target"
     );
     assert_eq!(
         file_error(&format!("[red]\nservice_name = \"{}\"\n", "s".repeat(200))),
-        "line 2, column 1: rule #0 (`traces_span_metrics_calls_total`): label `service.name`: value \
+        "line 2, column 1: rule #0 (`traces.span.metrics.calls`): label `service.name`: value \
          of 200 bytes exceeds the 128-byte bound"
     );
     assert_eq!(

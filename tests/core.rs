@@ -780,17 +780,18 @@ fn red_mode_matches_the_spanmetrics_connector() {
     ];
     assert_eq!(m.counter("traces.span.metrics.calls", &server), Some(1));
     assert_eq!(m.counter("traces.span.metrics.calls", &client), Some(1));
+    // Milliseconds, the connector's default unit.
     assert_eq!(
         m.histogram("traces.span.metrics.duration", &server),
-        Some(vec![secs(30)])
+        Some(vec![30.0])
     );
     assert_eq!(
         m.histogram("traces.span.metrics.duration", &client),
-        Some(vec![secs(12)])
+        Some(vec![12.0])
     );
     assert_eq!(
         m.description("traces.span.metrics.duration").unwrap().0,
-        Some(metrics::Unit::Seconds)
+        Some(metrics::Unit::Milliseconds)
     );
 }
 

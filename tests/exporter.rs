@@ -28,12 +28,13 @@ fn red_mode_has_the_spanmetrics_connector_prometheus_names() {
         text.contains(&format!("traces_span_metrics_calls_total{{{labels}}} 1\n")),
         "{text}"
     );
-    assert!(text.contains("# TYPE traces_span_metrics_duration_seconds histogram\n"));
+    // Milliseconds, the connector's default unit (and what Jaeger's Monitor tab expects).
+    assert!(text.contains("# TYPE traces_span_metrics_duration_milliseconds histogram\n"));
     assert!(text.contains(&format!(
-        "traces_span_metrics_duration_seconds_bucket{{{labels},le=\"0.0001\"}} 1\n"
+        "traces_span_metrics_duration_milliseconds_bucket{{{labels},le=\"15000\"}} 1\n"
     )));
     assert!(text.contains(&format!(
-        "traces_span_metrics_duration_seconds_count{{{labels}}} 1\n"
+        "traces_span_metrics_duration_milliseconds_count{{{labels}}} 1\n"
     )));
     assert!(text.contains("# HELP traces_span_metrics_calls_total "));
 }
@@ -198,21 +199,63 @@ fn red_buckets_resolve_sub_millisecond_spans_and_keep_the_connectors_bounds() {
     });
     let bucket = |le: &str| {
         let prefix = format!(
-            "traces_span_metrics_duration_seconds_bucket{{service_name=\"shop\",span_name=\"parse\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_UNSET\",le=\"{le}\"}} "
+            "traces_span_metrics_duration_milliseconds_bucket{{service_name=\"shop\",span_name=\"parse\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_UNSET\",le=\"{le}\"}} "
         );
         text.lines()
             .find_map(|l| l.strip_prefix(prefix.as_str()))
             .unwrap_or_else(|| panic!("no bucket le={le} in {text}"))
             .to_owned()
     };
-    // 300 µs: above 250 µs, within 500 µs.
-    assert_eq!(bucket("0.00025"), "0");
-    assert_eq!(bucket("0.0005"), "1");
+    // 300 µs = 0.3 ms: above 0.25 ms, within 0.5 ms.
+    assert_eq!(bucket("0.25"), "0");
+    assert_eq!(bucket("0.5"), "1");
     // Every bound of the Collector connector's default (2 ms to 15 s) is there.
     for le in [
-        "0.002", "0.004", "0.006", "0.008", "0.01", "0.05", "0.1", "0.2", "0.4", "0.8", "1", "1.4",
-        "2", "5", "10", "15",
+        "2", "4", "6", "8", "10", "50", "100", "200", "400", "800", "1000", "1400", "2000", "5000",
+        "10000", "15000",
     ] {
         assert_eq!(bucket(le), "1", "le={le}");
     }
+}
+
+/// The layer's health counters exist at zero before any span, so an alert or a panel over them
+/// reads 0 rather than "no data": the overflow count of every family, the replaced values of
+/// each label with a value limit, the refused values of a family that measures a numeric field
+/// (for the reasons its kind can refuse) and the truncated values. Nothing else is rendered.
+#[test]
+fn the_health_counters_are_rendered_at_zero_before_any_span() {
+    let rules = SpanMetrics::builder()
+        .metric(
+            Metric::counter("bytes.total")
+                .spans(Spans::named("io"))
+                .span_field("bytes")
+                .label(tracing_spanmetrics::Label::field("peer").value_limit(4)),
+        )
+        .metric(
+            Metric::gauge("queue.depth")
+                .spans(Spans::named("io"))
+                .span_field("depth"),
+        )
+        .metric(Metric::histogram("io.duration.seconds").spans(Spans::named("io")));
+    let (_layer, exposition) = exporter::build_with_own_recorder(rules).unwrap();
+    let mut samples: Vec<&str> = Vec::new();
+    let text = exposition.render();
+    samples.extend(text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()));
+    samples.sort_unstable();
+    assert_eq!(
+        samples,
+        [
+            "spanmetrics_label_overflow_observations_total{metric=\"bytes_total\",label=\"peer\"} 0",
+            "spanmetrics_label_values_truncated_total 0",
+            "spanmetrics_overflow_observations_total{metric=\"bytes_total\"} 0",
+            "spanmetrics_overflow_observations_total{metric=\"io_duration_seconds\"} 0",
+            "spanmetrics_overflow_observations_total{metric=\"queue_depth\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"bytes_total\",reason=\"negative\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"bytes_total\",reason=\"not_a_number\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"bytes_total\",reason=\"not_finite\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"bytes_total\",reason=\"too_large\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"queue_depth\",reason=\"not_a_number\"} 0",
+        ],
+        "{text}"
+    );
 }

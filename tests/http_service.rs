@@ -18,12 +18,13 @@ use example_bin::{
 };
 
 /// The RED families as this crate exports them today, in the unit below: the names Jaeger's
-/// queries are built from (its `calls` and `duration` with normalised names). Change these when
+/// queries are built from (its `calls` and `duration` with normalised names, and its default
+/// latency unit, milliseconds). Change these when
 /// the default unit or the names change.
 const RED_CALLS: &str = "traces_span_metrics_calls_total";
-const RED_DURATION: &str = "traces_span_metrics_duration_seconds";
+const RED_DURATION: &str = "traces_span_metrics_duration_milliseconds";
 /// How many of the RED duration family's unit make a second.
-const RED_UNITS_PER_SECOND: f64 = 1.0;
+const RED_UNITS_PER_SECOND: f64 = 1000.0;
 
 /// The example's `service_name`.
 const SERVICE: &str = "http-service";

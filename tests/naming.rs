@@ -224,7 +224,7 @@ fn a_blank_red_service_name_is_refused() {
         assert_eq!(
             refused(SpanMetrics::red(name)),
             format!(
-                "rule #0 (`traces_span_metrics_calls_total`): label `service.name`: the fixed \
+                "rule #0 (`traces.span.metrics.calls`): label `service.name`: the fixed \
                  value {name:?} is blank; Prometheus treats an empty label value as no label at \
                  all, so give it a non-blank value"
             )
@@ -251,7 +251,7 @@ fn a_blank_red_service_name_in_toml_is_refused() {
         .to_string();
     assert_eq!(
         err,
-        "line 2, column 1: rule #0 (`traces_span_metrics_calls_total`): label `service.name`: \
+        "line 2, column 1: rule #0 (`traces.span.metrics.calls`): label `service.name`: \
          the fixed value \"\" is blank; Prometheus treats an empty label value as no label at \
          all, so give it a non-blank value"
     );

@@ -151,10 +151,11 @@ fn span_metrics_and_traces_agree() {
                 *ours.entry((label("span.name"), kind, status)).or_default() += n;
             }
             (RED_DURATION, common::Value::Histogram(v)) => {
+                // RED records milliseconds, as the connector does by default.
                 our_durations
                     .entry(label("span.name"))
                     .or_default()
-                    .extend(v.iter().copied());
+                    .extend(v.iter().map(|ms| ms / 1000.0));
             }
             _ => {}
         }

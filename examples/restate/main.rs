@@ -14,6 +14,7 @@
 //! through the rules in `spanmetrics.toml`.
 
 mod exposition;
+mod operations;
 mod otel;
 mod sim;
 mod spanmetrics;
@@ -47,6 +48,14 @@ OPTIONS:
                       tracing-opentelemetry in the same registry: one line per finished span
                       (`otel span NAME kind=.. status=.. duration=..ms`) on stderr, so stdout
                       stays the exposition (--once) or the live summary
+    --print-rules     print the Prometheus rule file of the configuration's objectives
+                      (recorded error ratios, burn-rate alerts) and exit
+    --print-dashboard print the Grafana dashboard of the configuration (JSON) and exit
+    --fast-page SECS  with --print-rules: the fast page alert's `for` is SECS and groups are
+                      evaluated every second (the other alerts keep the workbook's)
+    --error-burst START,LENGTH
+                      every RPC fails from START to START+LENGTH seconds into the live
+                      workload (the `rpc-availability` objective's fast page alert fires)
     -h, --help        print this help
 ";
 
@@ -57,6 +66,9 @@ struct Args {
     seed: u64,
     config: Option<PathBuf>,
     otel: bool,
+    print: Option<operations::Print>,
+    fast_page: Option<Duration>,
+    error_burst: Option<(Duration, Duration)>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -67,6 +79,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         seed: 1,
         config: None,
         otel: false,
+        print: None,
+        fast_page: None,
+        error_burst: None,
     };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -83,6 +98,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "-h" | "--help" => return Ok(None),
             "--once" => out.once = true,
             "--otel" => out.otel = true,
+            "--print-rules" => out.print = Some(operations::Print::Rules),
+            "--print-dashboard" => out.print = Some(operations::Print::Dashboard),
+            "--error-burst" => {
+                out.error_burst = Some(operations::parse_burst(&value("--error-burst")?)?)
+            }
+            "--fast-page" => {
+                let v = value("--fast-page")?;
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--fast-page: `{v}` is not a whole number of seconds"))?;
+                out.fast_page = Some(Duration::from_secs(secs));
+            }
             "--config" => out.config = Some(PathBuf::from(value("--config")?)),
             "--listen" => {
                 let v = value("--listen")?;
@@ -134,6 +161,16 @@ async fn main() {
         eprintln!("error: {e}");
         std::process::exit(2)
     });
+    if let Some(what) = args.print {
+        match operations::render(&builder, what, args.fast_page) {
+            Ok(text) => print!("{text}"),
+            Err(e) => fail(e),
+        }
+        return;
+    }
+    if let Some((start, length)) = args.error_burst {
+        operations::schedule_burst(start, length);
+    }
     let otel = args.otel.then(otel::tracer);
     let (provider, tracer) = otel.unzip();
     let otel_layer = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use metrics::Recorder;
 
-use super::{Buckets, Label, Metric, MetricKind, Spans, Unit};
+use super::red::{Red, RedProblem};
+use super::{Buckets, Metric, MetricKind, Spans};
 use crate::config::exported_name;
 
 /// The default most distinct label sets per metric family (as the OpenTelemetry Collector's
@@ -51,8 +52,8 @@ impl SpanMetrics {
         SpanMetricsBuilder::default()
     }
 
-    /// The RED metrics of the OpenTelemetry Collector's spanmetrics connector for every span:
-    /// see [`SpanMetricsBuilder::red`].
+    /// The RED metrics of the OpenTelemetry Collector's spanmetrics connector for every span,
+    /// with the connector's defaults: see [`SpanMetricsBuilder::red`].
     ///
     /// ```
     /// let layer = tracing_spanmetrics::SpanMetrics::red("checkout").build().unwrap();
@@ -70,9 +71,14 @@ pub struct SpanMetricsBuilder {
     pub(crate) rules: Vec<Metric>,
     pub(crate) cardinality_limit: usize,
     pub(crate) max_label_len: usize,
+    pub(crate) label_value_limit: Option<usize>,
     /// `None`: the facade's current recorder for a new layer, the running one on a reload.
     pub(crate) recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     pub(crate) clock: Option<quanta::Clock>,
+    /// Service-level objectives on the families (see `super::objective`).
+    pub(crate) objectives: Vec<super::Objective>,
+    /// The first problem with RED options that no rule can show, reported by `build`.
+    pub(crate) red_problem: Option<RedProblem>,
 }
 
 impl std::fmt::Debug for SpanMetricsBuilder {
@@ -81,8 +87,11 @@ impl std::fmt::Debug for SpanMetricsBuilder {
             .field("rules", &self.rules)
             .field("cardinality_limit", &self.cardinality_limit)
             .field("max_label_len", &self.max_label_len)
+            .field("label_value_limit", &self.label_value_limit)
             .field("recorder", &self.recorder.as_ref().map(|_| ".."))
             .field("clock", &self.clock.as_ref().map(|_| ".."))
+            .field("objectives", &self.objectives)
+            .field("red_problem", &self.red_problem)
             .finish()
     }
 }
@@ -106,8 +115,11 @@ impl Default for SpanMetricsBuilder {
             rules: Vec::new(),
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
             max_label_len: DEFAULT_MAX_LABEL_LEN,
+            label_value_limit: None,
             recorder: None,
             clock: None,
+            objectives: Vec::new(),
+            red_problem: None,
         }
     }
 }
@@ -115,10 +127,16 @@ impl Default for SpanMetricsBuilder {
 /// The RED calls counter, as the OpenTelemetry Collector's spanmetrics connector exports it
 /// (its `traces.span.metrics.calls`), whatever the exporter's naming settings.
 pub const RED_CALLS: &str = "traces_span_metrics_calls_total";
-/// The RED duration histogram, in seconds, as the OpenTelemetry Collector's spanmetrics
-/// connector exports it (its `traces.span.metrics.duration`; Prometheus shows
-/// `traces_span_metrics_duration_seconds_bucket`, `_sum` and `_count`).
-pub const RED_DURATION: &str = "traces_span_metrics_duration_seconds";
+/// The RED duration histogram in its default unit, milliseconds, as the OpenTelemetry
+/// Collector's spanmetrics connector exports it by default (its `traces.span.metrics.duration`;
+/// Prometheus shows `traces_span_metrics_duration_milliseconds_bucket`, `_sum` and `_count`).
+pub const RED_DURATION: &str = "traces_span_metrics_duration_milliseconds";
+/// The RED duration histogram in seconds ([`Red::unit`] set to [`Unit::Seconds`](crate::Unit)),
+/// as the connector exports it with `histogram.unit: s`.
+pub const RED_DURATION_SECONDS: &str = "traces_span_metrics_duration_seconds";
+/// The RED events counter ([`Red::events`]), as the connector exports it (its
+/// `traces.span.metrics.events`).
+pub const RED_EVENTS: &str = "traces_span_metrics_events_total";
 
 impl SpanMetricsBuilder {
     /// Adds a rule.
@@ -136,41 +154,31 @@ impl SpanMetricsBuilder {
     }
 
     /// Adds the RED metrics that the OpenTelemetry Collector's spanmetrics connector derives, for
-    /// the selected spans: a calls counter [`RED_CALLS`] and a duration histogram
-    /// [`RED_DURATION`] in seconds (buckets [`Buckets::red_seconds`]: 100 µs to 15 s), labelled
-    /// `service.name`, `span.name` (honouring `otel.name`), `span.kind` (from `otel.kind`,
-    /// `SPAN_KIND_INTERNAL` by default) and `status.code` (`STATUS_CODE_UNSET`,
-    /// `STATUS_CODE_OK` from `otel.status_code`, `STATUS_CODE_ERROR` from it or from an error
-    /// event).
+    /// the selected spans, with the connector's defaults: a calls counter [`RED_CALLS`] and a
+    /// duration histogram [`RED_DURATION`] in milliseconds (buckets
+    /// [`Buckets::red_milliseconds`]: 0.1 ms to 15 s), labelled `service.name`, `span.name`
+    /// (honouring `otel.name`), `span.kind` (from `otel.kind`, `SPAN_KIND_INTERNAL` by default)
+    /// and `status.code` (`STATUS_CODE_UNSET`, `STATUS_CODE_OK` from `otel.status_code`,
+    /// `STATUS_CODE_ERROR` from it or from an error event). Shorthand for
+    /// [`red_with`](SpanMetricsBuilder::red_with)`(Red::new(service_name).spans(spans))`.
     #[must_use]
     pub fn red(self, service_name: impl Into<String>, spans: Spans) -> Self {
-        let service = service_name.into();
-        let labels = || {
-            [
-                Label::fixed("service.name", service.clone()),
-                Label::span_name("span.name"),
-                Label::span_kind("span.kind"),
-                Label::otel_status_code("status.code"),
-            ]
-        };
-        self.metric(
-            Metric::counter(RED_CALLS)
-                .describe("Spans ended, by name, kind and status (spanmetrics connector calls)")
-                .spans(spans.clone())
-                .spans_closed()
-                .labels(labels()),
-        )
-        .metric(
-            Metric::histogram(RED_DURATION)
-                .describe(
-                    "Span durations, by name, kind and status (spanmetrics connector duration)",
-                )
-                .unit(Unit::Seconds)
-                .spans(spans)
-                .wall_time()
-                .labels(labels())
-                .buckets(Buckets::red_seconds()),
-        )
+        self.red_with(Red::new(service_name).spans(spans))
+    }
+
+    /// Adds the RED metrics of the OpenTelemetry Collector's spanmetrics connector with the
+    /// connector's options (see [`Red`]). Options that are wrong on their own (a blank
+    /// namespace, an excluded dimension that is not a default one) are reported by
+    /// [`build`](SpanMetricsBuilder::build), like every problem of the rules they add.
+    #[must_use]
+    pub fn red_with(mut self, red: Red) -> Self {
+        match red.check() {
+            Ok(()) => self.metrics(red.rules()),
+            Err(problem) => {
+                self.red_problem.get_or_insert(problem);
+                self
+            }
+        }
     }
 
     /// The most distinct label sets per family, for families that set no limit of their own
@@ -181,6 +189,18 @@ impl SpanMetricsBuilder {
     #[must_use]
     pub fn cardinality_limit(mut self, limit: usize) -> Self {
         self.cardinality_limit = limit;
+        self
+    }
+
+    /// The most distinct values each label takes in its family, for labels that set no
+    /// [limit of their own](crate::Label::value_limit): per-label overflow, beside the
+    /// family's limit on label sets. Must be at least 1.
+    ///
+    /// Defaults to none: labels take any number of values (the family's
+    /// [`cardinality_limit`](SpanMetricsBuilder::cardinality_limit) still bounds its series).
+    #[must_use]
+    pub fn label_value_limit(mut self, limit: usize) -> Self {
+        self.label_value_limit = Some(limit);
         self
     }
 
@@ -246,6 +266,23 @@ impl SpanMetricsBuilder {
                 }
             })
             .collect()
+    }
+
+    /// Declares a service-level objective on a family of the rules (see
+    /// [`Objective`](super::Objective)); [`build`](SpanMetricsBuilder::build) checks it against
+    /// the family. [`crate::operations`] generates its recording rules, alerts and dashboard
+    /// panels.
+    ///
+    /// Defaults to no objectives.
+    #[must_use]
+    pub fn objective(mut self, objective: super::Objective) -> Self {
+        self.objectives.push(objective);
+        self
+    }
+
+    /// The objectives declared so far.
+    pub fn objectives(&self) -> &[super::Objective] {
+        &self.objectives
     }
 
     /// Whether this builder sets a clock of its own.

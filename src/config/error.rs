@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::config::RuleKey;
+use crate::config::objective::ObjectiveKey;
 
 /// What kind of configuration a [`ConfigError`] refuses, for callers that react differently to
 /// each (a reload that keeps the running configuration, say, or a file that is re-read later).
@@ -25,6 +26,10 @@ pub enum ConfigErrorKind {
     /// A reload was refused: it would change what the running layer cannot change (its clock,
     /// the buckets its exporter fixed).
     Reload,
+    /// A service-level objective is invalid: an unknown family, one of the wrong kind, a
+    /// target outside (0, 1), a label the family lacks, a latency threshold that is not a
+    /// bucket bound.
+    Objective,
 }
 
 /// A configuration the layer refuses to build or reload.
@@ -44,6 +49,9 @@ pub struct ConfigError {
     column: Option<u32>,
     /// The rule's key the problem is about, for locating it in a file.
     key: Option<RuleKey>,
+    /// The key of the objective at fault the problem is about. An objective's error keeps the
+    /// objective's position in `rule` and its name in `metric`.
+    objective_key: Option<ObjectiveKey>,
     source: Option<Arc<std::io::Error>>,
 }
 
@@ -58,8 +66,36 @@ impl ConfigError {
             line: None,
             column: None,
             key: None,
+            objective_key: None,
             source: None,
         }
+    }
+
+    /// Objective `index` (named `name`) is invalid.
+    pub(crate) fn objective(index: usize, name: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            rule: Some(index),
+            metric: Some(name.to_owned()),
+            ..ConfigError::new(ConfigErrorKind::Objective, problem)
+        }
+    }
+
+    /// The same error, about the objective's `key`.
+    pub(crate) fn at_objective_key(mut self, key: ObjectiveKey) -> Self {
+        self.objective_key = Some(key);
+        self
+    }
+
+    /// The objective at fault and the key of it the problem is about, if any.
+    pub(crate) fn objective_site(&self) -> Option<(usize, Option<ObjectiveKey>)> {
+        self.objective_index().map(|i| (i, self.objective_key))
+    }
+
+    /// The zero-based position of the offending objective, when one is at fault.
+    #[must_use]
+    pub fn objective_index(&self) -> Option<usize> {
+        self.rule
+            .filter(|_| self.kind == ConfigErrorKind::Objective)
     }
 
     /// Rule `index` (declaring `metric`) is invalid.
@@ -131,12 +167,23 @@ impl ConfigError {
     #[must_use]
     pub fn rule_index(&self) -> Option<usize> {
         self.rule
+            .filter(|_| self.kind != ConfigErrorKind::Objective)
     }
 
     /// The metric family the problem is about, as the rules name it.
     #[must_use]
     pub fn metric(&self) -> Option<&str> {
-        self.metric.as_deref()
+        self.metric
+            .as_deref()
+            .filter(|_| self.kind != ConfigErrorKind::Objective)
+    }
+
+    /// The name of the offending objective, when one is at fault.
+    #[must_use]
+    pub fn objective_name(&self) -> Option<&str> {
+        self.metric
+            .as_deref()
+            .filter(|_| self.kind == ConfigErrorKind::Objective)
     }
 
     /// What is wrong, without the location and rule the message starts with.
@@ -170,6 +217,7 @@ impl PartialEq for ConfigError {
             &self.file,
             self.line,
             self.column,
+            self.objective_key,
         ) == (
             other.kind,
             other.rule,
@@ -178,6 +226,7 @@ impl PartialEq for ConfigError {
             &other.file,
             other.line,
             other.column,
+            other.objective_key,
         )
     }
 }
@@ -191,6 +240,11 @@ impl fmt::Display for ConfigError {
             (None, Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
             (Some(file), _, _) => write!(f, "{file}: ")?,
             _ => {}
+        }
+        if let (ConfigErrorKind::Objective, Some(i), Some(name)) =
+            (self.kind, self.rule, &self.metric)
+        {
+            return write!(f, "objective #{i} (`{name}`): {}", self.problem);
         }
         match (&self.rule, &self.metric) {
             (Some(i), Some(m)) => write!(f, "rule #{i} (`{m}`): {}", self.problem),

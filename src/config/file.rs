@@ -6,10 +6,19 @@
 //! cardinality_limit = 2000        # default label sets per family
 //! max_label_len = 128             # bytes
 //! duration_buckets = "otel_durations"
+//! label_value_limit = 500         # optional: distinct values per label per family
 //!
-//! [red]                           # the zero-configuration RED metrics
+//! [red]                           # the spanmetrics connector's RED metrics
 //! service_name = "checkout"
-//! spans = { target = "checkout" } # optional
+//! spans = { target = "checkout" } # optional; the rest are the connector's keys, all optional
+//! namespace = "traces.span.metrics"
+//! histogram = { unit = "ms", dimensions = ["http.status_code"], explicit = { buckets = [2, 4, 6, 8, 10, 50, 100] } }
+//! dimensions = [{ name = "http.method", default = "GET" }, { name = "http.target", map = "route" }]
+//! exclude_dimensions = ["span.kind"]
+//! calls_dimensions = ["peer.service"]
+//! events = { enabled = true, dimensions = ["exception.type"] }
+//! status_code_label = "status.code"  # or "otel.status_code"
+//! aggregation_cardinality_limit = 2000
 //!
 //! [[metric]]
 //! name = "rpc.duration.seconds"
@@ -23,9 +32,21 @@
 //!   { field = "status", key = "status_class", map = "status_class" },
 //!   { key = "result", source = "outcome" },             # success | error
 //!   { key = "proto", fixed = "http" },
+//!   { field = "path", key = "route", map = "route", value_limit = 100 },  # or map = { route = [{ pattern = "v[0-9]+", replace = "{version}" }] }
 //! ]
 //! when = [{ field = "status", not_between = [200, 299] }]
 //! buckets = "otel_durations"      # or [0.1, 0.5, 1], or { exponential = { start = 0.001, factor = 2, count = 16 } }
+//!
+//! [[objective]]                   # see `crate::config::objective`
+//! name = "rpc-latency"
+//! family = "rpc.duration.seconds"
+//! kind = "latency"                # or "availability" (errors from the outcome label)
+//! threshold = 0.25                # latency only: one of the family's bucket bounds
+//! target = 0.99                   # in (0, 1)
+//! window = "28d"                  # ms, s, m, h, d, w
+//! filter = { swimlane = "general" }
+//! group_by = ["swimlane"]
+//! # errors = { label = "status", values = ["failed"] }   # availability without an outcome label
 //! ```
 //!
 //! Measures: `"wall_time"`, `"busy_time"`, `"idle_time"`, `"self_time"`, `"spans_opened"`,
@@ -36,6 +57,10 @@
 //! Conditions: `"error"`, `"not_error"`, or `{ field = "f", <test> }` with one of
 //! `recorded = true`, `missing = true`, `one_of = [..]`, `not_one_of = [..]`,
 //! `between = [lo, hi]`, `not_between = [lo, hi]`.
+//!
+//! Connector keys of `[red]` that have no meaning in-process (`metrics_flush_interval`,
+//! `metrics_expiration`, `aggregation_temporality`, the resource caches, …) are refused with the
+//! reason.
 //!
 //! Every error names its line and column and says what was found and what is accepted: an
 //! unknown key or word also suggests the nearest accepted one (``unknown measure `wall_tim`:
@@ -52,7 +77,7 @@ use tracing_subscriber::filter::LevelFilter;
 
 use super::{
     Buckets, Condition, EventMatch, FieldCondition, Label, Mapping, Measure, Metric, MetricKind,
-    OutcomeValues, Spans, Unit,
+    Objective, OutcomeValues, Red, Spans, StatusCodeLabel, Unit,
 };
 use super::{RuleKey, SpanMetricsBuilder, check_buckets, validate};
 use crate::config::ConfigError;
@@ -79,6 +104,7 @@ const UNITS: Words<Unit> = Words {
     what: "unit",
     words: &[
         ("seconds", Unit::Seconds),
+        ("milliseconds", Unit::Milliseconds),
         ("count", Unit::Count),
         ("bytes", Unit::Bytes),
     ],
@@ -121,7 +147,10 @@ const SOURCES: Words<fn(String) -> Label> = Words {
 
 const MAPPINGS: Words<fn() -> Mapping> = Words {
     what: "mapping",
-    words: &[("status_class", Mapping::status_class)],
+    words: &[
+        ("status_class", Mapping::status_class),
+        ("route", Mapping::route),
+    ],
 };
 
 const CONDITIONS: Words<Condition> = Words {
@@ -141,9 +170,86 @@ const PRESETS: Words<fn() -> Buckets> = Words {
     ],
 };
 
-const FILE_KEYS: &[&str] = &["settings", "red", "metric"];
-const SETTINGS_KEYS: &[&str] = &["cardinality_limit", "max_label_len", "duration_buckets"];
-const RED_KEYS: &[&str] = &["service_name", "spans"];
+const FILE_KEYS: &[&str] = &["settings", "red", "metric", "objective"];
+const SETTINGS_KEYS: &[&str] = &[
+    "cardinality_limit",
+    "max_label_len",
+    "duration_buckets",
+    "label_value_limit",
+];
+const RED_KEYS: &[&str] = &[
+    "service_name",
+    "spans",
+    "namespace",
+    "histogram",
+    "dimensions",
+    "exclude_dimensions",
+    "calls_dimensions",
+    "events",
+    "status_code_label",
+    "aggregation_cardinality_limit",
+];
+const RED_HISTOGRAM_KEYS: &[&str] = &["unit", "explicit", "dimensions", "disable"];
+const RED_EXPLICIT_KEYS: &[&str] = &["buckets"];
+const RED_EVENTS_KEYS: &[&str] = &["enabled", "dimensions"];
+const DIMENSION_KEYS: &[&str] = &["name", "default", "map", "own_only", "value_limit"];
+
+/// Connector keys that have no counterpart in-process, and why.
+const RED_NOT_APPLICABLE: &[(&str, &str)] = &[
+    (
+        "metrics_flush_interval",
+        "the layer records each span as it ends and the exporter serves the current values on \
+         every scrape, so there is nothing to flush",
+    ),
+    (
+        "metrics_expiration",
+        "series are kept for the life of the process (bounded by the cardinality limit); \
+         Prometheus marks a series stale once a scrape no longer shows it",
+    ),
+    (
+        "aggregation_temporality",
+        "Prometheus scrapes cumulative values; there is no delta temporality",
+    ),
+    (
+        "dimensions_cache_size",
+        "label sets are bounded by `aggregation_cardinality_limit` (and `[settings] \
+         cardinality_limit`), which the connector's cache size approximates",
+    ),
+    (
+        "resource_metrics_cache_size",
+        "one process is one resource: there is no resource cache",
+    ),
+    (
+        "resource_metrics_key_attributes",
+        "one process is one resource: give resource attributes as `dimensions` with defaults",
+    ),
+    (
+        "add_resource_attributes",
+        "one process is one resource: give resource attributes as `dimensions` with defaults",
+    ),
+    (
+        "include_instrumentation_scope",
+        "spans carry a target, not an instrumentation scope: add a label with \
+         `source = \"target\"` in a `[[metric]]` of your own",
+    ),
+    (
+        "exemplars",
+        "exemplars are configured with the exporter, not in `[red]`",
+    ),
+];
+
+const RED_UNITS: Words<Unit> = Words {
+    what: "duration unit",
+    words: &[("ms", Unit::Milliseconds), ("s", Unit::Seconds)],
+};
+
+const STATUS_CODE_LABELS: Words<StatusCodeLabel> = Words {
+    what: "status code label",
+    words: &[
+        ("status.code", StatusCodeLabel::StatusCode),
+        ("otel.status_code", StatusCodeLabel::OtelStatusCode),
+    ],
+};
 const METRIC_KEYS: &[&str] = &[
     "name",
     "kind",
@@ -166,10 +272,19 @@ const MEASURE_KEYS: &[&str] = &[
     "event_field",
 ];
 const LABEL_KEYS: &[&str] = &[
-    "key", "field", "fixed", "source", "outcome", "default", "map", "own_only",
+    "key",
+    "field",
+    "fixed",
+    "source",
+    "outcome",
+    "default",
+    "map",
+    "own_only",
+    "value_limit",
 ];
 const OUTCOME_KEYS: &[&str] = &["unset", "ok", "error"];
-const MAP_KEYS: &[&str] = &["table", "otherwise"];
+const MAP_KEYS: &[&str] = &["table", "otherwise", "route"];
+const ROUTE_PATTERN_KEYS: &[&str] = &["pattern", "replace"];
 const CONDITION_KEYS: &[&str] = &[
     "field",
     "recorded",
@@ -193,7 +308,7 @@ fn quoted(words: &[&str]) -> String {
 
 /// What is accepted instead of `found`, and the nearest accepted word if a typo could explain
 /// the difference.
-fn accepted(found: &str, words: &[&str]) -> String {
+pub(crate) fn accepted(found: &str, words: &[&str]) -> String {
     if let [only] = words {
         return format!("expected `{only}`");
     }
@@ -571,7 +686,11 @@ fn label(node: &Node<'_>) -> Read<Label> {
 
 /// `{ key = …, <source>, default = …, map = …, own_only = … }`.
 fn label_table(t: &Table<'_, '_>) -> Read<Label> {
-    let mut label = label_source(t)?;
+    label_options(t, label_source(t)?)
+}
+
+/// `label` with the options `t` gives: `default`, `map`, `own_only`.
+fn label_options(t: &Table<'_, '_>, mut label: Label) -> Read<Label> {
     if let Some(value) = t.get("default", string)? {
         label = label.default(value);
     }
@@ -580,6 +699,9 @@ fn label_table(t: &Table<'_, '_>) -> Read<Label> {
     }
     if t.get("own_only", boolean)? == Some(true) {
         label = label.own_only();
+    }
+    if let Some(limit) = t.get("value_limit", unsigned)? {
+        label = label.value_limit(limit);
     }
     Ok(label)
 }
@@ -630,12 +752,23 @@ fn outcome_values(node: &Node<'_>) -> Read<OutcomeValues> {
     })
 }
 
-/// `"status_class"` or `{ table = { raw = "mapped", … }, otherwise = … }`.
+/// `"status_class"`, `"route"`, `{ table = { raw = "mapped", … }, otherwise = … }` or
+/// `{ route = [{ pattern = "…", replace = "…" }, …] }`.
 fn mapping(node: &Node<'_>) -> Read<Mapping> {
     match node.get_ref() {
         DeValue::String(_) => MAPPINGS.read(node).map(|named| named()),
         DeValue::Table(_) => {
             let t = Table::open(node, "a label's `map`", MAP_KEYS)?;
+            if let Some(route) = t.get("route", |n| list(n, route_pattern))? {
+                if t.node("table").is_some() || t.node("otherwise").is_some() {
+                    return Err("a `map` takes either `route` or `table` (with `otherwise`)"
+                        .to_owned()
+                        .into());
+                }
+                return Ok(route
+                    .into_iter()
+                    .fold(Mapping::route(), |m, (p, r)| m.segment(p, r)));
+            }
             Ok(Mapping::Table {
                 entries: t.need("table", mapping_entries)?,
                 otherwise: t.get("otherwise", string)?,
@@ -643,9 +776,20 @@ fn mapping(node: &Node<'_>) -> Read<Mapping> {
         }
         _ => Err(Fail::expected(
             node,
-            "a mapping (`status_class` or a table)",
+            "a mapping (`status_class`, `route` or a table)",
         )),
     }
+}
+
+/// `{ pattern = "regex", replace = "{name}" }`; `replace` defaults to `{id}`.
+fn route_pattern(node: &Node<'_>) -> Read<(String, String)> {
+    let t = Table::open(node, "a route pattern", ROUTE_PATTERN_KEYS)?;
+    let pattern = t.need("pattern", string)?;
+    let replace = t.get("replace", string)?;
+    Ok((
+        pattern,
+        replace.unwrap_or_else(|| crate::config::ROUTE_ID.to_owned()),
+    ))
 }
 
 /// `{ raw = "mapped", … }`: each text of the field and the value it becomes.
@@ -789,6 +933,7 @@ struct Settings {
     cardinality_limit: Option<usize>,
     max_label_len: Option<usize>,
     duration_buckets: Option<Buckets>,
+    label_value_limit: Option<usize>,
 }
 
 fn settings(node: &Node<'_>) -> Read<Settings> {
@@ -802,6 +947,9 @@ fn settings(node: &Node<'_>) -> Read<Settings> {
             alone(SpanMetricsBuilder::default().max_label_len(bytes))
         })?,
         duration_buckets: setting(&t, "duration_buckets", buckets, check_buckets)?,
+        label_value_limit: setting(&t, "label_value_limit", unsigned, |&limit| {
+            alone(SpanMetricsBuilder::default().label_value_limit(limit))
+        })?,
     })
 }
 
@@ -828,21 +976,168 @@ impl Settings {
         if let Some(bytes) = self.max_label_len {
             builder = builder.max_label_len(bytes);
         }
+        if let Some(limit) = self.label_value_limit {
+            builder = builder.label_value_limit(limit);
+        }
         builder
     }
 }
 
-/// `[red]`: the service's name and the spans its RED metrics cover.
-fn red(node: &Node<'_>) -> Read<(String, Spans)> {
+/// A connector dimension: a field's name or `{ name = …, default = …, map = …, own_only = … }`.
+fn dimension(node: &Node<'_>) -> Read<Label> {
+    match node.get_ref() {
+        DeValue::String(field) => Ok(Label::field(field.to_string())),
+        DeValue::Table(_) => {
+            let t = Table::open(node, "a dimension", DIMENSION_KEYS)?;
+            label_options(&t, Label::field(t.need("name", string)?))
+        }
+        _ => Err(Fail::expected(
+            node,
+            "a dimension (a field name or a table with `name`)",
+        )),
+    }
+}
+
+fn dimensions(node: &Node<'_>) -> Read<Vec<Label>> {
+    list(node, dimension)
+}
+
+/// `[red]`: the connector's options (see [`Red`]), each checked where it is written. The
+/// builder's verdict on the rules they make is located by [`Rules::site`].
+fn red(node: &Node<'_>) -> Read<Red> {
+    if let DeValue::Table(entries) = node.get_ref() {
+        for (key, _) in entries.iter() {
+            let name = key.get_ref().as_ref();
+            if let Some((_, why)) = RED_NOT_APPLICABLE.iter().find(|(k, _)| *k == name) {
+                return Err(Fail {
+                    at: Some(key.span()),
+                    problem: format!("`{name}` in `[red]` does not apply in-process: {why}"),
+                });
+            }
+        }
+    }
     let t = Table::open(node, "`[red]`", RED_KEYS)?;
-    let service_name = t.need("service_name", string)?;
-    Ok((service_name, t.get("spans", spans)?.unwrap_or_default()))
+    let mut red = Red::new(t.need("service_name", string)?);
+    if let Some(spans) = t.get("spans", spans)? {
+        red = red.spans(spans);
+    }
+    if let Some(namespace) = t.get("namespace", string)? {
+        red = red.namespace(namespace);
+    }
+    if let Some(dims) = t.get("dimensions", dimensions)? {
+        red.dimensions = dims;
+    }
+    if let Some(names) = t.get("exclude_dimensions", |n| list(n, string))? {
+        red.exclude = names;
+    }
+    if let Some(dims) = t.get("calls_dimensions", dimensions)? {
+        red.calls_dimensions = dims;
+    }
+    if let Some(label) = t.get("status_code_label", |n| STATUS_CODE_LABELS.read(n))? {
+        red = red.status_code(label);
+    }
+    if let Some(limit) = t.get("aggregation_cardinality_limit", unsigned)? {
+        red = red.cardinality_limit(limit);
+    }
+    t.get("histogram", |node| {
+        if let Some((key, _)) = entry(node, "exponential") {
+            return Err(Fail {
+                at: Some(key.span()),
+                problem: "`histogram.exponential` is not offered: metrics-exporter-prometheus \
+                          renders classic buckets only; give `explicit = { buckets = [...] }`"
+                    .to_owned(),
+            });
+        }
+        let h = Table::open(node, "`[red] histogram`", RED_HISTOGRAM_KEYS)?;
+        if let Some(unit) = h.get("unit", |n| RED_UNITS.read(n))? {
+            red.unit = unit;
+        }
+        if let Some(dims) = h.get("dimensions", dimensions)? {
+            red.histogram_dimensions = dims;
+        }
+        if let Some(disable) = h.get("disable", boolean)? {
+            red.histogram = !disable;
+        }
+        h.get("explicit", |node| {
+            let e = Table::open(node, "`[red] histogram.explicit`", RED_EXPLICIT_KEYS)?;
+            let buckets = e.need("buckets", |n| list(n, number).map(Buckets::explicit))?;
+            e.get("buckets", |_| check_buckets(&buckets).map_err(Fail::from))?;
+            red.buckets = Some(buckets);
+            Ok(())
+        })?;
+        Ok(())
+    })?;
+    t.get("events", |node| {
+        let e = Table::open(node, "`[red] events`", RED_EVENTS_KEYS)?;
+        let dims = e.get("dimensions", dimensions)?.unwrap_or_default();
+        if e.get("enabled", boolean)? == Some(true) {
+            red.events = Some(dims);
+        } else if !dims.is_empty() {
+            return Err(
+                "`events.dimensions` is given but the events counter is not enabled; add \
+                 `enabled = true`"
+                    .to_owned()
+                    .into(),
+            );
+        }
+        Ok(())
+    })?;
+    if let Err((key, problem)) = red.check() {
+        let at = find(t.entries, key).map_or(t.span.clone(), |(k, _)| k.span());
+        return Err(Fail::from(problem).or_at(at));
+    }
+    Ok(red)
+}
+
+/// The key of `[red]` that brought the label a problem with its rules is about: the first of
+/// `service_name`, `dimensions`, `calls_dimensions`, `histogram`, `events` whose labels, added
+/// in that order, make the rules fail validation (a cold path: only once a problem was found).
+fn red_labels_key(red: &Red, max_label_len: usize) -> &'static str {
+    let base = Red {
+        dimensions: Vec::new(),
+        calls_dimensions: Vec::new(),
+        histogram_dimensions: Vec::new(),
+        events: None,
+        ..red.clone()
+    };
+    let with_dimensions = Red {
+        dimensions: red.dimensions.clone(),
+        ..base.clone()
+    };
+    let steps: [(&'static str, Red); 5] = [
+        ("service_name", base),
+        ("dimensions", with_dimensions.clone()),
+        (
+            "calls_dimensions",
+            Red {
+                calls_dimensions: red.calls_dimensions.clone(),
+                ..with_dimensions.clone()
+            },
+        ),
+        (
+            "histogram",
+            Red {
+                histogram_dimensions: red.histogram_dimensions.clone(),
+                ..with_dimensions
+            },
+        ),
+        ("events", red.clone()),
+    ];
+    for (key, probe) in steps {
+        let probe = SpanMetricsBuilder::default()
+            .max_label_len(max_label_len)
+            .red_with(probe);
+        if validate(&probe).is_err() {
+            return key;
+        }
+    }
+    "service_name"
 }
 
 /// Where the file's rules are written, to point the builder's verdict on one at its key.
 struct Rules<'a, 'i> {
-    /// The index of the first rule `[red]` adds, and its table.
-    red: Option<(usize, &'a Node<'i>)>,
+    /// The index of the first rule `[red]` adds, its table, its options and the label bound.
+    red: Option<(usize, &'a Node<'i>, Red, usize)>,
     /// The index of the first `[[metric]]` rule, and their tables.
     first_metric: usize,
     metrics: &'a [Node<'i>],
@@ -855,8 +1150,13 @@ impl Rules<'_, '_> {
         let (node, key) = match rule.checked_sub(self.first_metric) {
             Some(i) => (self.metrics.get(i)?, e.key().map(RuleKey::as_str)),
             None => {
-                let (_, red) = self.red.filter(|(first, _)| rule >= *first)?;
-                (red, e.key().map(|k| red_key(k.as_str())))
+                let (_, node, red, max_label_len) =
+                    self.red.as_ref().filter(|(first, ..)| rule >= *first)?;
+                let key = e.key().map(|k| match k {
+                    RuleKey::Labels => red_labels_key(red, *max_label_len),
+                    other => red_key(other),
+                });
+                (*node, key)
             }
         };
         let key = key.and_then(|k| entry(node, k));
@@ -864,11 +1164,13 @@ impl Rules<'_, '_> {
     }
 }
 
-/// The key of `[red]` behind `key` of a rule it adds: their labels come from `service_name`.
-fn red_key(key: &'static str) -> &'static str {
+/// The key of `[red]` behind `key` of a rule it adds (labels: see [`red_labels_key`]).
+fn red_key(key: RuleKey) -> &'static str {
     match key {
-        "labels" => "service_name",
-        other => other,
+        RuleKey::Name => "namespace",
+        RuleKey::Unit | RuleKey::Buckets => "histogram",
+        RuleKey::CardinalityLimit => "aggregation_cardinality_limit",
+        other => other.as_str(),
     }
 }
 
@@ -950,21 +1252,31 @@ impl SpanMetricsBuilder {
         let red = file.get("red", red).map_err(global)?;
         let metrics = file.get("metric", metric_tables).map_err(global)?;
         let metrics = metrics.unwrap_or_default();
+        let objectives = file.get("objective", objective_tables).map_err(global)?;
+        let objectives = objectives.unwrap_or_default();
 
         let mut builder = settings.apply(self);
         let first_red = builder.rules().len();
-        if let Some((service_name, spans)) = red {
-            builder = builder.red(service_name, spans);
+        if let Some(red) = &red {
+            builder = builder.red_with(red.clone());
         }
         let first_metric = builder.rules().len();
         let duration_buckets = settings.duration_buckets.as_ref();
         for (i, node) in metrics.iter().enumerate() {
             builder = builder.metric(read_metric(text, first_metric + i, node, duration_buckets)?);
         }
+        let first_objective = builder.objectives().len();
+        for (i, node) in objectives.iter().enumerate() {
+            builder = builder.objective(read_objective(text, first_objective + i, node)?);
+        }
         // The builder's own validation, located at the offending key.
         if let Err(e) = validate(&builder) {
+            if let Some(site) = objective_site(&e, first_objective, objectives) {
+                return Err(located(text, Some(site), e));
+            }
+            let red_site = file.node("red").zip(red);
             let rules = Rules {
-                red: file.node("red").map(|red| (first_red, red)),
+                red: red_site.map(|(node, red)| (first_red, node, red, builder.max_label_len)),
                 first_metric,
                 metrics,
             };
@@ -985,6 +1297,128 @@ impl SpanMetricsBuilder {
         self.toml(&text)
             .map_err(|e| e.in_file(path.display().to_string()))
     }
+}
+
+// Objectives: `[[objective]]` tables (see `super::objective`).
+
+const OBJECTIVE_KEYS: &[&str] = &[
+    "name",
+    "family",
+    "kind",
+    "threshold",
+    "target",
+    "window",
+    "filter",
+    "group_by",
+    "errors",
+    "description",
+];
+const ERRORS_KEYS: &[&str] = &["label", "values"];
+
+/// What an objective measures, before its threshold is read.
+#[derive(Clone, Copy)]
+enum ObjectiveWord {
+    Availability,
+    Latency,
+}
+
+const OBJECTIVE_KINDS: Words<ObjectiveWord> = Words {
+    what: "objective kind",
+    words: &[
+        ("availability", ObjectiveWord::Availability),
+        ("latency", ObjectiveWord::Latency),
+    ],
+};
+
+fn objective_tables<'a, 'i>(node: &'a Node<'i>) -> Read<&'a [Node<'i>]> {
+    match node.get_ref() {
+        DeValue::Array(tables) => Ok(tables),
+        _ => Err(Fail::expected(node, "`[[objective]]` tables")),
+    }
+}
+
+fn objective(node: &Node<'_>) -> Read<Objective> {
+    let t = Table::open(node, "an objective", OBJECTIVE_KEYS)?;
+    let name = t.need("name", string)?;
+    let family = t.need("family", string)?;
+    let kind = t.need("kind", |n| OBJECTIVE_KINDS.read(n))?;
+    let threshold = t.get("threshold", number)?;
+    let mut o = match (kind, threshold) {
+        (ObjectiveWord::Availability, None) => Objective::availability(name, family),
+        (ObjectiveWord::Latency, Some(threshold)) => Objective::latency(name, family, threshold),
+        (ObjectiveWord::Availability, Some(_)) => {
+            let (key, _) = find(t.entries, "threshold").expect("read above");
+            return Err(Fail {
+                at: Some(key.span()),
+                problem: "an availability objective has no `threshold` (a latency one does)".into(),
+            });
+        }
+        (ObjectiveWord::Latency, None) => {
+            return Err(Fail {
+                at: Some(t.span.clone()),
+                problem: "missing key `threshold` in a latency objective (one of the \
+                          family's bucket bounds)"
+                    .into(),
+            });
+        }
+    };
+    if let Some(target) = t.get("target", number)? {
+        o = o.target(target);
+    }
+    if let Some(window) = t.get("window", |n| {
+        let text = string(n)?;
+        super::objective::parse_duration(&text).map_err(|p| Fail::at(n, p))
+    })? {
+        o = o.window(window);
+    }
+    if let Some(filter) = t.get("filter", |n| match n.get_ref() {
+        DeValue::Table(entries) => entries
+            .iter()
+            .map(|(k, v)| Ok((k.get_ref().to_string(), text(v)?)))
+            .collect::<Read<Vec<_>>>(),
+        _ => Err(Fail::expected(n, "a table of label values")),
+    })? {
+        for (k, v) in filter {
+            o = o.filter(k, v);
+        }
+    }
+    for key in t.get("group_by", |n| list(n, string))?.unwrap_or_default() {
+        o = o.group_by(key);
+    }
+    if let Some((label, values)) = t.get("errors", |n| {
+        let e = Table::open(n, "`errors`", ERRORS_KEYS)?;
+        Ok((
+            e.need("label", string)?,
+            e.need("values", |v| list(v, text))?,
+        ))
+    })? {
+        o = o.errors(label, values);
+    }
+    if let Some(text) = t.get("description", string)? {
+        o = o.describe(text);
+    }
+    Ok(o)
+}
+
+/// Objective `index`, read from its `[[objective]]` table.
+fn read_objective(text: &str, index: usize, node: &Node<'_>) -> Result<Objective, ConfigError> {
+    objective(node).map_err(|fail| {
+        let name = entry(node, "name").and_then(|(_, name)| name.get_ref().as_str());
+        let e = match name {
+            Some(name) => ConfigError::objective(index, name, fail.problem),
+            None => ConfigError::file(fail.problem),
+        };
+        located(text, Some(fail.at.unwrap_or_else(|| node.span())), e)
+    })
+}
+
+/// Where the builder's verdict `e` on an objective of the file is written: the key it is
+/// about, or else the objective's table.
+fn objective_site(e: &ConfigError, first: usize, tables: &[Node<'_>]) -> Option<Range<usize>> {
+    let (index, key) = e.objective_site()?;
+    let node = tables.get(index.checked_sub(first)?)?;
+    let key = key.and_then(|k| entry(node, k.as_str()));
+    Some(key.map_or_else(|| node.span(), |(k, _)| k.span()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Labels (where a label's value comes from) and conditions (when a rule records).
 
+use super::route::RouteMapping;
+
 /// One label of a metric: its key, where its value comes from, a default and a mapping.
 ///
 /// A field label looks for its field on the event (for event measures), then on the span, then
@@ -23,6 +25,7 @@ pub struct Label {
     pub(crate) default: Option<String>,
     pub(crate) mapping: Option<Mapping>,
     pub(crate) inherit: bool,
+    pub(crate) value_limit: Option<usize>,
 }
 
 /// Fields whose meaning tracing-opentelemetry defines, which the label sources and the outcome
@@ -73,7 +76,7 @@ pub enum LabelSource {
     Target,
 }
 
-/// The three values an outcome label takes.
+/// The three values an outcome label takes. An empty value leaves the label off the series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutcomeValues {
     /// Neither an error nor an explicit `otel.status_code = "OK"` was seen.
@@ -105,6 +108,17 @@ impl OutcomeValues {
             error: "STATUS_CODE_ERROR".into(),
         }
     }
+
+    /// The values of the `otel.status_code` attribute of the OpenTelemetry semantic
+    /// conventions: `OK`, `ERROR`, and no label while the status is unset.
+    #[must_use]
+    pub fn otel_semconv() -> Self {
+        OutcomeValues {
+            unset: String::new(),
+            ok: "OK".into(),
+            error: "ERROR".into(),
+        }
+    }
 }
 
 impl Label {
@@ -115,6 +129,7 @@ impl Label {
             default: None,
             mapping: None,
             inherit: true,
+            value_limit: None,
         }
     }
 
@@ -205,6 +220,23 @@ impl Label {
         self
     }
 
+    /// The most distinct values this label takes in its family (after mapping); once it has
+    /// taken them, a new value becomes [`LABEL_OVERFLOW_VALUE`](crate::LABEL_OVERFLOW_VALUE)
+    /// while the other labels keep theirs (as Grafana Tempo's per-label limiter does), and each
+    /// such observation is counted in
+    /// [`LABEL_OVERFLOW_METRIC`](crate::LABEL_OVERFLOW_METRIC)`{metric, label}`. The values
+    /// a label took are kept across reloads, like the family's label sets. This comes before
+    /// the family's own [cardinality limit](crate::Metric::cardinality_limit) on label sets.
+    /// Must be at least 1.
+    ///
+    /// Defaults to the builder's
+    /// [`label_value_limit`](crate::SpanMetricsBuilder::label_value_limit) (none unless set).
+    #[must_use]
+    pub fn value_limit(mut self, limit: usize) -> Self {
+        self.value_limit = Some(limit);
+        self
+    }
+
     /// The label's key: the name it carries on the metric.
     #[must_use]
     pub fn key(&self) -> &str {
@@ -244,6 +276,9 @@ pub enum Mapping {
         /// The value for anything not in the table (`None`: keep the raw value).
         otherwise: Option<String>,
     },
+    /// A raw request path to its route: identifier segments become `{id}`, the query is
+    /// dropped (see [`RouteMapping`]).
+    Route(RouteMapping),
 }
 
 impl Mapping {
@@ -251,6 +286,36 @@ impl Mapping {
     #[must_use]
     pub fn status_class() -> Self {
         Mapping::StatusClass
+    }
+
+    /// A raw request path (`/users/42/orders/7?x=1`) to a route (`/users/{id}/orders/{id}`),
+    /// for spans that carry no route template: numeric, UUID and long hexadecimal segments
+    /// become `{id}`; add patterns of your own with [`Mapping::segment`]. See
+    /// [`RouteMapping`].
+    ///
+    /// ```
+    /// use tracing_spanmetrics::{Label, Mapping};
+    ///
+    /// let route = Label::field("http.target")
+    ///     .rename("http.route")
+    ///     .map(Mapping::route().segment("[a-z]{2}-[A-Z]{2}", "{locale}"));
+    /// # let _ = route;
+    /// ```
+    #[must_use]
+    pub fn route() -> Self {
+        Mapping::Route(RouteMapping::new())
+    }
+
+    /// For a route mapping: a segment that the regular expression `pattern` (the `regex`
+    /// crate's syntax) matches as a whole becomes `replacement`. Patterns are tried in the
+    /// order given, before the built-in ones. A pattern that does not compile is reported when
+    /// the layer is built. Other mappings are returned unchanged.
+    #[must_use]
+    pub fn segment(self, pattern: impl Into<String>, replacement: impl Into<String>) -> Self {
+        match self {
+            Mapping::Route(r) => Mapping::Route(r.with_segment(pattern.into(), replacement.into())),
+            other => other,
+        }
     }
 
     /// A lookup table; unknown values pass through.
@@ -279,9 +344,11 @@ impl Mapping {
         }
     }
 
-    /// Applies the mapping to `raw`: `None` keeps `raw` unchanged.
+    /// Applies a mapping whose values it holds to `raw`: `None` keeps `raw` unchanged. A route
+    /// mapping writes new text instead: see [`RouteMapping`].
     pub(crate) fn apply(&self, raw: &str) -> Option<&str> {
         match self {
+            Mapping::Route(_) => None,
             Mapping::StatusClass => Some(match raw.as_bytes() {
                 [c @ b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'] => {
                     ["1xx", "2xx", "3xx", "4xx", "5xx"][(c - b'1') as usize]

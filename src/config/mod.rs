@@ -31,16 +31,25 @@ mod error;
 pub mod file;
 mod label;
 mod naming;
+pub mod objective;
+mod red;
+mod route;
 mod select;
 mod validate;
 
 pub use builder::{
     DEFAULT_CARDINALITY_LIMIT, DEFAULT_MAX_LABEL_LEN, HistogramInfo, MAX_LABELS, RED_CALLS,
-    RED_DURATION, SpanMetrics, SpanMetricsBuilder,
+    RED_DURATION, RED_DURATION_SECONDS, RED_EVENTS, SpanMetrics, SpanMetricsBuilder,
 };
 pub use error::{ConfigError, ConfigErrorKind};
-pub(crate) use naming::{HEALTH_METRICS, claimed_names, exported_name};
-pub use naming::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+pub(crate) use naming::{HEALTH_METRICS, claimed_names, exported_label_key, exported_name};
+pub use naming::{
+    LABEL_OVERFLOW_METRIC, LABEL_OVERFLOW_VALUE, OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC,
+    TRUNCATED_METRIC,
+};
+pub use objective::{Objective, ObjectiveKind};
+pub use red::{RED_NAMESPACE, Red, StatusCodeLabel};
+pub use route::{ROUTE_ID, RouteMapping};
 pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};
 
 pub use label::{Condition, FieldCondition, Label, LabelSource, Mapping, OutcomeValues};
@@ -75,8 +84,12 @@ impl MetricKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Unit {
-    /// Seconds: every duration the layer measures is in seconds.
+    /// Seconds: the default unit of every duration the layer measures.
     Seconds,
+    /// Milliseconds (the OpenTelemetry Collector spanmetrics connector's default duration
+    /// unit): a duration measure of a family in milliseconds is recorded in thousandths of a
+    /// second; a field's value is recorded as it is.
+    Milliseconds,
     /// A plain count.
     Count,
     /// Bytes.
@@ -87,14 +100,30 @@ impl Unit {
     pub(crate) fn to_metrics(self) -> metrics::Unit {
         match self {
             Unit::Seconds => metrics::Unit::Seconds,
+            Unit::Milliseconds => metrics::Unit::Milliseconds,
             Unit::Count => metrics::Unit::Count,
             Unit::Bytes => metrics::Unit::Bytes,
         }
     }
 
+    /// What one nanosecond is in this unit, for durations (1 for units that are not time).
+    pub(crate) fn per_nanosecond(self) -> f64 {
+        match self {
+            Unit::Seconds => 1e-9,
+            Unit::Milliseconds => 1e-6,
+            _ => 1.0,
+        }
+    }
+
+    /// Whether this is a unit of time.
+    pub(crate) fn is_time(self) -> bool {
+        matches!(self, Unit::Seconds | Unit::Milliseconds)
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Unit::Seconds => "seconds",
+            Unit::Milliseconds => "milliseconds",
             Unit::Count => "count",
             Unit::Bytes => "bytes",
         }
@@ -164,7 +193,7 @@ impl Measure {
         }
     }
 
-    /// Whether this measure is a duration in seconds.
+    /// Whether this measure is a duration (in seconds unless its family is in milliseconds).
     pub(crate) fn is_duration(&self) -> bool {
         matches!(
             self,
@@ -250,6 +279,19 @@ impl Buckets {
         ])
     }
 
+    /// [`Buckets::red_seconds`] in milliseconds, the buckets of RED mode in its default unit:
+    /// `0.1, 0.25, 0.5, 1, 2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000,
+    /// 10000, 15000`: every boundary of the OpenTelemetry Collector spanmetrics connector's
+    /// default (`2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10000,
+    /// 15000`) and four below it.
+    #[must_use]
+    pub fn red_milliseconds() -> Self {
+        Buckets::kept(vec![
+            0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0,
+            1000.0, 1400.0, 2000.0, 5000.0, 10000.0, 15000.0,
+        ])
+    }
+
     /// `count` boundaries starting at `start`, each `factor` times the previous one.
     ///
     /// Invalid arguments (a non-positive start, a factor not above 1, no buckets, more than
@@ -321,11 +363,18 @@ impl Buckets {
         self.excess
     }
 
-    /// The default for a histogram of `unit`: [`Buckets::otel_durations`] for seconds, powers of
-    /// two from 1 to 2^30 otherwise.
+    /// The default for a histogram of `unit`: [`Buckets::otel_durations`] for seconds (and the
+    /// same boundaries in milliseconds), powers of two from 1 to 2^30 otherwise.
     pub(crate) fn default_for(unit: Unit) -> Self {
         match unit {
             Unit::Seconds => Buckets::otel_durations(),
+            Unit::Milliseconds => Buckets::kept(
+                Buckets::otel_durations()
+                    .bounds
+                    .iter()
+                    .map(|b| (b * 1000.0_f64).round())
+                    .collect(),
+            ),
             _ => Buckets::exponential(1.0, 2.0, 31),
         }
     }
@@ -403,7 +452,9 @@ impl Metric {
         self
     }
 
-    /// The family's unit; it adds its suffix to the exported name (`_seconds`, `_bytes`).
+    /// The family's unit; it adds its suffix to the exported name (`_seconds`,
+    /// `_milliseconds`, `_bytes`). A duration in [`Unit::Milliseconds`] is recorded in
+    /// milliseconds.
     ///
     /// Defaults to [`Unit::Seconds`] for durations and [`Unit::Count`] for everything else.
     #[must_use]

@@ -4,8 +4,8 @@
 //! A family's exported name depends on its declared name, its kind and its unit, and on nothing
 //! else (not on its description, not on the exporter's naming settings):
 //! 1. every `.` becomes `_`;
-//! 2. unless the unit is a plain count, `_<unit>` is appended (`_seconds`, `_bytes`) where the
-//!    name does not already end with it; a counter's `_total` stays last
+//! 2. unless the unit is a plain count, `_<unit>` is appended (`_seconds`, `_milliseconds`,
+//!    `_bytes`) where the name does not already end with it; a counter's `_total` stays last
 //!    (`bytes.sent.total` in bytes → `bytes_sent_bytes_total`, `busy.seconds.total` in seconds
 //!    → `busy_seconds_total`);
 //! 3. a counter ends with `_total`, appended where missing.
@@ -33,8 +33,19 @@ pub const TRUNCATED_METRIC: &str = "spanmetrics_label_values_truncated_total";
 /// Counter of values that could not be recorded (not a number, not finite, negative for a
 /// counter), labelled `metric` (the family's exported name) and `reason`.
 pub const REJECTED_METRIC: &str = "spanmetrics_values_rejected_total";
+/// The value a label with a [value limit](crate::Label::value_limit) takes once it has taken
+/// its limit of distinct values (the marker Grafana Tempo's per-label limiter writes).
+pub const LABEL_OVERFLOW_VALUE: &str = "__cardinality_overflow__";
+/// Counter of observations whose label value was replaced by [`LABEL_OVERFLOW_VALUE`],
+/// labelled `metric` (the family's exported name) and `label` (the label's key).
+pub const LABEL_OVERFLOW_METRIC: &str = "spanmetrics_label_overflow_observations_total";
 /// The layer's own health counters: no family may be exported under their names.
-pub(crate) const HEALTH_METRICS: [&str; 3] = [OVERFLOW_METRIC, TRUNCATED_METRIC, REJECTED_METRIC];
+pub(crate) const HEALTH_METRICS: [&str; 4] = [
+    OVERFLOW_METRIC,
+    TRUNCATED_METRIC,
+    REJECTED_METRIC,
+    LABEL_OVERFLOW_METRIC,
+];
 
 /// The name Prometheus shows for a family declared as `declared` (see the module docs).
 pub(crate) fn exported_name(declared: &str, kind: MetricKind, unit: Unit) -> String {
@@ -54,11 +65,18 @@ pub(crate) fn exported_name(declared: &str, kind: MetricKind, unit: Unit) -> Str
     name
 }
 
+/// The label key Prometheus shows for a declared key: every `.` becomes `_` (as the exporter
+/// sanitises it).
+pub(crate) fn exported_label_key(declared: &str) -> String {
+    declared.replace('.', "_")
+}
+
 /// The suffix a unit adds to a name, if any.
 fn unit_suffix(unit: Unit) -> Option<&'static str> {
     match unit {
         Unit::Count => None,
         Unit::Seconds => Some("_seconds"),
+        Unit::Milliseconds => Some("_milliseconds"),
         Unit::Bytes => Some("_bytes"),
     }
 }
@@ -119,6 +137,12 @@ mod tests {
                 "busy_seconds_total",
             ),
             ("busy", Counter, Unit::Seconds, "busy_seconds_total"),
+            (
+                "traces.span.metrics.duration",
+                Histogram,
+                Unit::Milliseconds,
+                "traces_span_metrics_duration_milliseconds",
+            ),
             ("queue.total", Gauge, Unit::Count, "queue_total"),
             ("queue.total", Gauge, Unit::Bytes, "queue_total_bytes"),
             ("in_flight", Gauge, Unit::Count, "in_flight"),

@@ -8,10 +8,12 @@ use super::builder::{MAX_LABELS, SpanMetricsBuilder};
 use super::label::SPAN_KIND_VALUES;
 use super::{
     Buckets, Condition, EventMatch, FieldTest, LabelSource, Mapping, Measure, Metric, MetricKind,
-    Spans, Unit,
+    RouteMapping, Spans, Unit,
 };
 use crate::config::ConfigError;
-use crate::config::{HEALTH_METRICS, OVERFLOW_LABEL, claimed_names, exported_name};
+use crate::config::{
+    HEALTH_METRICS, LABEL_OVERFLOW_VALUE, OVERFLOW_LABEL, claimed_names, exported_name,
+};
 
 /// The key of a rule a problem is about, as a configuration file spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +61,16 @@ pub(crate) struct DeclaredFamily {
     pub(crate) description: Option<String>,
     /// In the order of the first rule that declared it.
     pub(crate) label_keys: Vec<String>,
+    /// The value limit of each label, in `label_keys` order.
+    pub(crate) label_limits: Vec<Option<usize>>,
     /// A histogram's buckets.
     pub(crate) buckets: Option<Buckets>,
     pub(crate) limit: usize,
     /// The first rule that declared it.
     pub(crate) first_rule: usize,
+    /// Whether one of its rules measures a numeric field, whose values can be refused (and are
+    /// then counted in the health counter of rejected values).
+    pub(crate) numeric: bool,
 }
 
 /// A builder's configuration, validated.
@@ -91,13 +98,30 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
             "the label length bound must be at least 8 bytes",
         ));
     }
+    if builder.label_value_limit == Some(0) {
+        return Err(ConfigError::setting(
+            "the label value limit must be at least 1",
+        ));
+    }
+    if builder.label_value_limit.is_some() && LABEL_OVERFLOW_VALUE.len() > builder.max_label_len {
+        return Err(ConfigError::setting(format!(
+            "a label value limit writes `{LABEL_OVERFLOW_VALUE}` ({} bytes), which exceeds the \
+             {}-byte bound on label values; raise the bound to at least {}",
+            LABEL_OVERFLOW_VALUE.len(),
+            builder.max_label_len,
+            LABEL_OVERFLOW_VALUE.len()
+        )));
+    }
+    if let Some((key, problem)) = &builder.red_problem {
+        return Err(ConfigError::setting(format!("RED `{key}`: {problem}")));
+    }
     let mut families: Vec<DeclaredFamily> = Vec::new();
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     let mut family_of = Vec::with_capacity(builder.rules.len());
     for (i, m) in builder.rules.iter().enumerate() {
         let refuse = |p: Problem| ConfigError::rule(i, &m.name, p.text).at_key(p.key);
         validate_metric(m, builder.max_label_len).map_err(refuse)?;
-        let declared = declare(m, i, builder.cardinality_limit);
+        let declared = declare(m, i, builder);
         let family = match by_name.get(m.name.as_str()) {
             None => {
                 by_name.insert(&m.name, families.len());
@@ -110,12 +134,14 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
                 if earlier.description.is_none() {
                     earlier.description = declared.description;
                 }
+                earlier.numeric |= declared.numeric;
                 f
             }
         };
         family_of.push(family);
     }
     check_exported_names(&families)?;
+    super::objective::check_objectives(&builder.objectives, &families, &builder.rules, &family_of)?;
     Ok(Validated {
         families,
         family_of,
@@ -123,8 +149,9 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
 }
 
 /// The family rule `m` (at `index`) declares, with the defaults it leaves to the builder.
-fn declare(m: &Metric, index: usize, default_limit: usize) -> DeclaredFamily {
+fn declare(m: &Metric, index: usize, builder: &SpanMetricsBuilder) -> DeclaredFamily {
     let unit = m.effective_unit();
+    let default_limit = builder.cardinality_limit;
     DeclaredFamily {
         name: m.name.clone(),
         exported: exported_name(&m.name, m.kind, unit),
@@ -132,6 +159,11 @@ fn declare(m: &Metric, index: usize, default_limit: usize) -> DeclaredFamily {
         unit,
         description: m.description.clone(),
         label_keys: m.labels.iter().map(|l| l.key.clone()).collect(),
+        label_limits: m
+            .labels
+            .iter()
+            .map(|l| l.value_limit.or(builder.label_value_limit))
+            .collect(),
         buckets: (m.kind == MetricKind::Histogram).then(|| {
             m.buckets
                 .clone()
@@ -139,6 +171,10 @@ fn declare(m: &Metric, index: usize, default_limit: usize) -> DeclaredFamily {
         }),
         limit: m.cardinality_limit.unwrap_or(default_limit),
         first_rule: index,
+        numeric: matches!(
+            m.measure,
+            Some(Measure::SpanField(_) | Measure::EventField(..))
+        ),
     }
 }
 
@@ -174,6 +210,22 @@ fn check_same_family(
             a.join(", "),
             b.join(", ")
         )));
+    }
+    for (key, limit) in f.label_keys.iter().zip(&f.label_limits) {
+        let theirs = earlier
+            .label_keys
+            .iter()
+            .position(|k| k == key)
+            .and_then(|p| earlier.label_limits.get(p).copied().flatten());
+        if *limit != theirs {
+            let show = |l: Option<usize>| l.map_or("none".to_owned(), |l| l.to_string());
+            return Err(at(RuleKey::Labels)(format!(
+                "label `{key}`: value limit {} differs from {} declared by an earlier rule of \
+                 the same metric",
+                show(*limit),
+                show(theirs)
+            )));
+        }
     }
     if m.buckets.is_some() && f.buckets != earlier.buckets {
         return Err(at(RuleKey::Buckets)(
@@ -353,10 +405,11 @@ fn validate_metric(m: &Metric, max_label_len: usize) -> Result<(), Problem> {
             measure.name()
         )));
     }
-    if measure.is_duration() && m.unit.is_some_and(|u| u != Unit::Seconds) {
-        return Err(at(RuleKey::Unit)(
-            "durations are measured in seconds; the unit must be `seconds`".into(),
-        ));
+    if measure.is_duration() && m.unit.is_some_and(|u| !u.is_time()) {
+        return Err(at(RuleKey::Unit)(format!(
+            "a duration cannot be in `{}`; the unit must be `seconds` or `milliseconds`",
+            m.unit.map_or("", Unit::as_str)
+        )));
     }
     if let Some(spans) = &m.spans {
         check_spans(spans).map_err(at(RuleKey::Spans))?;
@@ -422,6 +475,16 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
             LabelSource::Outcome(v) => &[v.unset.as_str(), v.ok.as_str(), v.error.as_str()],
             _ => &[],
         };
+        if let Some(v) = own_values
+            .iter()
+            .find(|v| !v.is_empty() && v.trim().is_empty())
+        {
+            return Err(format!(
+                "label `{}`: its value {v:?} is blank; give a non-blank value, or an empty one \
+                 to leave the label off",
+                label.key
+            ));
+        }
         if let Some(v) = own_values.iter().find(|v| v.len() > max_label_len) {
             return Err(format!(
                 "label `{}`: its value `{v}` ({} bytes) exceeds the {max_label_len}-byte bound on \
@@ -452,6 +515,25 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
                 ));
             }
         }
+        if label.value_limit == Some(0) {
+            return Err(format!(
+                "label `{}`: the value limit must be at least 1",
+                label.key
+            ));
+        }
+        if label.value_limit.is_some() && LABEL_OVERFLOW_VALUE.len() > max_label_len {
+            return Err(format!(
+                "label `{}`: a value limit writes `{LABEL_OVERFLOW_VALUE}` ({} bytes), which \
+                 exceeds the {max_label_len}-byte bound on label values; raise `max_label_len` \
+                 to at least {}",
+                label.key,
+                LABEL_OVERFLOW_VALUE.len(),
+                LABEL_OVERFLOW_VALUE.len()
+            ));
+        }
+        if let Some(Mapping::Route(route)) = &label.mapping {
+            check_route(&label.key, route, max_label_len)?;
+        }
         if let Some(Mapping::Table { entries, otherwise }) = &label.mapping {
             if let Some((_, v)) = entries.iter().find(|(_, v)| v.len() > max_label_len) {
                 return Err(format!(
@@ -465,6 +547,39 @@ fn check_labels(m: &Metric, max_label_len: usize) -> Result<(), String> {
                     label.key
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// A route mapping's own patterns: each compiles and is replaced by a non-blank value that fits
+/// the bound.
+fn check_route(key: &str, route: &RouteMapping, max_label_len: usize) -> Result<(), String> {
+    for (pattern, replacement, compiled) in route.patterns() {
+        if pattern.is_empty() {
+            return Err(format!(
+                "label `{key}`: a route segment pattern is empty (it would match only empty \
+                 segments)"
+            ));
+        }
+        if let Err(e) = compiled {
+            let e = e.lines().last().unwrap_or(e).trim();
+            return Err(format!(
+                "label `{key}`: route segment pattern `{pattern}` is not a valid regular \
+                 expression: {e}"
+            ));
+        }
+        if replacement.trim().is_empty() {
+            return Err(format!(
+                "label `{key}`: route segment pattern `{pattern}` is replaced by a blank value \
+                 {replacement:?}; give a placeholder such as `{{id}}`"
+            ));
+        }
+        if replacement.len() > max_label_len {
+            return Err(format!(
+                "label `{key}`: route segment replacement `{replacement}` exceeds the \
+                 {max_label_len}-byte bound on label values"
+            ));
         }
     }
     Ok(())

@@ -266,7 +266,6 @@ impl SpanMetricsLayer {
         };
         let clock = &self.clock;
         let wall = clock.delta_as_nanos(state.start, now);
-        let secs = |nanos: u64| Op::Observe(nanos as f64 * 1e-9);
         let outcome = subject.outcome;
         for group in &plan.close_groups {
             let first = &plan.on_close[group.members[0]];
@@ -278,6 +277,8 @@ impl SpanMetricsLayer {
             for &member in &group.members {
                 let applied = &plan.on_close[member];
                 let rule = &model.rules[applied.rule];
+                // A duration, in the family's unit.
+                let secs = |nanos: u64| Op::Observe(nanos as f64 * rule.per_nano);
                 let op = match &rule.measure {
                     Measure::WallTime => secs(wall),
                     Measure::BusyTime => secs(state.busy.nanos(now, clock)),

@@ -159,11 +159,24 @@ pub fn start_prometheus(
     job: &str,
     target: SocketAddr,
 ) -> (SocketAddr, Killed) {
+    start_prometheus_with_rules(dir, job, target, None)
+}
+
+/// Like [`start_prometheus`], also loading the rule file `rules` (evaluated every second).
+pub fn start_prometheus_with_rules(
+    dir: &std::path::Path,
+    job: &str,
+    target: SocketAddr,
+    rules: Option<&std::path::Path>,
+) -> (SocketAddr, Killed) {
     let config = dir.join("prometheus.yml");
+    let rule_files = rules.map_or(String::new(), |r| {
+        format!("rule_files:\n  - '{}'\n", r.display())
+    });
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}\
              scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
         ),
     )

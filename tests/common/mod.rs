@@ -176,17 +176,19 @@ pub fn is_family(registered: &str, declared: &str, k: Option<u8>) -> bool {
             } else {
                 dotless.clone()
             };
-            ["", "_seconds", "_bytes"].into_iter().any(|unit| {
-                let mut name = if base.ends_with(unit) {
-                    base.clone()
-                } else {
-                    format!("{base}{unit}")
-                };
-                if kk == 0 {
-                    name.push_str("_total");
-                }
-                name == registered
-            })
+            ["", "_seconds", "_milliseconds", "_bytes"]
+                .into_iter()
+                .any(|unit| {
+                    let mut name = if base.ends_with(unit) {
+                        base.clone()
+                    } else {
+                        format!("{base}{unit}")
+                    };
+                    if kk == 0 {
+                        name.push_str("_total");
+                    }
+                    name == registered
+                })
         })
 }
 

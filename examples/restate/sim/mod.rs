@@ -436,6 +436,9 @@ pub struct Progress {
     pub rpcs: std::sync::atomic::AtomicU64,
 }
 
+/// While set (by the example's `--error-burst`), every RPC of the live workload fails.
+pub static ERROR_BURST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The endless randomized workload: invocations with mixed outcomes on two partitions, RPCs on
 /// every swimlane, incoming connections, idle connections drained, and rediscoveries, until
 /// `stop` turns true. Then everything drains.
@@ -514,6 +517,7 @@ pub async fn live(
             let node = *rng.pick(&["N1", "N2", "N2", "N2", "N3", "N3", "N4"]);
             let lane = *rng.pick(&SWIMLANES);
             let (payload, timeout) = match rng.below(50) {
+                _ if ERROR_BURST.load(Relaxed) => ("fail", None),
                 0 => ("slow", Some(t.slow_delay / 4)),
                 1 => ("fail", None),
                 _ => ("ping", Some(Duration::from_secs(2))),
