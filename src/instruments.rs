@@ -285,6 +285,9 @@ pub(crate) struct Family {
     /// Whether its values can be refused (see [`Refusal`]).
     numeric: bool,
     series: Arc<SeriesTable>,
+    /// The exemplars of its series (histograms and counters only).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) exemplars: Option<Arc<crate::exemplars::FamilyExemplars>>,
 }
 
 impl std::fmt::Debug for Family {
@@ -299,7 +302,17 @@ impl std::fmt::Debug for Family {
 impl Family {
     /// The family a validated configuration declares, with no series yet.
     pub(crate) fn new(declared: DeclaredFamily) -> Self {
+        #[cfg(feature = "opentelemetry")]
+        let exemplars = crate::exemplars::FamilyExemplars::new(
+            &declared.exported,
+            declared.kind,
+            declared.label_keys.clone(),
+            declared.buckets.as_ref(),
+            declared.limit,
+        );
         Family {
+            #[cfg(feature = "opentelemetry")]
+            exemplars,
             name: declared.name,
             exported: declared.exported,
             kind: declared.kind,
@@ -762,6 +775,9 @@ pub(crate) struct GroupEntry {
     pub(crate) handles: SmallVec<[Handle; 2]>,
     /// Whether resolving the labels cut a value (counted again on every use).
     pub(crate) truncated: bool,
+    /// The exemplars of each handle's series, in the same order (`None`: a gauge).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) exemplars: SmallVec<[Option<Arc<crate::exemplars::SeriesExemplars>>; 2]>,
 }
 
 struct GroupSnapshot {
@@ -837,6 +853,9 @@ impl GroupCache {
         hash: u64,
         handles: SmallVec<[Handle; 2]>,
         truncated: bool,
+        #[cfg(feature = "opentelemetry")] exemplars: SmallVec<
+            [Option<Arc<crate::exemplars::SeriesExemplars>>; 2],
+        >,
     ) {
         // A full cache stays full (until the recorder changes): once raw values beyond the cap
         // keep coming (a mapping or the length bound folding many into few label sets), they
@@ -866,6 +885,8 @@ impl GroupCache {
             hash,
             handles,
             truncated,
+            #[cfg(feature = "opentelemetry")]
+            exemplars,
         };
         entries.insert_unique(hash, Arc::new(entry), |e| e.hash);
         self.snapshot.store(Some(Arc::new(GroupSnapshot {
@@ -893,7 +914,15 @@ mod tests {
     fn a_group_cache_holds_at_most_its_cap_per_recorder() {
         let cache = GroupCache::new(2);
         for key in [&b"a"[..], b"b", b"c", b"a"] {
-            cache.insert(1, key, cache.hash(key), handles(), false);
+            cache.insert(
+                1,
+                key,
+                cache.hash(key),
+                handles(),
+                false,
+                #[cfg(feature = "opentelemetry")]
+                SmallVec::new(),
+            );
         }
         assert_eq!(cache.len(), 2);
         let found = |id, key: &[u8]| cache.with(id, key, cache.hash(key), |e| e.truncated);
@@ -901,7 +930,15 @@ mod tests {
         assert_eq!(found(1, b"c"), None);
         // Another recorder: the entries of the old one are dropped, not mixed in.
         assert_eq!(found(2, b"a"), None);
-        cache.insert(2, b"c", cache.hash(b"c"), handles(), true);
+        cache.insert(
+            2,
+            b"c",
+            cache.hash(b"c"),
+            handles(),
+            true,
+            #[cfg(feature = "opentelemetry")]
+            SmallVec::new(),
+        );
         assert_eq!(cache.len(), 1);
         assert_eq!((found(2, b"c"), found(2, b"a")), (Some(true), None));
     }
