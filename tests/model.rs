@@ -140,7 +140,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 /// Programs per run unless `SPANMETRICS_MODEL_CASES` says otherwise.
-const DEFAULT_CASES: u32 = 10_000;
+const DEFAULT_CASES: u32 = 9_000;
 /// The label bound of every configuration: the overflow marker `__cardinality_overflow__`
 /// (24 bytes), which a label value limit writes, just fits.
 const BOUND: usize = 24;
@@ -1398,7 +1398,7 @@ fn raw_op() -> impl Strategy<Value = RawOp> {
 fn program() -> impl Strategy<Value = Program> {
     let round = (
         0u64..4,
-        proptest::bool::weighted(0.25),
+        proptest::bool::weighted(0.2),
         proptest::collection::vec(any::<u8>(), 1..4),
         proptest::collection::vec((any::<u8>(), raw_op()), 0..20),
     )
