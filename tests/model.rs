@@ -1125,10 +1125,15 @@ fn config_c() -> Cfg {
             .ms()
             .labels(red_dimensions(lab("target", Src::Target))),
         // Events inside the RED spans only: an event outside every span is not counted.
-        rule("red.events", "red_events_total", C, Ms::Events(Em::default()))
-            .red()
-            .spans(Sel::default())
-            .labels(red_dimensions(field("n"))),
+        rule(
+            "red.events",
+            "red_events_total",
+            C,
+            Ms::Events(Em::default()),
+        )
+        .red()
+        .spans(Sel::default())
+        .labels(red_dimensions(field("n"))),
         rule("c_busy", "c_busy_milliseconds", H, Ms::Busy)
             .ms()
             .labels([name("name")]),
@@ -1240,7 +1245,11 @@ fn families(cfgs: &Cfgs) -> BTreeMap<&'static str, Fam> {
         for r in cfg.iter() {
             let fam = Fam {
                 keys: r.labels.iter().map(|l| l.key).collect(),
-                value_limits: r.labels.iter().map(|l| l.limit.or(cfg.value_limit)).collect(),
+                value_limits: r
+                    .labels
+                    .iter()
+                    .map(|l| l.limit.or(cfg.value_limit))
+                    .collect(),
                 limit: r
                     .limit
                     .unwrap_or(tracing_spanmetrics::DEFAULT_CARDINALITY_LIMIT),
@@ -2635,8 +2644,10 @@ fn admitted_of<T: Ord + Clone + std::fmt::Debug>(
         return Ok(new.clone());
     }
     // One thread alone offered them: the first ones it offered, in its order.
-    if let (true, Some(seq)) = (floating.is_empty() && offered.len() == 1, offered.values().next())
-    {
+    if let (true, Some(seq)) = (
+        floating.is_empty() && offered.len() == 1,
+        offered.values().next(),
+    ) {
         return Ok(seq.iter().take(room).cloned().collect());
     }
     if got.len() != room || !got.is_subset(new) {
@@ -3315,7 +3326,12 @@ fn a_known_program_under_the_red_configuration() {
                 ],
             ),
             // 5 ms later both close, each on its own thread.
-            round(5, false, vec![2, 1], vec![(0, Exit), (0, Drop(0)), (1, Drop(0))]),
+            round(
+                5,
+                false,
+                vec![2, 1],
+                vec![(0, Exit), (0, Drop(0)), (1, Drop(0))],
+            ),
             // Thread 1 alone: four more `b`s, each closed at once, past the value limits.
             round(
                 1,
@@ -3358,14 +3374,16 @@ fn a_known_program_under_the_red_configuration() {
         Some(Val::C(1))
     );
     assert_eq!(
-        get("red_calls_total", &[red("b", "x")[..].to_vec(), vec![("p", "1")]].concat()),
+        get(
+            "red_calls_total",
+            &[red("b", "x")[..].to_vec(), vec![("p", "1")]].concat()
+        ),
         Some(Val::C(1))
     );
     assert_eq!(get("red_calls_total", &red("b", "7")), Some(Val::C(1)));
     assert_eq!(get("red_calls_total", &red("b", mark)), Some(Val::C(3)));
-    let replaced = |fam: &str, label: &str| {
-        get(LABEL_OVERFLOW_METRIC, &[("metric", fam), ("label", label)])
-    };
+    let replaced =
+        |fam: &str, label: &str| get(LABEL_OVERFLOW_METRIC, &[("metric", fam), ("label", label)]);
     assert_eq!(replaced("red_calls_total", "k"), Some(Val::C(3)));
     assert_eq!(replaced("red_duration_milliseconds", "k"), Some(Val::C(3)));
     // Durations in milliseconds, with the histogram's own dimension.
