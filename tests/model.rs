@@ -23,9 +23,10 @@
 //! counter, gauge and histogram series of every configuration, the overflow series, the
 //! `__cardinality_overflow__` values of labels past their value limit, and the
 //! `spanmetrics_overflow_observations_total`, `spanmetrics_label_overflow_observations_total`
-//! and `spanmetrics_values_rejected_total` health counters, exactly. While a round runs, another thread samples the in-flight gauges
-//! (`in_flight` and `in_flight_after`): no sample may be negative, above the number of spans
-//! that can be open during that round, or outside what the round's opens and closes allow.
+//! and `spanmetrics_values_rejected_total` health counters, exactly. While a round runs,
+//! another thread samples the in-flight gauges (`in_flight` and `in_flight_after`): no sample
+//! may be negative, above the number of spans that can be open during that round, or outside
+//! what the round's opens and closes allow.
 //!
 //! The three configurations cover every measure (wall, busy, idle and self time, `time_to`,
 //! `spans_opened`, `spans_closed`, `in_flight`, `in_flight_after`, `span_field` as histogram,
@@ -39,13 +40,14 @@
 //! `otel_status_code`; `outcome_with` with an empty value, which leaves the label off;
 //! targets), span selectors by exact name, glob, target and level, event selectors by message,
 //! name, field and level, a cardinality limit of 3–5 label sets on three families (so programs
-//! overflow them), per-label value limits (the builder's `label_value_limit` of 3 on every
-//! label of C, and a label's own `value_limit` of 4), a label bound of 24 bytes (multi-byte
-//! text is cut on a character boundary), and reloads in the middle of a program: spans open at
-//! a reload finish under their old configuration (their milestones, captured fields and rules),
-//! spans opened after it use the new one, events count under the configuration current when
-//! they happen, and a family that several configurations declare keeps the label sets it
-//! admitted and the values its labels took (C's families, across A and B).
+//! overflow them), per-label value limits (a label's own `value_limit` of 4, and the
+//! builder's `label_value_limit` of 3 on every other label of C), a label bound of 24 bytes
+//! (multi-byte text is cut on a character boundary), and reloads in the middle of a program:
+//! spans open at a reload finish under their old configuration (their milestones, captured
+//! fields and rules), spans opened after it use the new one, events count under the
+//! configuration current when they happen, and a family keeps the label sets it admitted and
+//! the values its labels took across reloads (the families A and B both declare; C's families
+//! from C through A and B, which do not declare them, back to C).
 //!
 //! C adds the RED connector's options through `SpanMetricsBuilder::red_with`: a namespace
 //! (`red`), the default duration unit (milliseconds), `dimensions` with and without a default,
@@ -98,8 +100,8 @@
 //!   keys change across a reload (`concurrency_bounds.rs` checks the limit holds), `NaN` read
 //!   by `not_between` (`NaN` is still recorded on `n`), event messages longer than the bound,
 //!   and outcome and span-kind values longer than the bound (refused at build, as is a value
-//!   limit whose marker is longer than the bound: so the bound here is 24 bytes). These were bugs the model found; each is fixed
-//!   and pinned by a test of its own there.
+//!   limit whose marker is longer than the bound: so the bound here is 24 bytes). These were
+//!   bugs the model found; each is fixed and pinned by a test of its own there.
 //! - Per-layer filters and several layers in one subscriber (`tests/concurrency.rs`).
 //! - A label value limit on a family whose limit of label sets is reached too: which of the
 //!   racing observations took a value or went to the family's overflow series would then
@@ -112,7 +114,7 @@
 //! - RED options that only shape the rules, not what a rule computes: `histogram.disable`,
 //!   explicit buckets (the test recorder keeps raw observations) and
 //!   `aggregation_cardinality_limit` (a family limit, which families with value limits are
-//!   kept from reaching; see above) are checked in `tests/red_connector.rs`; the default
+//!   kept from reaching; see above) are left to `tests/red_connector.rs`; the default
 //!   `status.code` convention is the `otel_status_code` label source, which A and B carry.
 //!
 //! # Case count
@@ -2627,11 +2629,11 @@ fn series_key(
     (fam.to_owned(), labels)
 }
 
-/// Which of `new` values (or label sets) a limit with `room` left admitted this round: all if
-/// they fit, the first ones if one thread alone offered them, else the ones `got` says the
-/// layer admitted, once checked against what the semantics allow (exactly `room` of them, all among the ones offered, and a thread's later
-/// one only if another thread, or a close on any thread, also offered it once one of its
-/// earlier ones was refused).
+/// Which of the `new` values (or label sets) a limit with `room` left admitted this round: all
+/// if they fit, the first ones if one thread alone offered them, else the ones `got` says the
+/// layer admitted, once checked against what the semantics allow (exactly `room` of them, all
+/// among the ones offered, and a thread's later one only if another thread, or a close on any
+/// thread, also offered it once one of its earlier ones was refused).
 fn admitted_of<T: Ord + Clone + std::fmt::Debug>(
     what: &str,
     room: usize,
