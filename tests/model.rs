@@ -142,7 +142,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 /// Programs per run unless `SPANMETRICS_MODEL_CASES` says otherwise.
-const DEFAULT_CASES: u32 = 9_000;
+const DEFAULT_CASES: u32 = 8_500;
 /// The label bound of every configuration: the overflow marker `__cardinality_overflow__`
 /// (24 bytes), which a label value limit writes, just fits.
 const BOUND: usize = 24;
