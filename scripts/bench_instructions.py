@@ -39,6 +39,10 @@ VARIANTS = [
     "layer/milestone",
     "layer/parent-labels",
     "otel/tracer",
+    "layer/rule+otel",
+    "layer/rule+otel+exemplars",
+    "layer/rule+otel+exemplars/outside",
+    "ref/otel-context",
     "otel/metrics-event",
     "metrics-tracing-context",
 ]
@@ -48,6 +52,10 @@ BASELINE = {
     "registry+noop/event": "registry+noop/event",
     "layer/parent-labels": "registry+noop/child",
     "registry+noop/child": "registry+noop/child",
+    "layer/rule+otel": "otel/tracer",
+    "layer/rule+otel+exemplars": "otel/tracer",
+    "layer/rule+otel+exemplars/outside": "otel/tracer",
+    "ref/otel-context": "otel/tracer",
 }
 LOW, HIGH = 20_000, 60_000
 

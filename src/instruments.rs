@@ -282,7 +282,12 @@ pub(crate) struct Family {
     pub(crate) label_limits: Vec<Option<usize>>,
     pub(crate) buckets: Option<Buckets>,
     pub(crate) limit: usize,
+    /// Whether its values can be refused (see [`Refusal`]).
+    numeric: bool,
     series: Arc<SeriesTable>,
+    /// The exemplars of its series (histograms and counters only).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) exemplars: Option<Arc<crate::exemplars::FamilyExemplars>>,
 }
 
 impl std::fmt::Debug for Family {
@@ -297,7 +302,17 @@ impl std::fmt::Debug for Family {
 impl Family {
     /// The family a validated configuration declares, with no series yet.
     pub(crate) fn new(declared: DeclaredFamily) -> Self {
+        #[cfg(feature = "opentelemetry")]
+        let exemplars = crate::exemplars::FamilyExemplars::new(
+            &declared.exported,
+            declared.kind,
+            declared.label_keys.clone(),
+            declared.buckets.as_ref(),
+            declared.limit,
+        );
         Family {
+            #[cfg(feature = "opentelemetry")]
+            exemplars,
             name: declared.name,
             exported: declared.exported,
             kind: declared.kind,
@@ -311,6 +326,7 @@ impl Family {
             label_limits: declared.label_limits,
             buckets: declared.buckets,
             limit: declared.limit,
+            numeric: declared.numeric,
             series: Arc::new(SeriesTable::new(Arc::default())),
         }
     }
@@ -436,6 +452,7 @@ impl Family {
         let fresh = current.as_ref().is_none_or(|s| s.recorder != id);
         if fresh {
             self.describe(r);
+            self.register_health(r);
         }
         let mut next = match current {
             Some(s) if !fresh => Snapshot {
@@ -590,6 +607,39 @@ impl Family {
         true
     }
 
+    /// Registers, at zero, every health counter this family can move: its overflow count, the
+    /// replaced values of each label with a value limit, its refused values (if a rule measures
+    /// a numeric field) and the truncated values. They exist from the first scrape, so an alert
+    /// or a panel over them reads 0, not "no data". Registering is idempotent: a counter
+    /// already counting keeps its value.
+    #[cold]
+    pub(crate) fn register_health(&self, r: &dyn Recorder) {
+        register_health_counter(r, OVERFLOW_METRIC, &[("metric", &self.exported)]).increment(0);
+        for (key, limit) in self.label_keys.iter().zip(&self.label_limits) {
+            if limit.is_some() {
+                register_health_counter(
+                    r,
+                    LABEL_OVERFLOW_METRIC,
+                    &[("metric", &self.exported), ("label", key)],
+                )
+                .increment(0);
+            }
+        }
+        if self.numeric {
+            for refusal in Refusal::ALL {
+                if refusal.possible_for(self.kind) {
+                    register_health_counter(
+                        r,
+                        REJECTED_METRIC,
+                        &[("metric", &self.exported), ("reason", refusal.reason())],
+                    )
+                    .increment(0);
+                }
+            }
+        }
+        register_health_counter(r, TRUNCATED_METRIC, &[]).increment(0);
+    }
+
     fn describe(&self, r: &dyn Recorder) {
         let Some(text) = &self.description else {
             return;
@@ -663,15 +713,57 @@ impl Health {
     }
 
     /// A rejected value: rare by nature, registered on each call.
-    pub(crate) fn rejected(&self, recorder: &RecorderRef, metric: &str, reason: &str) {
+    pub(crate) fn rejected(&self, recorder: &RecorderRef, metric: &str, refusal: Refusal) {
         recorder.with(|r, _| {
             register_health_counter(
                 r,
                 REJECTED_METRIC,
-                &[("metric", metric), ("reason", reason)],
+                &[("metric", metric), ("reason", refusal.reason())],
             )
             .increment(1)
         })
+    }
+}
+
+/// Why a numeric field value was not recorded: the `reason` label of
+/// [`REJECTED_METRIC`](crate::REJECTED_METRIC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not a number (text that does not parse, a value of another type, or NaN).
+    NotANumber,
+    /// ±Inf, for a histogram or a counter.
+    NotFinite,
+    /// Below zero, for a counter.
+    Negative,
+    /// Above 2^53, for a counter.
+    TooLarge,
+}
+
+impl Refusal {
+    pub(crate) const ALL: [Refusal; 4] = [
+        Refusal::NotANumber,
+        Refusal::NotFinite,
+        Refusal::Negative,
+        Refusal::TooLarge,
+    ];
+
+    /// The `reason` label.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotANumber => "not_a_number",
+            Refusal::NotFinite => "not_finite",
+            Refusal::Negative => "negative",
+            Refusal::TooLarge => "too_large",
+        }
+    }
+
+    /// Whether a family of `kind` can refuse a value for this reason.
+    pub(crate) fn possible_for(self, kind: MetricKind) -> bool {
+        match self {
+            Refusal::NotANumber => true,
+            Refusal::NotFinite => kind != MetricKind::Gauge,
+            Refusal::Negative | Refusal::TooLarge => kind == MetricKind::Counter,
+        }
     }
 }
 
@@ -683,6 +775,9 @@ pub(crate) struct GroupEntry {
     pub(crate) handles: SmallVec<[Handle; 2]>,
     /// Whether resolving the labels cut a value (counted again on every use).
     pub(crate) truncated: bool,
+    /// The exemplars of each handle's series, in the same order (`None`: a gauge).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) exemplars: SmallVec<[Option<Arc<crate::exemplars::SeriesExemplars>>; 2]>,
 }
 
 struct GroupSnapshot {
@@ -758,6 +853,9 @@ impl GroupCache {
         hash: u64,
         handles: SmallVec<[Handle; 2]>,
         truncated: bool,
+        #[cfg(feature = "opentelemetry")] exemplars: SmallVec<
+            [Option<Arc<crate::exemplars::SeriesExemplars>>; 2],
+        >,
     ) {
         // A full cache stays full (until the recorder changes): once raw values beyond the cap
         // keep coming (a mapping or the length bound folding many into few label sets), they
@@ -787,6 +885,8 @@ impl GroupCache {
             hash,
             handles,
             truncated,
+            #[cfg(feature = "opentelemetry")]
+            exemplars,
         };
         entries.insert_unique(hash, Arc::new(entry), |e| e.hash);
         self.snapshot.store(Some(Arc::new(GroupSnapshot {
@@ -814,7 +914,15 @@ mod tests {
     fn a_group_cache_holds_at_most_its_cap_per_recorder() {
         let cache = GroupCache::new(2);
         for key in [&b"a"[..], b"b", b"c", b"a"] {
-            cache.insert(1, key, cache.hash(key), handles(), false);
+            cache.insert(
+                1,
+                key,
+                cache.hash(key),
+                handles(),
+                false,
+                #[cfg(feature = "opentelemetry")]
+                SmallVec::new(),
+            );
         }
         assert_eq!(cache.len(), 2);
         let found = |id, key: &[u8]| cache.with(id, key, cache.hash(key), |e| e.truncated);
@@ -822,7 +930,15 @@ mod tests {
         assert_eq!(found(1, b"c"), None);
         // Another recorder: the entries of the old one are dropped, not mixed in.
         assert_eq!(found(2, b"a"), None);
-        cache.insert(2, b"c", cache.hash(b"c"), handles(), true);
+        cache.insert(
+            2,
+            b"c",
+            cache.hash(b"c"),
+            handles(),
+            true,
+            #[cfg(feature = "opentelemetry")]
+            SmallVec::new(),
+        );
         assert_eq!(cache.len(), 1);
         assert_eq!((found(2, b"c"), found(2, b"a")), (Some(true), None));
     }

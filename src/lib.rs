@@ -47,6 +47,8 @@
 //! - `state` and `labels`: per-span state (timers, captured fields, links to ancestors) with no
 //!   heap beyond the one box tracing-subscriber's extensions force; label resolution and
 //!   conditions.
+//! - `exemplars` (feature `opentelemetry`): sampled OpenTelemetry spans' trace and span ids,
+//!   captured per span and kept per histogram bucket and counter series.
 //! - `layer`: the [`SpanMetricsLayer`]: tracing's hooks (`layer/mod.rs`), per-thread recent
 //!   plans, reload, recording, events and milestones, the registry field lookup.
 //! - [`exporter`] and [`testing`]: `metrics-exporter-prometheus` set up for the layer's families;
@@ -82,6 +84,8 @@
 pub struct ReadmeDoctests;
 
 pub mod config;
+#[cfg(feature = "opentelemetry")]
+mod exemplars;
 #[cfg(feature = "prometheus")]
 pub mod exporter;
 mod instruments;
@@ -106,4 +110,6 @@ pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_MET
 pub use config::{Objective, ObjectiveKind};
 pub use config::{RED_DURATION_SECONDS, RED_EVENTS, RED_NAMESPACE, Red, StatusCodeLabel};
 pub use config::{ROUTE_ID, RouteMapping};
+#[cfg(feature = "opentelemetry")]
+pub use exemplars::Exemplars;
 pub use layer::{ReloadHandle, SpanMetricsLayer};

@@ -166,12 +166,20 @@ pub(crate) fn compile(
         (None, Some(running)) => running.clone(),
         (None, None) => RecorderRef::Global,
     };
-    Ok(Ruleset::new(
+    let ruleset = Ruleset::new(
         rules,
         families,
         Settings {
             max_label_len: builder.max_label_len,
             recorder,
         },
-    ))
+    );
+    // The health counters exist at zero from the start on the recorder there is now; a
+    // recorder installed later gets them with each family's first series.
+    ruleset.settings.recorder.with(|r, _| {
+        for family in &ruleset.families {
+            family.register_health(r);
+        }
+    });
+    Ok(ruleset)
 }

@@ -201,6 +201,9 @@ pub(crate) struct SpanState {
     pub(crate) held: SmallVec<[(usize, Gauge); 2]>,
     /// The nearest ancestor that captures each field the configuration inherits.
     links: Links,
+    /// The span's OpenTelemetry ids, once read (see `crate::exemplars`).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) exemplar: crate::exemplars::SpanIds,
 }
 
 impl SpanState {
@@ -219,6 +222,8 @@ impl SpanState {
             milestones,
             held: SmallVec::new(),
             links,
+            #[cfg(feature = "opentelemetry")]
+            exemplar: Default::default(),
         }
     }
 
@@ -668,7 +673,13 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn the_state_of_a_span_is_552_bytes() {
-        assert_eq!(std::mem::size_of::<States>(), 552);
+        // With the `opentelemetry` feature: the span's trace and span ids (24 bytes).
+        let exemplar = if cfg!(feature = "opentelemetry") {
+            24
+        } else {
+            0
+        };
+        assert_eq!(std::mem::size_of::<States>(), 552 + exemplar);
     }
 }
 

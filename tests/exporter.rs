@@ -217,3 +217,45 @@ fn red_buckets_resolve_sub_millisecond_spans_and_keep_the_connectors_bounds() {
         assert_eq!(bucket(le), "1", "le={le}");
     }
 }
+
+/// The layer's health counters exist at zero before any span, so an alert or a panel over them
+/// reads 0 rather than "no data": the overflow count of every family, the replaced values of
+/// each label with a value limit, the refused values of a family that measures a numeric field
+/// (for the reasons its kind can refuse) and the truncated values. Nothing else is rendered.
+#[test]
+fn the_health_counters_are_rendered_at_zero_before_any_span() {
+    let rules = SpanMetrics::builder()
+        .metric(
+            Metric::counter("bytes.total")
+                .spans(Spans::named("io"))
+                .span_field("bytes")
+                .label(tracing_spanmetrics::Label::field("peer").value_limit(4)),
+        )
+        .metric(
+            Metric::gauge("queue.depth")
+                .spans(Spans::named("io"))
+                .span_field("depth"),
+        )
+        .metric(Metric::histogram("io.duration.seconds").spans(Spans::named("io")));
+    let (_layer, exposition) = exporter::build_with_own_recorder(rules).unwrap();
+    let mut samples: Vec<&str> = Vec::new();
+    let text = exposition.render();
+    samples.extend(text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()));
+    samples.sort_unstable();
+    assert_eq!(
+        samples,
+        [
+            "spanmetrics_label_overflow_observations_total{metric=\"bytes_total\",label=\"peer\"} 0",
+            "spanmetrics_label_values_truncated_total 0",
+            "spanmetrics_overflow_observations_total{metric=\"bytes_total\"} 0",
+            "spanmetrics_overflow_observations_total{metric=\"io_duration_seconds\"} 0",
+            "spanmetrics_overflow_observations_total{metric=\"queue_depth\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"bytes_total\",reason=\"negative\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"bytes_total\",reason=\"not_a_number\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"bytes_total\",reason=\"not_finite\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"bytes_total\",reason=\"too_large\"} 0",
+            "spanmetrics_values_rejected_total{metric=\"queue_depth\",reason=\"not_a_number\"} 0",
+        ],
+        "{text}"
+    );
+}

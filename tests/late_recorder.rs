@@ -74,6 +74,19 @@ fn recorder_installed_after_the_layer() {
         let open_after = tracing::info_span!("s");
         let m = recorder.snapshot();
         assert_eq!(m.counter("late.total", &[]), Some(2));
+        // The health counters, registered at zero on the no-op recorder when the layer was
+        // built, exist on the new recorder since the family's first series there.
+        assert_eq!(
+            m.counter(
+                tracing_spanmetrics::OVERFLOW_METRIC,
+                &[("metric", "late_total")]
+            ),
+            Some(0)
+        );
+        assert_eq!(
+            m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]),
+            Some(0)
+        );
         assert_eq!(m.gauge("late.open", &[]), Some(1.0));
         assert_eq!(
             m.description("late.total").unwrap().1.as_deref(),

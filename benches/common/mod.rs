@@ -97,6 +97,28 @@ pub struct NoopLayer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
 
+/// Reads each span's OpenTelemetry context at close and keeps a sampled span's trace id, and
+/// does nothing else: what capturing an exemplar cannot do without.
+struct OtelContextOnly;
+
+impl<S> tracing_subscriber::Layer<S> for OtelContextOnly
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_close(&self, id: tracing::span::Id, _: tracing_subscriber::layer::Context<'_, S>) {
+        use opentelemetry::trace::TraceContextExt as _;
+        dispatcher::get_default(|d| {
+            if let Some(cx) = tracing_opentelemetry::get_otel_context(&id, d) {
+                let span = cx.span();
+                let sc = span.span_context();
+                if sc.is_valid() && sc.is_sampled() {
+                    black_box(sc.trace_id());
+                }
+            }
+        });
+    }
+}
+
 /// An OpenTelemetry span processor that drops every span: the in-process cost of the
 /// OpenTelemetry SDK's tracing with nothing exported.
 #[derive(Debug)]
@@ -819,6 +841,77 @@ pub fn suite() -> Suite {
         Dispatch::new(Registry::default().with(tracing_opentelemetry::layer().with_tracer(tracer))),
         span_only,
     ));
+    // The floor of any exemplar capture through tracing-opentelemetry's supported API: a layer
+    // that only reads each span's context at close (tracing-opentelemetry outside it, so its
+    // data is still there) and keeps a sampled span's trace id. Against `otel/tracer` alone.
+    v.push(Variant::new(
+        "ref/otel-context",
+        Kind::Hand,
+        "a layer that only reads each span's OpenTelemetry context (get_otel_context) at close",
+        Dispatch::new(
+            Registry::default()
+                .with(OtelContextOnly)
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
+        ),
+        span_only,
+    )
+    .against("otel/tracer"));
+    // The layer beside tracing-opentelemetry (its layer inside, as `registry().with(otel)
+    // .with(metrics)`; `/outside`: the other order), against `otel/tracer` alone: exemplars off
+    // (or the `opentelemetry` feature off) and on.
+    let beside_otel = |prefix: &str, exemplars: bool, otel_outside: bool| {
+        let layer = SpanMetrics::builder()
+            .metrics(rule(prefix))
+            .build()
+            .expect("valid rules");
+        #[cfg(feature = "opentelemetry")]
+        let layer = layer.with_exemplars(exemplars);
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = exemplars;
+        let tracer = provider.tracer("bench");
+        if otel_outside {
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+            Dispatch::new(Registry::default().with(layer).with(otel))
+        } else {
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+            Dispatch::new(Registry::default().with(otel).with(layer))
+        }
+    };
+    v.push(
+        Variant::new(
+            "layer/rule+otel",
+            Kind::Layer,
+            "layer/rule beside tracing-opentelemetry (its layer inside), exemplars off",
+            beside_otel("sm.otel", false, false),
+            span_only,
+        )
+        .counting("sm_otel_calls_total")
+        .against("otel/tracer"),
+    );
+    #[cfg(feature = "opentelemetry")]
+    v.push(
+        Variant::new(
+            "layer/rule+otel+exemplars",
+            Kind::Layer,
+            "layer/rule beside tracing-opentelemetry (its layer inside), exemplars on",
+            beside_otel("sm.otel_ex", true, false),
+            span_only,
+        )
+        .counting("sm_otel_ex_calls_total")
+        .against("otel/tracer"),
+    );
+    #[cfg(feature = "opentelemetry")]
+    v.push(
+        Variant::new(
+            "layer/rule+otel+exemplars/outside",
+            Kind::Layer,
+            "layer/rule+otel+exemplars with tracing-opentelemetry's layer outside this one",
+            beside_otel("sm.otel_ex_out", true, true),
+            span_only,
+        )
+        .counting("sm_otel_ex_out_calls_total")
+        .against("otel/tracer"),
+    );
     let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
         .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(DiscardMetrics).build())
         .build();

@@ -46,7 +46,7 @@ OPTIONS:
                       stderr (file:line:column: problem) and exit code 2
     --otel            also export the same spans as OpenTelemetry traces, through
                       tracing-opentelemetry in the same registry: one line per finished span
-                      (`otel span NAME kind=.. status=.. duration=..ms`) on stderr, so stdout
+                      (`otel span NAME trace_id=.. kind=.. ..`) on stderr, so stdout
                       stays the exposition (--once) or the live summary
     --print-rules     print the Prometheus rule file of the configuration's objectives
                       (recorded error ratios, burn-rate alerts) and exit

@@ -3,7 +3,9 @@
 //!
 //! The exporter is deliberately tiny: one line per finished span on stderr, so that stdout keeps
 //! carrying only the exposition (`--once`) or the live summary. A real service would plug an
-//! OTLP exporter in the same place.
+//! OTLP exporter in the same place. Built with the crate's `opentelemetry` feature, the
+//! histograms and counters served on `/metrics` carry exemplars with these spans' trace ids,
+//! as OpenMetrics to a scraper that asks for it (Prometheus does).
 
 use std::io::Write;
 
@@ -11,7 +13,8 @@ use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
 
-/// Prints `otel span NAME kind=KIND status=STATUS duration=MS ms` per finished span to stderr.
+/// Prints `otel span NAME trace_id=ID kind=KIND status=STATUS duration=MS ms` per finished span
+/// to stderr (the trace ids are the ones the metrics' exemplars link to).
 #[derive(Debug, Default)]
 pub struct StderrSpans;
 
@@ -40,8 +43,9 @@ pub fn line(span: &SpanData) -> String {
         .duration_since(span.start_time)
         .map_or(0.0, |d| d.as_secs_f64() * 1e3);
     format!(
-        "otel span {} kind={} status={status} duration={ms:.3}ms",
+        "otel span {} trace_id={} kind={} status={status} duration={ms:.3}ms",
         span.name,
+        span.span_context.trace_id(),
         kind(&span.span_kind)
     )
 }

@@ -43,11 +43,11 @@ pub use builder::{
 };
 pub use error::{ConfigError, ConfigErrorKind};
 pub(crate) use naming::{HEALTH_METRICS, claimed_names, exported_label_key, exported_name};
-pub use objective::{Objective, ObjectiveKind};
 pub use naming::{
     LABEL_OVERFLOW_METRIC, LABEL_OVERFLOW_VALUE, OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC,
     TRUNCATED_METRIC,
 };
+pub use objective::{Objective, ObjectiveKind};
 pub use red::{RED_NAMESPACE, Red, StatusCodeLabel};
 pub use route::{ROUTE_ID, RouteMapping};
 pub(crate) use validate::{DeclaredFamily, RuleKey, check_buckets, validate};

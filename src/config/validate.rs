@@ -68,6 +68,9 @@ pub(crate) struct DeclaredFamily {
     pub(crate) limit: usize,
     /// The first rule that declared it.
     pub(crate) first_rule: usize,
+    /// Whether one of its rules measures a numeric field, whose values can be refused (and are
+    /// then counted in the health counter of rejected values).
+    pub(crate) numeric: bool,
 }
 
 /// A builder's configuration, validated.
@@ -131,6 +134,7 @@ pub(crate) fn validate(builder: &SpanMetricsBuilder) -> Result<Validated, Config
                 if earlier.description.is_none() {
                     earlier.description = declared.description;
                 }
+                earlier.numeric |= declared.numeric;
                 f
             }
         };
@@ -167,6 +171,10 @@ fn declare(m: &Metric, index: usize, builder: &SpanMetricsBuilder) -> DeclaredFa
         }),
         limit: m.cardinality_limit.unwrap_or(default_limit),
         first_rule: index,
+        numeric: matches!(
+            m.measure,
+            Some(Measure::SpanField(_) | Measure::EventField(..))
+        ),
     }
 }
 

@@ -55,6 +55,9 @@ pub struct SpanMetricsLayer {
     id: u64,
     shared: Arc<Shared>,
     clock: quanta::Clock,
+    /// How span contexts are read for exemplars.
+    #[cfg(feature = "opentelemetry")]
+    capture: crate::exemplars::Capture,
 }
 
 impl std::fmt::Debug for SpanMetricsLayer {
@@ -82,7 +85,18 @@ impl SpanMetricsBuilder {
 }
 
 impl SpanMetricsLayer {
-    pub(crate) fn new(model: Ruleset, clock: quanta::Clock) -> Self {
+    pub(crate) fn new(
+        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))] mut model: Ruleset,
+        clock: quanta::Clock,
+    ) -> Self {
+        #[cfg(feature = "opentelemetry")]
+        let exemplars = Arc::new(crate::exemplars::Store::default());
+        #[cfg(feature = "opentelemetry")]
+        for family in &mut model.families {
+            if let Some(own) = &family.exemplars {
+                family.exemplars = Some(exemplars.adopt(own));
+            }
+        }
         let admitted = model
             .families
             .iter()
@@ -98,12 +112,79 @@ impl SpanMetricsLayer {
             retired: Mutex::new(Vec::new()),
             current: ArcSwap::from_pointee(compiled),
             generation: AtomicU64::new(0),
+            #[cfg(feature = "opentelemetry")]
+            exemplars,
         };
         SpanMetricsLayer {
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(shared),
+            #[cfg(feature = "opentelemetry")]
+            capture: crate::exemplars::Capture::new(&clock),
             clock,
         }
+    }
+
+    /// Whether observations of sampled OpenTelemetry spans carry exemplars (their trace and
+    /// span ids). Defaults to `true`. See [`Exemplars`](crate::Exemplars).
+    #[cfg(feature = "opentelemetry")]
+    #[must_use]
+    pub fn with_exemplars(mut self, capture: bool) -> Self {
+        self.capture.enabled = capture;
+        self
+    }
+
+    /// The exemplars the layer keeps (across reloads), to render with the exporter's text (see
+    /// [`exporter::render_openmetrics`](crate::exporter::render_openmetrics)).
+    #[cfg(feature = "opentelemetry")]
+    pub fn exemplars(&self) -> crate::Exemplars {
+        crate::Exemplars::new(self.shared.exemplars.clone())
+    }
+
+    /// Whether `dispatch` is the one this layer is part of.
+    #[cfg(feature = "opentelemetry")]
+    fn is_own(&self, dispatch: &tracing_core::Dispatch) -> bool {
+        dispatch
+            .downcast_ref::<SpanMetricsLayer>()
+            .is_some_and(|l| std::ptr::eq(l, self))
+    }
+
+    /// Reads a span's OpenTelemetry context at its first enter, for the order where
+    /// tracing-opentelemetry's close runs before this layer's (see `crate::exemplars`).
+    #[cfg(feature = "opentelemetry")]
+    fn capture_at_enter<S>(&self, span: &SpanRef<'_, S>)
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        let wanted = self.with_state(span, |st| {
+            !st.exemplar.looked() && !st.plan.close_groups.is_empty()
+        });
+        if wanted != Some(true) {
+            return;
+        }
+        let id = span.id();
+        if let Some(found) = self.capture.read(&id, |d| self.is_own(d)) {
+            self.with_state(span, |st| st.exemplar = found);
+        }
+    }
+
+    /// Reads a span's OpenTelemetry context at close when tracing-opentelemetry still holds it
+    /// (it is the outer layer), unless it was read at enter.
+    #[cfg(feature = "opentelemetry")]
+    fn capture_at_close<S>(&self, span: &SpanRef<'_, S>) -> Option<crate::exemplars::SpanIds>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        if !self.capture.looking() {
+            return None;
+        }
+        if !self.capture.only_at_close() {
+            let ext = span.extensions();
+            let st = States::of(&ext, self.id)?;
+            if st.exemplar.looked() || st.plan.close_groups.is_empty() {
+                return None;
+            }
+        }
+        self.capture.read_at_close(&span.id(), |d| self.is_own(d))
     }
 
     /// Tells the layer which buckets the exporter it records into fixed: reloads that declare
@@ -253,6 +334,11 @@ impl SpanMetricsLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        #[cfg(feature = "opentelemetry")]
+        let exemplar = state
+            .exemplar
+            .ids()
+            .map(|ids| (ids, self.capture.unix_nanos(&self.clock, now)));
         let plan = &state.plan;
         let model = &plan.model;
         let meta = span.metadata();
@@ -330,6 +416,14 @@ impl SpanMetricsLayer {
                         for (handle, (_, op)) in entry.handles.iter().zip(&ops) {
                             handle.apply(*op);
                         }
+                        #[cfg(feature = "opentelemetry")]
+                        if let Some((ids, at)) = exemplar {
+                            for (series, (_, op)) in entry.exemplars.iter().zip(&ops) {
+                                if let Some(series) = series {
+                                    series.record(*op, ids, at);
+                                }
+                            }
+                        }
                         entry.truncated
                     })
                 });
@@ -338,12 +432,32 @@ impl SpanMetricsLayer {
                     Some(false) => {}
                     None => {
                         let key = Some((key, key_hash));
-                        self.close_group_slow(model, group, first, &ops, &subject, &chain, key)
+                        self.close_group_slow(
+                            model,
+                            group,
+                            first,
+                            &ops,
+                            &subject,
+                            &chain,
+                            key,
+                            #[cfg(feature = "opentelemetry")]
+                            exemplar,
+                        )
                     }
                 }
                 continue;
             }
-            self.close_group_slow(model, group, first, &ops, &subject, &chain, None);
+            self.close_group_slow(
+                model,
+                group,
+                first,
+                &ops,
+                &subject,
+                &chain,
+                None,
+                #[cfg(feature = "opentelemetry")]
+                exemplar,
+            );
         }
         if !state.held.is_empty() {
             for (_, gauge) in std::mem::take(&mut state.held) {
@@ -365,6 +479,7 @@ impl SpanMetricsLayer {
         subject: &Subject<'_>,
         chain: &dyn Lookup,
         key: Option<(&[u8], u64)>,
+        #[cfg(feature = "opentelemetry")] exemplar: Option<crate::exemplars::Stamped>,
     ) {
         let rule = &model.rules[first.rule];
         let mut buf = LabelBuf::new(model.settings.max_label_len);
@@ -378,19 +493,44 @@ impl SpanMetricsLayer {
         let hash = hash_labels(&values);
         recorder.with(|r, id| {
             let mut handles: SmallVec<[Handle; 2]> = SmallVec::new();
+            #[cfg(feature = "opentelemetry")]
+            let mut exemplars = SmallVec::new();
             let mut cacheable = key.is_some();
             for &(family, op) in ops {
-                model.families[family].with_handle_on(r, id, &values, hash, |h, overflow| {
+                let family = &model.families[family];
+                #[cfg_attr(not(feature = "opentelemetry"), allow(unused_variables))]
+                let overflow = family.with_handle_on(r, id, &values, hash, |h, overflow| {
                     h.apply(op);
                     if overflow {
                         cacheable = false;
                     } else if cacheable {
                         handles.push(h.clone());
                     }
+                    overflow
                 });
+                // An overflow series carries no exemplar (its labels are not the span's).
+                #[cfg(feature = "opentelemetry")]
+                if !overflow && self.capture.enabled && (cacheable || exemplar.is_some()) {
+                    let series = family
+                        .exemplars
+                        .as_ref()
+                        .and_then(|f| f.series(&values, hash));
+                    if let (Some((ids, at)), Some(series)) = (exemplar, &series) {
+                        series.record(op, ids, at);
+                    }
+                    exemplars.push(series);
+                }
             }
             if let (true, Some((key, key_hash))) = (cacheable, key) {
-                group.cache.insert(id, key, key_hash, handles, truncated);
+                group.cache.insert(
+                    id,
+                    key,
+                    key_hash,
+                    handles,
+                    truncated,
+                    #[cfg(feature = "opentelemetry")]
+                    exemplars,
+                );
             }
         });
     }
@@ -457,6 +597,11 @@ impl<S> Layer<S> for SpanMetricsLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    #[cfg(feature = "opentelemetry")]
+    fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
+        self.capture.register(dispatch);
+    }
+
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
         self.shared.current.load().prepare(meta);
         Interest::always()
@@ -544,6 +689,12 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        #[cfg(feature = "opentelemetry")]
+        if self.capture.at_enter() {
+            if let Some(span) = ctx.span(id) {
+                self.capture_at_enter(&span);
+            }
+        }
         if !self.shared.busy_possible.load(Ordering::Relaxed) {
             return;
         }
@@ -588,7 +739,16 @@ where
                 });
             }
         }
+        // Read without holding the span's extensions (tracing-opentelemetry locks them).
+        #[cfg(feature = "opentelemetry")]
+        let found = self.capture_at_close(&span);
         // The state stays where it is; the registry drops it with the span's extensions.
-        self.with_state(&span, |st| self.close(&span, st, now, &ctx));
+        self.with_state(&span, |st| {
+            #[cfg(feature = "opentelemetry")]
+            if let Some(found) = found {
+                st.exemplar = found;
+            }
+            self.close(&span, st, now, &ctx)
+        });
     }
 }

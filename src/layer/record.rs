@@ -2,7 +2,7 @@
 //! rule. Shared by the span and event paths; nothing here depends on the layer's own state.
 
 use crate::config::MetricKind;
-use crate::instruments::{Op, hash_labels};
+use crate::instruments::{Op, Refusal, hash_labels};
 use crate::labels::{LabelBuf, Lookup, Subject, conditions_hold, resolve};
 use crate::plan::Applied;
 use crate::ruleset::{Rule, Ruleset};
@@ -64,23 +64,29 @@ pub(super) fn gauge_for(
 }
 
 /// The op for a numeric value on a family of `kind`, or the reason it cannot be recorded.
-pub(super) fn numeric_op(kind: MetricKind, value: Option<Value<'_>>) -> Result<Op, &'static str> {
-    let v = value.ok_or("missing")?.as_f64().ok_or("not_a_number")?;
+pub(super) fn numeric_op(
+    kind: MetricKind,
+    value: Option<Value<'_>>,
+) -> Result<Option<Op>, Refusal> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let v = value.as_f64().ok_or(Refusal::NotANumber)?;
     if v.is_nan() {
-        return Err("not_a_number");
+        return Err(Refusal::NotANumber);
     }
-    Ok(match kind {
+    Ok(Some(match kind {
         // A gauge may read ±Inf, e.g. an unlimited limit (metrics-exporter-prometheus
         // writes `inf`, which Prometheus parses).
         MetricKind::Gauge => Op::Set(v),
-        _ if v.is_infinite() => return Err("not_finite"),
+        _ if v.is_infinite() => return Err(Refusal::NotFinite),
         MetricKind::Histogram => Op::Observe(v),
-        MetricKind::Counter if v < 0.0 => return Err("negative"),
+        MetricKind::Counter if v < 0.0 => return Err(Refusal::Negative),
         // Past 2^53 an f64 no longer holds every integer, and a few such increments
         // would wrap the recorder's u64: an absurd increment is refused, not wrapped.
-        MetricKind::Counter if v > MAX_COUNTER_STEP => return Err("too_large"),
+        MetricKind::Counter if v > MAX_COUNTER_STEP => return Err(Refusal::TooLarge),
         MetricKind::Counter => Op::Add(v as u64),
-    })
+    }))
 }
 
 /// The op for a numeric field value, or `None`: a missing value records nothing, a refused
@@ -93,12 +99,17 @@ pub(super) fn value_op(
 ) -> Option<Op> {
     let family = model.family(rule);
     match numeric_op(family.kind, value) {
-        Ok(op) => Some(op),
-        Err("missing") => None,
-        Err(reason) => {
+        Ok(op) => op,
+        Err(refusal) => {
+            debug_assert!(
+                refusal.possible_for(family.kind),
+                "a {:?} refused a value as {refusal:?}, which its counter was not registered \
+                 for at zero: this is a bug",
+                family.kind
+            );
             if applies() {
                 let rec = &model.settings.recorder;
-                model.health.rejected(rec, &family.exported, reason);
+                model.health.rejected(rec, &family.exported, refusal);
             }
             None
         }

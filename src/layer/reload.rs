@@ -38,6 +38,9 @@ pub(super) struct Shared {
     /// The buckets the running exporter fixed for each histogram when it was built, when the
     /// crate's exporter helpers set it up: a reload must not declare others.
     pub(super) exporter_buckets: Mutex<Option<ExporterBuckets>>,
+    /// Every family's exemplars, by exported name, across reloads.
+    #[cfg(feature = "opentelemetry")]
+    pub(super) exemplars: Arc<crate::exemplars::Store>,
 }
 
 /// The buckets an exporter fixed when it was built: per exported histogram name, and the
@@ -89,6 +92,10 @@ impl Shared {
                 family.continue_from(earlier);
             }
             admitted.insert(family.exported.clone(), family.admitted());
+            #[cfg(feature = "opentelemetry")]
+            if let Some(own) = &family.exemplars {
+                family.exemplars = Some(self.exemplars.adopt(own));
+            }
         }
     }
 

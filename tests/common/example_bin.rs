@@ -159,7 +159,7 @@ pub fn start_prometheus(
     job: &str,
     target: SocketAddr,
 ) -> (SocketAddr, Killed) {
-    start_prometheus_with_rules(dir, job, target, None)
+    start_prometheus_with(dir, job, target, None, &[])
 }
 
 /// Like [`start_prometheus`], also loading the rule file `rules` (evaluated every second).
@@ -168,6 +168,18 @@ pub fn start_prometheus_with_rules(
     job: &str,
     target: SocketAddr,
     rules: Option<&std::path::Path>,
+) -> (SocketAddr, Killed) {
+    start_prometheus_with(dir, job, target, rules, &[])
+}
+
+/// [`start_prometheus`] with a rule file and more command-line flags
+/// (`--enable-feature=exemplar-storage`).
+pub fn start_prometheus_with(
+    dir: &std::path::Path,
+    job: &str,
+    target: SocketAddr,
+    rules: Option<&std::path::Path>,
+    flags: &[&str],
 ) -> (SocketAddr, Killed) {
     let config = dir.join("prometheus.yml");
     let rule_files = rules.map_or(String::new(), |r| {
@@ -190,6 +202,7 @@ pub fn start_prometheus_with_rules(
             dir.join("data").display()
         ))
         .arg(format!("--web.listen-address={listen}"))
+        .args(flags)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

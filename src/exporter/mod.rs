@@ -9,6 +9,14 @@
 //! - [`add_buckets`] and [`prometheus_builder`]: a `PrometheusBuilder` (yours, or a new one)
 //!   with every declared histogram's buckets.
 //!
+//! With the `opentelemetry` feature, [`install`] serves `/metrics` from an endpoint of this
+//! crate's that negotiates the format: OpenMetrics text with exemplars when the scraper's
+//! `Accept` asks for it (Prometheus does), the classic text otherwise; an [`Exposition`] renders
+//! either ([`Exposition::render_openmetrics`], [`Exposition::negotiate`]); and
+//! [`render_openmetrics`] makes the OpenMetrics text from any `PrometheusHandle` the layer
+//! records into. A plain `metrics-exporter-prometheus` setup of your own (its own HTTP listener)
+//! keeps working unchanged, without exemplars: that exporter renders only the classic format.
+//!
 //! Exported names do not depend on the exporter's naming settings: the layer registers each
 //! family under its exported name (dots to `_`, unit suffix, `_total` on counters; see
 //! [`HistogramInfo::exported_name`]), so a plain `PrometheusBuilder::new()` and
@@ -20,6 +28,14 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+#[cfg(feature = "opentelemetry")]
+mod http;
+#[cfg(feature = "opentelemetry")]
+mod openmetrics;
+
+#[cfg(feature = "opentelemetry")]
+pub use openmetrics::{CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, wants_openmetrics};
 
 use crate::layer::ExporterBuckets;
 use crate::{Buckets, ConfigError, HistogramInfo, SpanMetricsBuilder, SpanMetricsLayer};
@@ -120,6 +136,34 @@ fn fixed_by_prometheus_builder(layer: &(impl DeclaresHistograms + ?Sized)) -> Ex
 ///
 /// # Errors
 /// The exporter's error: the address is taken, a recorder is already installed, …
+///
+/// With the `opentelemetry` feature, `/metrics` (and any other path) is served by this crate's
+/// own endpoint: OpenMetrics text with exemplars when the scraper's `Accept` asks for it, the
+/// classic text otherwise; the upkeep then runs on a thread of its own.
+#[cfg(feature = "opentelemetry")]
+pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusHandle, BuildError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|e| BuildError::FailedToCreateHTTPListener(format!("{addr}: {e}")))?;
+    let recorder = prometheus_builder(layer)?.build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)?;
+    let exposition = Exposition::new(handle.clone(), Some(layer.exemplars()));
+    tokio::spawn(http::serve(listener, exposition));
+    layer.exporter_fixed(fixed_by_prometheus_builder(layer));
+    Ok(handle)
+}
+
+/// Installs the global Prometheus recorder for `layer`'s families, serving `/metrics` on `addr`
+/// (bind loopback, e.g. `127.0.0.1:9000`, unless it must be reachable from elsewhere). The
+/// exporter's upkeep (which drains histogram samples) runs on a task of its own every
+/// [`UPKEEP_INTERVAL`]. Must be called from within a Tokio runtime. Reloads of `layer` that
+/// declare histogram buckets other than these are refused from then on.
+///
+/// # Errors
+/// The exporter's error: the address is taken, a recorder is already installed, …
+#[cfg(not(feature = "opentelemetry"))]
 pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusHandle, BuildError> {
     let (recorder, exporter) = prometheus_builder(layer)?
         .with_http_listener(addr)
@@ -129,6 +173,17 @@ pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusH
     tokio::spawn(exporter);
     layer.exporter_fixed(fixed_by_prometheus_builder(layer));
     Ok(handle)
+}
+
+/// The OpenMetrics text (content type [`OPENMETRICS_CONTENT_TYPE`]) of everything `handle`
+/// renders, with the exemplars of `exemplars` (from
+/// [`SpanMetricsLayer::exemplars`]): for your own HTTP server, when the scraper's `Accept`
+/// asks for it ([`wants_openmetrics`]). Made from the handle's classic text, so both formats
+/// show the same series (see the `openmetrics` notes in the README).
+#[cfg(feature = "opentelemetry")]
+#[must_use]
+pub fn render_openmetrics(handle: &PrometheusHandle, exemplars: &crate::Exemplars) -> String {
+    openmetrics::transform(&handle.render(), Some(exemplars))
 }
 
 /// [`install`] on [`DEFAULT_ADDR`]: `/metrics` on `127.0.0.1:9000`, reachable from this machine
@@ -181,7 +236,11 @@ pub fn build_with_own_recorder(
         .build()
         .map_err(SetupError::Config)?;
     layer.exporter_fixed(fixed);
-    Ok((layer, Exposition::new(handle)))
+    #[cfg(feature = "opentelemetry")]
+    let exemplars = Some(layer.exemplars());
+    #[cfg(not(feature = "opentelemetry"))]
+    let exemplars = None;
+    Ok((layer, Exposition::new(handle, exemplars)))
 }
 
 /// Renders a recorder's metrics as Prometheus text and keeps its upkeep running; made by
@@ -190,6 +249,8 @@ pub fn build_with_own_recorder(
 #[derive(Clone)]
 pub struct Exposition {
     handle: PrometheusHandle,
+    #[cfg(feature = "opentelemetry")]
+    exemplars: Option<crate::Exemplars>,
     _upkeep: Arc<Upkeep>,
 }
 
@@ -200,7 +261,9 @@ impl std::fmt::Debug for Exposition {
 }
 
 impl Exposition {
-    fn new(handle: PrometheusHandle) -> Self {
+    fn new(handle: PrometheusHandle, exemplars: Option<Exemplars>) -> Self {
+        #[cfg(not(feature = "opentelemetry"))]
+        let _: Option<Exemplars> = exemplars;
         let upkeep = Arc::new_cyclic(|weak: &Weak<Upkeep>| {
             let weak = weak.clone();
             let handle = handle.clone();
@@ -221,8 +284,18 @@ impl Exposition {
         });
         Exposition {
             handle,
+            #[cfg(feature = "opentelemetry")]
+            exemplars,
             _upkeep: upkeep,
         }
+    }
+
+    /// The metrics as OpenMetrics text (content type [`OPENMETRICS_CONTENT_TYPE`]), with the
+    /// layer's exemplars: the same series as [`Exposition::render`].
+    #[cfg(feature = "opentelemetry")]
+    #[must_use]
+    pub fn render_openmetrics(&self) -> String {
+        openmetrics::transform(&self.handle.render(), self.exemplars.as_ref())
     }
 
     /// The metrics in the Prometheus text format (`text/plain; version=0.0.4`).
@@ -237,6 +310,13 @@ impl Exposition {
         &self.handle
     }
 }
+
+/// The layer's exemplars, where the feature keeps them.
+#[cfg(feature = "opentelemetry")]
+type Exemplars = crate::Exemplars;
+/// No exemplars without the feature.
+#[cfg(not(feature = "opentelemetry"))]
+type Exemplars = std::convert::Infallible;
 
 /// Wakes the upkeep thread when the last [`Exposition`] is dropped, so that it ends.
 struct Upkeep {
