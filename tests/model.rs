@@ -2606,8 +2606,7 @@ struct Settled {
     inc_series: HashMap<usize, Ser>,
     /// Per family and label position: the values a label with a value limit took.
     taken: BTreeMap<(&'static str, usize), BTreeSet<String>>,
-    /// Per family and label key: observations whose value was replaced by the marker, from
-    /// the moment the label took all its values.
+    /// Per family and label key: observations whose value was replaced by the marker.
     replaced: BTreeMap<(&'static str, &'static str), u64>,
 }
 
@@ -2677,6 +2676,30 @@ fn admitted_of<T: Ord + Clone + std::fmt::Debug>(
 }
 
 impl Settled {
+    /// The health counters a configuration's families can move, at zero from the moment it is
+    /// built: each family's overflow count, the replaced values of each label with a value
+    /// limit, the refusals its kind allows if a rule measures a numeric field.
+    fn register(&mut self, cfg: &Cfg) {
+        for r in cfg.iter() {
+            self.overflow.entry(r.exported).or_default();
+            for l in &r.labels {
+                if l.limit.or(cfg.value_limit).is_some() {
+                    self.replaced.entry((r.exported, l.key)).or_default();
+                }
+            }
+            if let Ms::SpanField(_) | Ms::EventField(..) = r.ms {
+                let reasons: &[&'static str] = match r.kind {
+                    Kind::G => &["not_a_number"],
+                    Kind::H => &["not_a_number", "not_finite"],
+                    Kind::C => &["not_a_number", "not_finite", "negative", "too_large"],
+                };
+                for reason in reasons {
+                    self.rejected.entry((r.exported, reason)).or_default();
+                }
+            }
+        }
+    }
+
     /// The round's emissions with each value of a label past its value limit replaced by the
     /// marker (and counted), the values a label takes in the round settled first. The
     /// family's own limit is never reached where labels have value limits, so a new value
@@ -2727,10 +2750,6 @@ impl Settled {
                 let what = format!("{fam}, values of `{key}` (limit {limit})");
                 let got = admitted_of(&what, room, &new, &offered, &floating, got)?;
                 taken.extend(got);
-                // A label that took all its values has its counter, from zero.
-                if taken.len() >= limit {
-                    self.replaced.entry((*fam, key)).or_default();
-                }
                 for (_, e) in &mut out {
                     if e.fam != *fam || matches!(e.op, EOp::Dec(_)) {
                         continue;
@@ -2909,6 +2928,12 @@ fn run(p: &Program) -> Result<(), String> {
     let mut settled = Settled::default();
     let truncated = (TRUNCATED_METRIC.to_owned(), Vec::new());
     for (r, actual) in snaps.iter().enumerate() {
+        if r == 0 {
+            settled.register(&cfgs[schedule.first]);
+        }
+        if let Some(c) = schedule.rounds[r].reload {
+            settled.register(&cfgs[c]);
+        }
         let ems: Vec<(usize, &Emission)> = world
             .emissions
             .iter()
