@@ -23,7 +23,8 @@
 //! counter, gauge and histogram series of every configuration, the overflow series, the
 //! `__cardinality_overflow__` values of labels past their value limit, and the
 //! `spanmetrics_overflow_observations_total`, `spanmetrics_label_overflow_observations_total`
-//! and `spanmetrics_values_rejected_total` health counters, exactly. While a round runs,
+//! and `spanmetrics_values_rejected_total` health counters, exactly (each at zero from the
+//! build or reload of a configuration whose families can move it). While a round runs,
 //! another thread samples the in-flight gauges (`in_flight` and `in_flight_after`): no sample
 //! may be negative, above the number of spans that can be open during that round, or outside
 //! what the round's opens and closes allow.
