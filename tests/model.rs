@@ -13,31 +13,54 @@
 //! enters from several threads included), emits events (`tick`s with labels, milestones, ERROR
 //! events, `error` fields, numeric events at two levels, noise) and drops span handles (the
 //! last reference to a span is often released on another thread than the one that opened it).
-//! Before a round the main thread may reload the layer with the other of two configurations;
-//! two cleanup rounds at the end exit every guard and drop every handle concurrently.
+//! Text values include raw request paths (identifiers, queries, fragments, empty segments).
+//! A program starts under one of three configurations (A, B, C); before a round the main
+//! thread may reload the layer with the next one (A → B → C → A); two cleanup rounds at the
+//! end exit every guard and drop every handle concurrently.
 //!
 //! # What is compared
 //! After every round (a quiescent point) the whole recorder is compared with the model: every
-//! counter, gauge and histogram series of both configurations, the overflow series and the
-//! `spanmetrics_overflow_observations_total` and `spanmetrics_values_rejected_total` health
-//! counters, exactly. While a round runs, another thread samples the in-flight gauges
-//! (`in_flight` and `in_flight_after`): no sample may be negative, above the number of spans
-//! that can be open during that round, or outside what the round's opens and closes allow.
+//! counter, gauge and histogram series of every configuration, the overflow series, the
+//! `__cardinality_overflow__` values of labels past their value limit, and the
+//! `spanmetrics_overflow_observations_total`, `spanmetrics_label_overflow_observations_total`
+//! and `spanmetrics_values_rejected_total` health counters, exactly (each at zero from the
+//! build or reload of a configuration whose families can move it). While a round runs,
+//! another thread samples the in-flight gauges (`in_flight` and `in_flight_after`): no sample
+//! may be negative, above the number of spans that can be open during that round, or outside
+//! what the round's opens and closes allow.
 //!
-//! The two configurations cover every measure (wall, busy, idle and self time, `time_to`,
+//! The three configurations cover every measure (wall, busy, idle and self time, `time_to`,
 //! `spans_opened`, `spans_closed`, `in_flight`, `in_flight_after`, `span_field` as histogram,
-//! counter and gauge, `events`, `event_field` as histogram and gauge), every condition
-//! (`recorded`, `missing`, `one_of`, `not_one_of`, `between`, `not_between`, `error`,
-//! `not_error`), both mappings (status class, a table with and without `otherwise`), every
-//! label source (fields inherited or `own_only`, with and without defaults; fixed values; span
-//! names and `otel.name`; span kinds from `otel.kind`; `outcome`; `otel_status_code`; targets),
-//! span selectors by exact name, glob, target and level, event selectors by message, name,
-//! field and level, a cardinality limit of 3–5 label sets on three families (so programs
-//! overflow them), a label bound of 18 bytes (multi-byte text is cut on a character
-//! boundary), and reloads in the middle of a program: spans open at a reload finish under their
-//! old configuration (their milestones, captured fields and rules), spans opened after it use
-//! the new one, events count under the configuration current when they happen, and a family
-//! that both configurations declare keeps the label sets it admitted.
+//! counter and gauge, `events`, `event_field` as histogram and gauge), durations in seconds
+//! and in milliseconds (`Unit::Milliseconds`), every condition (`recorded`, `missing`,
+//! `one_of`, `not_one_of`, `between`, `not_between`, `error`, `not_error`), every mapping
+//! (status class; a table with and without `otherwise`; `route()` with the built-in rules
+//! alone and with two `segment` patterns, one of which takes a segment the built-in rules
+//! would), every label source (fields inherited or `own_only`, with and without defaults;
+//! fixed values; span names and `otel.name`; span kinds from `otel.kind`; `outcome`;
+//! `otel_status_code`; `outcome_with` with an empty value, which leaves the label off;
+//! targets), span selectors by exact name, glob, target and level, event selectors by message,
+//! name, field and level, a cardinality limit of 3–5 label sets on three families (so programs
+//! overflow them), per-label value limits (a label's own `value_limit` of 4, and the
+//! builder's `label_value_limit` of 3 on every other label of C), a label bound of 24 bytes
+//! (multi-byte text is cut on a character boundary), and reloads in the middle of a program:
+//! spans open at a reload finish under their old configuration (their milestones, captured
+//! fields and rules), spans opened after it use the new one, events count under the
+//! configuration current when they happen, and a family keeps the label sets it admitted and
+//! the values its labels took across reloads (the families A and B both declare; C's families
+//! from C through A and B, which do not declare them, back to C).
+//!
+//! C adds the RED connector's options through `SpanMetricsBuilder::red_with`: a namespace
+//! (`red`), the default duration unit (milliseconds), `dimensions` with and without a default,
+//! `exclude_dimensions` (`span.kind`), `calls_dimensions`, `histogram.dimensions`, the events
+//! counter with its own dimension, and the `otel.status_code` convention (`OK`, `ERROR`, no
+//! label while unset). The model does not ask `Red` for its rules: it declares the families
+//! (names, label keys in order, sources, defaults, which spans and events count) as `Red`'s
+//! documentation describes them, and computes them like any rule. Likewise it re-derives route
+//! normalisation from the documented rule (`apply_map`) and reads its two patterns itself
+//! (`segment_matches`), rather than calling the crate. C also declares an availability
+//! objective: objectives are configuration only (they produce Prometheus rules, not metrics),
+//! so all the model checks of one is that it adds no series.
 //!
 //! # How concurrency stays exact
 //! - Durations: the mock clock advances only at barriers, while every worker is parked. Inside
@@ -54,7 +77,10 @@
 //!   its choice is one the semantics allow: which new label sets a family admits when threads
 //!   race past its cardinality limit in one round (exactly as many as the limit has room for,
 //!   all among the ones offered, and a thread's later label set only if another thread also
-//!   offered it once one of its earlier ones was refused), and which value a gauge set from a
+//!   offered it once one of its earlier ones was refused), which new values a label with a
+//!   value limit takes when threads race past it (the same rules; the families of such labels
+//!   never reach their limit of label sets, so a value not taken by the end of a round was
+//!   replaced by the marker wherever it occurred), and which value a gauge set from a
 //!   field holds when several threads set the same series in one round (the last value one of
 //!   them set). Everything else follows exactly from that choice: each series' value, the
 //!   overflow series and its health counter.
@@ -74,10 +100,23 @@
 //!   ignored tests in `concurrency_bounds.rs` instead of being modelled: families whose label
 //!   keys change across a reload (`concurrency_bounds.rs` checks the limit holds), `NaN` read
 //!   by `not_between` (`NaN` is still recorded on `n`), event messages longer than the bound,
-//!   and outcome and span-kind values longer than the bound (refused at build, so the bound
-//!   here is 18 bytes, the longest of them). These were bugs the model found; each is fixed
-//!   and pinned by a test of its own there.
+//!   and outcome and span-kind values longer than the bound (refused at build, as is a value
+//!   limit whose marker is longer than the bound: so the bound here is 24 bytes). These were
+//!   bugs the model found; each is fixed and pinned by a test of its own there.
 //! - Per-layer filters and several layers in one subscriber (`tests/concurrency.rs`).
+//! - A label value limit on a family whose limit of label sets is reached too: which of the
+//!   racing observations took a value or went to the family's overflow series would then
+//!   depend on the interleaving in ways the layer's series do not show.
+//!   `tests/label_overflow.rs` checks the two limits together, on one thread.
+//! - UUID path segments (36 bytes) are longer than the model's 24-byte bound, so programs never
+//!   carry one whole (the model's route rule is checked on one in a unit test of its own).
+//! - A family whose labels' value limits differ between configurations: every configuration
+//!   that declares a family gives it the same label keys, limits and value limits here.
+//! - RED options that only shape the rules, not what a rule computes: `histogram.disable`,
+//!   explicit buckets (the test recorder keeps raw observations) and
+//!   `aggregation_cardinality_limit` (a family limit, which families with value limits are
+//!   kept from reaching; see above) are left to `tests/red_connector.rs`; the default
+//!   `status.code` convention is the `otel_status_code` label source, which A and B carry.
 //!
 //! # Case count
 //! `SPANMETRICS_MODEL_CASES` sets the number of programs (default [`DEFAULT_CASES`], about
@@ -97,18 +136,32 @@ use proptest::prelude::*;
 use tracing::field::Empty;
 use tracing::{Level, Span};
 use tracing_spanmetrics::{
-    Condition, EventMatch, Label, Mapping, Measure, Metric, SpanMetrics, SpanMetricsBuilder, Spans,
+    Condition, EventMatch, Label, Mapping, Measure, Metric, Objective, OutcomeValues, Red,
+    SpanMetrics, SpanMetricsBuilder, Spans, StatusCodeLabel, Unit,
 };
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 /// Programs per run unless `SPANMETRICS_MODEL_CASES` says otherwise.
-const DEFAULT_CASES: u32 = 10_000;
-/// The label bound of both configurations: `SPAN_KIND_INTERNAL` (18 bytes) just fits.
-const BOUND: usize = 18;
+const DEFAULT_CASES: u32 = 8_500;
+/// The label bound of every configuration: the overflow marker `__cardinality_overflow__`
+/// (24 bytes), which a label value limit writes, just fits.
+const BOUND: usize = 24;
 /// Text longer than the bound, cut inside a two-byte character or just after one.
-const LONG: [&str; 2] = ["ééééééééééé", "xéééééééééé"];
+const LONG: [&str; 2] = ["éééééééééééééé", "xééééééééééééé"];
+/// Raw request paths: numeric, 16-hex-digit and pattern segments, a query, a fragment, an
+/// empty segment, and one that needs no change.
+const PATHS: [&str; 6] = [
+    "/u/42?q=1",
+    "/u/7#f",
+    "/v2/x/ab",
+    "/0123456789abcdef",
+    "//abc/def/",
+    "0123456789abcdeg",
+];
 const OVERFLOW_LABEL: &str = "otel_metric_overflow";
+const LABEL_OVERFLOW_METRIC: &str = "spanmetrics_label_overflow_observations_total";
+const LABEL_OVERFLOW_VALUE: &str = "__cardinality_overflow__";
 const OVERFLOW_METRIC: &str = "spanmetrics_overflow_observations_total";
 const REJECTED_METRIC: &str = "spanmetrics_values_rejected_total";
 const TRUNCATED_METRIC: &str = "spanmetrics_label_values_truncated_total";
@@ -184,6 +237,9 @@ fn value() -> impl Strategy<Value = V> {
         3 => prop_oneof![Just("x"), Just("y"), Just("503"), Just("server"), Just("Error"), Just("ok")]
             .prop_map(V::S),
         1 => prop_oneof![Just(LONG[0]), Just(LONG[1])].prop_map(V::S),
+        // Raw request paths, for the route mapping.
+        2 => prop_oneof![Just(PATHS[0]), Just(PATHS[1]), Just(PATHS[2]), Just(PATHS[3]),
+            Just(PATHS[4]), Just(PATHS[5])].prop_map(V::S),
         1 => prop_oneof![Just("q"), Just("client")].prop_map(V::D),
     ]
 }
@@ -563,6 +619,9 @@ enum Src {
     SpanKind,
     Outcome,
     OtelStatus,
+    /// The outcome with three values of one's own (unset, ok, error); an empty one leaves
+    /// the label off.
+    OutcomeWith(&'static str, &'static str, &'static str),
     Target,
 }
 
@@ -573,6 +632,8 @@ enum Map {
         &'static [(&'static str, &'static str)],
         Option<&'static str>,
     ),
+    /// A route, with whole-segment patterns of one's own (see [`segment_matches`]).
+    Route(&'static [(&'static str, &'static str)]),
 }
 
 #[derive(Debug, Clone)]
@@ -582,6 +643,8 @@ struct L {
     default: Option<&'static str>,
     map: Option<Map>,
     own_only: bool,
+    /// The label's own value limit.
+    limit: Option<usize>,
 }
 
 fn lab(key: &'static str, src: Src) -> L {
@@ -591,6 +654,7 @@ fn lab(key: &'static str, src: Src) -> L {
         default: None,
         map: None,
         own_only: false,
+        limit: None,
     }
 }
 
@@ -615,6 +679,10 @@ impl L {
         self.key = k;
         self
     }
+    fn values(mut self, n: usize) -> L {
+        self.limit = Some(n);
+        self
+    }
 
     fn to_label(&self) -> Label {
         let mut l = match &self.src {
@@ -624,6 +692,14 @@ impl L {
             Src::SpanKind => Label::span_kind(self.key),
             Src::Outcome => Label::outcome(self.key),
             Src::OtelStatus => Label::otel_status_code(self.key),
+            Src::OutcomeWith(unset, ok, error) => Label::outcome_with(
+                self.key,
+                OutcomeValues {
+                    unset: (*unset).into(),
+                    ok: (*ok).into(),
+                    error: (*error).into(),
+                },
+            ),
             Src::Target => Label::target(self.key),
         }
         .rename(self.key);
@@ -640,10 +716,16 @@ impl L {
                         None => t,
                     }
                 }
+                Map::Route(patterns) => patterns
+                    .iter()
+                    .fold(Mapping::route(), |m, (p, r)| m.segment(*p, *r)),
             });
         }
         if self.own_only {
             l = l.own_only();
+        }
+        if let Some(n) = self.limit {
+            l = l.value_limit(n);
         }
         l
     }
@@ -699,6 +781,11 @@ struct R {
     labels: Vec<L>,
     when: Vec<Cond>,
     limit: Option<usize>,
+    /// Durations in milliseconds rather than seconds.
+    ms_unit: bool,
+    /// Declared by the configuration's RED options, not added as a rule of its own: the
+    /// model's reading of what `Red` documents.
+    red: bool,
 }
 
 fn rule(name: &'static str, exported: &'static str, kind: Kind, ms: Ms) -> R {
@@ -711,6 +798,8 @@ fn rule(name: &'static str, exported: &'static str, kind: Kind, ms: Ms) -> R {
         labels: Vec::new(),
         when: Vec::new(),
         limit: None,
+        ms_unit: false,
+        red: false,
     }
 }
 
@@ -730,6 +819,23 @@ impl R {
     fn limit(mut self, n: usize) -> R {
         self.limit = Some(n);
         self
+    }
+    fn ms(mut self) -> R {
+        self.ms_unit = true;
+        self
+    }
+    fn red(mut self) -> R {
+        self.red = true;
+        self
+    }
+
+    /// A duration in the rule's unit.
+    fn duration(&self, nanos: u64) -> f64 {
+        if self.ms_unit {
+            nanos as f64 * 1e-6
+        } else {
+            secs(nanos)
+        }
     }
 
     fn selects(&self, site: usize) -> bool {
@@ -791,6 +897,9 @@ impl R {
         }
         if let Some(n) = self.limit {
             m = m.cardinality_limit(n);
+        }
+        if self.ms_unit {
+            m = m.unit(Unit::Milliseconds);
         }
         m
     }
@@ -988,11 +1097,135 @@ fn config_b() -> Vec<R> {
     ]
 }
 
-fn builder(cfg: &[R]) -> SpanMetricsBuilder {
-    cfg.iter()
-        .fold(SpanMetrics::builder().max_label_len(BOUND), |b, r| {
-            b.metric(r.to_metric())
-        })
+/// The RED dimensions every family of configuration C carries, as `Red`'s documentation
+/// describes them: the default dimensions (`service.name`, `span.name` honouring `otel.name`,
+/// the status under the `otel.status_code` convention: `OK`, `ERROR`, left off while unset)
+/// less the excluded `span.kind`, then the extra dimensions (a default where given, left off
+/// where not).
+fn red_dimensions(extra: L) -> Vec<L> {
+    vec![
+        lab("service.name", Src::Fixed("svc")),
+        lab("span.name", Src::SpanName),
+        lab("otel.status_code", Src::OutcomeWith("", "OK", "ERROR")),
+        field("k").def("none"),
+        field("status"),
+        extra,
+    ]
+}
+
+/// The third configuration: the RED connector's options, durations in milliseconds, route
+/// normalisation, per-label value limits (the builder's and a label's own) and an objective.
+/// It shares no family with A or B.
+fn config_c() -> Cfg {
+    use Kind::*;
+    let routes: &'static [(&'static str, &'static str)] = &[("x|7", "{x7}"), ("v[0-9]+", "{v}")];
+    let rules = vec![
+        rule("red.calls", "red_calls_total", C, Ms::Closed)
+            .red()
+            .labels(red_dimensions(field("p"))),
+        rule("red.duration", "red_duration_milliseconds", H, Ms::Wall)
+            .red()
+            .ms()
+            .labels(red_dimensions(lab("target", Src::Target))),
+        // Events inside the RED spans only: an event outside every span is not counted.
+        rule(
+            "red.events",
+            "red_events_total",
+            C,
+            Ms::Events(Em::default()),
+        )
+        .red()
+        .spans(Sel::default())
+        .labels(red_dimensions(field("n"))),
+        rule("c_busy", "c_busy_milliseconds", H, Ms::Busy)
+            .ms()
+            .labels([name("name")]),
+        rule(
+            "c_to_mile",
+            "c_to_mile_milliseconds",
+            H,
+            Ms::TimeTo(Em::message("mile")),
+        )
+        .ms(),
+        rule("routes", "routes_total", C, Ms::Closed).labels([
+            field("k").key("route").map(Map::Route(routes)).values(4),
+            lab("result", Src::OutcomeWith("unset", "", "failed")),
+        ]),
+        rule(
+            "tick_routes",
+            "tick_routes_total",
+            C,
+            Ms::Events(Em::message("tick")),
+        )
+        .labels([field("k").key("route").map(Map::Route(&[]))]),
+    ];
+    Cfg {
+        rules,
+        value_limit: Some(3),
+        red: Some(
+            Red::new("svc")
+                .namespace("red")
+                .dimension(Label::field("k").default("none"))
+                .dimension("status")
+                .exclude_dimension("span.kind")
+                .calls_dimension("p")
+                .histogram_dimension(Label::target("target"))
+                .events(["n"])
+                .status_code(StatusCodeLabel::OtelStatusCode),
+        ),
+        // Objectives are configuration only: they add rules for Prometheus, no series.
+        objective: Some(Objective::availability("red_availability", "red.calls").target(0.99)),
+    }
+}
+
+/// A configuration: rules (the RED ones only as the model reads them), the builder's label
+/// value limit, RED options and an objective.
+struct Cfg {
+    rules: Vec<R>,
+    value_limit: Option<usize>,
+    red: Option<Red>,
+    objective: Option<Objective>,
+}
+
+impl Cfg {
+    fn rules(rules: Vec<R>) -> Cfg {
+        Cfg {
+            rules,
+            value_limit: None,
+            red: None,
+            objective: None,
+        }
+    }
+}
+
+impl std::ops::Deref for Cfg {
+    type Target = [R];
+    fn deref(&self) -> &[R] {
+        &self.rules
+    }
+}
+
+type Cfgs = [Cfg; 3];
+
+fn configs() -> Cfgs {
+    [Cfg::rules(config_a()), Cfg::rules(config_b()), config_c()]
+}
+
+fn builder(cfg: &Cfg) -> SpanMetricsBuilder {
+    let mut b = SpanMetrics::builder().max_label_len(BOUND);
+    if let Some(n) = cfg.value_limit {
+        b = b.label_value_limit(n);
+    }
+    if let Some(red) = &cfg.red {
+        b = b.red_with(red.clone());
+    }
+    if let Some(o) = &cfg.objective {
+        b = b.objective(o.clone());
+    }
+    cfg.rules
+        .iter()
+        .filter(|r| !r.red)
+        .fold(b, |b, r| b.metric(r.to_metric()))
 }
 
 /// Whether spans under `cfg` capture `field`: fields some rule reads, and the `otel.*` ones.
@@ -1000,27 +1233,50 @@ fn captures(cfg: &[R], field: &str) -> bool {
     field.starts_with("otel.") || cfg.iter().any(|r| r.fields().contains(&field))
 }
 
-/// A family as both configurations declare it: label keys in order, kind, limit.
+/// A family as every configuration that declares it does: label keys in order, each label's
+/// value limit, kind, limit.
 struct Fam {
     keys: Vec<&'static str>,
+    value_limits: Vec<Option<usize>>,
     limit: usize,
     in_flight: bool,
 }
 
-fn families(cfgs: &[Vec<R>; 2]) -> BTreeMap<&'static str, Fam> {
+fn families(cfgs: &Cfgs) -> BTreeMap<&'static str, Fam> {
     let mut out: BTreeMap<&'static str, Fam> = BTreeMap::new();
-    for r in cfgs.iter().flatten() {
-        let fam = Fam {
-            keys: r.labels.iter().map(|l| l.key).collect(),
-            limit: r
-                .limit
-                .unwrap_or(tracing_spanmetrics::DEFAULT_CARDINALITY_LIMIT),
-            in_flight: matches!(r.ms, Ms::InFlight | Ms::InFlightAfter(_)),
-        };
-        if let Some(f) = out.get(r.exported) {
-            assert!(f.keys == fam.keys && f.limit == fam.limit, "{}", r.exported);
+    for cfg in cfgs {
+        for r in cfg.iter() {
+            let fam = Fam {
+                keys: r.labels.iter().map(|l| l.key).collect(),
+                value_limits: r
+                    .labels
+                    .iter()
+                    .map(|l| l.limit.or(cfg.value_limit))
+                    .collect(),
+                limit: r
+                    .limit
+                    .unwrap_or(tracing_spanmetrics::DEFAULT_CARDINALITY_LIMIT),
+                in_flight: matches!(r.ms, Ms::InFlight | Ms::InFlightAfter(_)),
+            };
+            if let Some(f) = out.get(r.exported) {
+                assert!(
+                    f.keys == fam.keys
+                        && f.limit == fam.limit
+                        && f.value_limits == fam.value_limits,
+                    "{}",
+                    r.exported
+                );
+            }
+            // Where labels have value limits, the family's own limit is never reached (see
+            // `Settled::cap`).
+            assert!(
+                fam.value_limits.iter().all(Option::is_none)
+                    || fam.limit == tracing_spanmetrics::DEFAULT_CARDINALITY_LIMIT,
+                "{}",
+                r.exported
+            );
+            out.insert(r.exported, fam);
         }
-        out.insert(r.exported, fam);
     }
     out
 }
@@ -1103,8 +1359,8 @@ struct RawRound {
 #[derive(Debug, Clone)]
 struct Program {
     threads: usize,
-    /// Start with configuration B rather than A.
-    b_first: bool,
+    /// The configuration it starts with (A, B or C); each reload moves to the next.
+    first: usize,
     rounds: Vec<RawRound>,
 }
 
@@ -1166,12 +1422,12 @@ fn program() -> impl Strategy<Value = Program> {
         });
     (
         2usize..=4,
-        any::<bool>(),
+        0..3usize,
         proptest::collection::vec(round, 1..=6),
     )
-        .prop_map(|(threads, b_first, rounds)| Program {
+        .prop_map(|(threads, first, rounds)| Program {
             threads,
-            b_first,
+            first,
             rounds,
         })
 }
@@ -1320,7 +1576,7 @@ struct Cx<'a> {
 }
 
 struct World<'c> {
-    cfgs: &'c [Vec<R>; 2],
+    cfgs: &'c Cfgs,
     fams: BTreeMap<&'static str, Fam>,
     /// Generation → configuration.
     gens: Vec<usize>,
@@ -1392,15 +1648,57 @@ fn apply_map(m: &Map, raw: &str) -> String {
             .or(*otherwise)
             .unwrap_or(raw)
             .to_owned(),
+        Map::Route(patterns) => {
+            // The documented rule: query and fragment dropped; each `/`-separated non-empty
+            // segment that one of the patterns matches whole becomes its replacement (in
+            // order), else a segment of decimal digits, a UUID or 16+ hex digits becomes
+            // `{id}`; the result is cut to the bound.
+            let path = raw.split(['?', '#']).next().unwrap_or("");
+            let route: Vec<&str> = path
+                .split('/')
+                .map(|seg| {
+                    if seg.is_empty() {
+                        return seg;
+                    }
+                    if let Some((_, r)) = patterns.iter().find(|(p, _)| segment_matches(p, seg)) {
+                        return r;
+                    }
+                    let hex = |c: char| c.is_ascii_hexdigit();
+                    let uuid = seg.len() == 36
+                        && seg.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+                        && seg.chars().all(|c| c == '-' || hex(c));
+                    if seg.chars().all(|c| c.is_ascii_digit())
+                        || (seg.len() >= 16 && seg.chars().all(hex))
+                        || uuid
+                    {
+                        "{id}"
+                    } else {
+                        seg
+                    }
+                })
+                .collect();
+            cut(&route.join("/"))
+        }
+    }
+}
+
+/// The model's reading of the route patterns it gives the crate (regular expressions there).
+fn segment_matches(pattern: &str, seg: &str) -> bool {
+    match pattern {
+        "x|7" => seg == "x" || seg == "7",
+        "v[0-9]+" => {
+            seg.len() > 1 && seg.starts_with('v') && seg[1..].chars().all(|c| c.is_ascii_digit())
+        }
+        _ => unreachable!("a route pattern the model cannot read: {pattern}"),
     }
 }
 
 impl<'c> World<'c> {
-    fn new(cfgs: &'c [Vec<R>; 2], p: &Program) -> Self {
+    fn new(cfgs: &'c Cfgs, p: &Program) -> Self {
         World {
             cfgs,
             fams: families(cfgs),
-            gens: vec![usize::from(p.b_first)],
+            gens: vec![p.first],
             threads: p.threads,
             now: 0,
             round: 0,
@@ -1507,7 +1805,7 @@ impl<'c> World<'c> {
         let mut rounds = Vec::new();
         for raw in &p.rounds {
             let reload = raw.reload.then(|| {
-                let c = 1 - self.gens[self.generation()];
+                let c = (self.gens[self.generation()] + 1) % 3;
                 self.gens.push(c);
                 c
             });
@@ -1744,6 +2042,15 @@ impl<'c> World<'c> {
                         }
                         .to_owned(),
                     ),
+                    Src::OutcomeWith(unset, ok, error) => Some(
+                        match cx.outcome {
+                            Out::Unset => *unset,
+                            Out::Ok => *ok,
+                            Out::Error => *error,
+                        }
+                        .to_owned(),
+                    )
+                    .filter(|v| !v.is_empty()),
                     Src::Field(f) => self.find(cx, f, !l.own_only).map(|v| cut(&v.text)),
                 };
                 if let (Some(m), Some(raw)) = (&l.map, &v) {
@@ -2055,12 +2362,12 @@ impl<'c> World<'c> {
                 continue;
             }
             let op = match r.ms {
-                Ms::Wall => EOp::Obs(secs(wall)),
-                Ms::Busy => EOp::Obs(secs(busy)),
-                Ms::Idle => EOp::Obs(secs(wall.saturating_sub(busy))),
-                Ms::SelfT => EOp::Obs(secs(wall.saturating_sub(children))),
+                Ms::Wall => EOp::Obs(r.duration(wall)),
+                Ms::Busy => EOp::Obs(r.duration(busy)),
+                Ms::Idle => EOp::Obs(r.duration(wall.saturating_sub(busy))),
+                Ms::SelfT => EOp::Obs(r.duration(wall.saturating_sub(children))),
                 Ms::TimeTo(_) => match self.spans[s].miles.get(&ri) {
-                    Some(t) => EOp::Obs(secs(t - start)),
+                    Some(t) => EOp::Obs(r.duration(t - start)),
                     None => continue,
                 },
                 Ms::Closed => EOp::Add(1),
@@ -2183,7 +2490,7 @@ fn flatten(m: common::Metrics) -> Flat {
 /// wrong (a panic, a gauge sample out of bounds).
 fn execute(
     s: &Schedule,
-    cfgs: &[Vec<R>; 2],
+    cfgs: &Cfgs,
     bounds: &[BTreeMap<&'static str, (i64, i64)>],
 ) -> (Vec<Flat>, Vec<String>) {
     let recorder = Arc::new(TestRecorder::default());
@@ -2298,6 +2605,10 @@ struct Settled {
     overflow: BTreeMap<&'static str, u64>,
     rejected: BTreeMap<(&'static str, &'static str), u64>,
     inc_series: HashMap<usize, Ser>,
+    /// Per family and label position: the values a label with a value limit took.
+    taken: BTreeMap<(&'static str, usize), BTreeSet<String>>,
+    /// Per family and label key: observations whose value was replaced by the marker.
+    replaced: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 fn series_key(
@@ -2318,7 +2629,142 @@ fn series_key(
     (fam.to_owned(), labels)
 }
 
+/// Which of the `new` values (or label sets) a limit with `room` left admitted this round: all
+/// if they fit, the first ones if one thread alone offered them, else the ones `got` says the
+/// layer admitted, once checked against what the semantics allow (exactly `room` of them, all
+/// among the ones offered, and a thread's later one only if another thread, or a close on any
+/// thread, also offered it once one of its earlier ones was refused).
+fn admitted_of<T: Ord + Clone + std::fmt::Debug>(
+    what: &str,
+    room: usize,
+    new: &BTreeSet<T>,
+    offered: &BTreeMap<usize, Vec<T>>,
+    floating: &BTreeSet<T>,
+    got: BTreeSet<T>,
+) -> Result<BTreeSet<T>, String> {
+    if new.len() <= room {
+        return Ok(new.clone());
+    }
+    // One thread alone offered them: the first ones it offered, in its order.
+    if let (true, Some(seq)) = (
+        floating.is_empty() && offered.len() == 1,
+        offered.values().next(),
+    ) {
+        return Ok(seq.iter().take(room).cloned().collect());
+    }
+    if got.len() != room || !got.is_subset(new) {
+        return Err(format!(
+            "{what}: {room} of {new:?} should have been admitted, the layer admitted {got:?}"
+        ));
+    }
+    for (t, seq) in offered {
+        let mut refused = false;
+        for l in seq {
+            if !got.contains(l) {
+                refused = true;
+            } else if refused
+                && !floating.contains(l)
+                && !offered.iter().any(|(u, q)| u != t && q.contains(l))
+            {
+                return Err(format!(
+                    "{what}: thread {t} had {l:?} admitted after one of its values was \
+                     refused, and no other thread offered it"
+                ));
+            }
+        }
+    }
+    Ok(got)
+}
+
 impl Settled {
+    /// The health counters a configuration's families can move, at zero from the moment it is
+    /// built: each family's overflow count, the replaced values of each label with a value
+    /// limit, the refusals its kind allows if a rule measures a numeric field.
+    fn register(&mut self, cfg: &Cfg) {
+        for r in cfg.iter() {
+            self.overflow.entry(r.exported).or_default();
+            for l in &r.labels {
+                if l.limit.or(cfg.value_limit).is_some() {
+                    self.replaced.entry((r.exported, l.key)).or_default();
+                }
+            }
+            if let Ms::SpanField(_) | Ms::EventField(..) = r.ms {
+                let reasons: &[&'static str] = match r.kind {
+                    Kind::G => &["not_a_number"],
+                    Kind::H => &["not_a_number", "not_finite"],
+                    Kind::C => &["not_a_number", "not_finite", "negative", "too_large"],
+                };
+                for reason in reasons {
+                    self.rejected.entry((r.exported, reason)).or_default();
+                }
+            }
+        }
+    }
+
+    /// The round's emissions with each value of a label past its value limit replaced by the
+    /// marker (and counted), the values a label takes in the round settled first. The
+    /// family's own limit is never reached where labels have value limits, so a new value
+    /// is taken exactly when the label has room at the time, and a value not taken by the end
+    /// of the round was replaced wherever it occurred. Which values are taken when threads
+    /// race past a limit is read from the layer's series and checked.
+    fn cap(
+        &mut self,
+        fams: &BTreeMap<&'static str, Fam>,
+        ems: &[(usize, &Emission)],
+        actual: &Flat,
+    ) -> Result<Vec<(usize, Emission)>, String> {
+        let mut out: Vec<(usize, Emission)> = ems.iter().map(|(i, e)| (*i, (*e).clone())).collect();
+        for (fam, f) in fams {
+            for (i, limit) in f.value_limits.iter().enumerate() {
+                let Some(limit) = *limit else { continue };
+                let taken = self.taken.entry((fam, i)).or_default();
+                let mut offered: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+                let mut floating = BTreeSet::new();
+                let mut new = BTreeSet::new();
+                for (_, e) in &out {
+                    if e.fam != *fam || matches!(e.op, EOp::Dec(_)) {
+                        continue;
+                    }
+                    let Some(v) = &e.labels[i] else { continue };
+                    if taken.contains(v) {
+                        continue;
+                    }
+                    new.insert(v.clone());
+                    if e.floating {
+                        floating.insert(v.clone());
+                    } else {
+                        let seq = offered.entry(e.thread).or_default();
+                        if !seq.contains(v) {
+                            seq.push(v.clone());
+                        }
+                    }
+                }
+                let key = f.keys[i];
+                let got: BTreeSet<String> = actual
+                    .keys()
+                    .filter(|(n, _)| n == fam)
+                    .filter_map(|(_, l)| l.iter().find(|(k, _)| k == key).map(|(_, v)| v))
+                    .filter(|v| *v != LABEL_OVERFLOW_VALUE && !taken.contains(*v))
+                    .cloned()
+                    .collect();
+                let room = limit.saturating_sub(taken.len());
+                let what = format!("{fam}, values of `{key}` (limit {limit})");
+                let got = admitted_of(&what, room, &new, &offered, &floating, got)?;
+                taken.extend(got);
+                for (_, e) in &mut out {
+                    if e.fam != *fam || matches!(e.op, EOp::Dec(_)) {
+                        continue;
+                    }
+                    if e.labels[i].as_ref().is_some_and(|v| !taken.contains(v)) {
+                        e.labels[i] = Some(LABEL_OVERFLOW_VALUE.to_owned());
+                        *self.replaced.entry((fam, key)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Places the round's emissions: admits label sets (asking the layer which ones, where
     /// racing threads leave a choice), then applies every observation.
     fn settle(
@@ -2327,6 +2773,9 @@ impl Settled {
         ems: &[(usize, &Emission)],
         actual: &Flat,
     ) -> Result<(), String> {
+        let capped = self.cap(fams, ems, actual)?;
+        let ems: Vec<(usize, &Emission)> = capped.iter().map(|(id, e)| (*id, e)).collect();
+        let ems = &ems[..];
         let mut by_fam: BTreeMap<&'static str, Vec<&Emission>> = BTreeMap::new();
         for (_, e) in ems {
             if !matches!(e.op, EOp::Dec(_)) {
@@ -2335,26 +2784,28 @@ impl Settled {
         }
         for (fam, list) in by_fam {
             let admitted = self.admitted.entry(fam).or_default();
-            let mut offered: BTreeMap<usize, Vec<&Labels>> = BTreeMap::new();
-            let mut floating: BTreeSet<&Labels> = BTreeSet::new();
+            let mut offered: BTreeMap<usize, Vec<Labels>> = BTreeMap::new();
+            let mut floating: BTreeSet<Labels> = BTreeSet::new();
             let mut new: BTreeSet<Labels> = BTreeSet::new();
             for e in list {
                 if !admitted.contains(&e.labels) {
                     if e.floating {
-                        floating.insert(&e.labels);
+                        floating.insert(e.labels.clone());
                     } else {
                         let seq = offered.entry(e.thread).or_default();
-                        if !seq.contains(&&e.labels) {
-                            seq.push(&e.labels);
+                        if !seq.contains(&e.labels) {
+                            seq.push(e.labels.clone());
                         }
                     }
                     new.insert(e.labels.clone());
                 }
             }
             let room = fams[fam].limit.saturating_sub(admitted.len());
-            if new.len() <= room {
-                admitted.extend(new);
-                continue;
+            if new.len() > room && fams[fam].value_limits.iter().any(Option::is_some) {
+                return Err(format!(
+                    "{fam}: the model does not expect a family with value limits to reach its \
+                     limit of label sets (the programs are too long for it): {new:?}"
+                ));
             }
             let keys = &fams[fam].keys;
             let got: BTreeSet<Labels> = actual
@@ -2367,30 +2818,8 @@ impl Settled {
                 })
                 .filter(|l| !admitted.contains(l))
                 .collect();
-            if got.len() != room || !got.is_subset(&new) {
-                return Err(format!(
-                    "{fam}: {room} of the label sets {new:?} should have been admitted at the \
-                     limit of {}, the layer admitted {got:?}",
-                    fams[fam].limit
-                ));
-            }
-            for (t, seq) in &offered {
-                let mut refused = false;
-                for l in seq {
-                    if !got.contains(*l) {
-                        refused = true;
-                    } else if refused
-                        && !floating.contains(l)
-                        && !offered.iter().any(|(u, q)| u != t && q.contains(l))
-                    {
-                        return Err(format!(
-                            "{fam}: thread {t} had {l:?} admitted after one of its label sets \
-                             was refused, and no other thread offered it"
-                        ));
-                    }
-                }
-            }
-            admitted.extend(got);
+            let what = format!("{fam}, label sets (limit {})", fams[fam].limit);
+            admitted.extend(admitted_of(&what, room, &new, &offered, &floating, got)?);
         }
         let mut sets: BTreeMap<(&'static str, Ser), BTreeMap<usize, f64>> = BTreeMap::new();
         for &(id, e) in ems {
@@ -2459,6 +2888,13 @@ impl Settled {
             ];
             out.insert((REJECTED_METRIC.to_owned(), labels), Val::C(*n));
         }
+        for ((fam, label), n) in &self.replaced {
+            let labels = vec![
+                ("label".to_owned(), (*label).to_owned()),
+                ("metric".to_owned(), (*fam).to_owned()),
+            ];
+            out.insert((LABEL_OVERFLOW_METRIC.to_owned(), labels), Val::C(*n));
+        }
         out
     }
 }
@@ -2483,7 +2919,7 @@ fn diff(expected: &Flat, actual: &Flat) -> String {
 
 /// Runs `p` through the model and the layer and compares them at every barrier.
 fn run(p: &Program) -> Result<(), String> {
-    let cfgs = [config_a(), config_b()];
+    let cfgs = configs();
     let mut world = World::new(&cfgs, p);
     let schedule = world.plan(p);
     let (snaps, problems) = execute(&schedule, &cfgs, &world.bounds);
@@ -2493,6 +2929,12 @@ fn run(p: &Program) -> Result<(), String> {
     let mut settled = Settled::default();
     let truncated = (TRUNCATED_METRIC.to_owned(), Vec::new());
     for (r, actual) in snaps.iter().enumerate() {
+        if r == 0 {
+            settled.register(&cfgs[schedule.first]);
+        }
+        if let Some(c) = schedule.rounds[r].reload {
+            settled.register(&cfgs[c]);
+        }
         let ems: Vec<(usize, &Emission)> = world
             .emissions
             .iter()
@@ -2568,7 +3010,7 @@ proptest! {
 fn known(threads: usize, rounds: Vec<RawRound>) -> Program {
     Program {
         threads,
-        b_first: false,
+        first: 0,
         rounds,
     }
 }
@@ -2709,7 +3151,7 @@ fn a_known_program_on_two_threads() {
             ),
         ],
     );
-    let cfgs = [config_a(), config_b()];
+    let cfgs = configs();
     let mut w = World::new(&cfgs, &p);
     let s = w.plan(&p);
     assert_eq!(s.rounds.len(), 5, "three rounds and two cleanup rounds");
@@ -2807,7 +3249,7 @@ fn a_reload_leaves_open_spans_their_configuration() {
             round(4, false, vec![2], vec![(0, Drop(0)), (0, Drop(0))]),
         ],
     );
-    let cfgs = [config_a(), config_b()];
+    let cfgs = configs();
     let mut w = World::new(&cfgs, &p);
     w.plan(&p);
     // A's `pinned` counted the first `b` only; B does not read `p`.
@@ -2827,4 +3269,225 @@ fn a_reload_leaves_open_spans_their_configuration() {
         "A's open gauge for the first span, B's for the second"
     );
     run(&p).unwrap();
+}
+
+/// The model's expected recorder after the whole program, when no round left a choice to the
+/// layer.
+fn settled(w: &World<'_>) -> Flat {
+    let mut s = Settled::default();
+    for r in 0..w.bounds.len() {
+        let ems: Vec<(usize, &Emission)> = w
+            .emissions
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.round == r)
+            .collect();
+        s.settle(&w.fams, &ems, &Flat::new()).unwrap();
+    }
+    s.flat(&w.fams)
+}
+
+fn series(name: &str, labels: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+    let mut l: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    l.sort();
+    (name.to_owned(), l)
+}
+
+#[test]
+fn a_known_program_under_the_red_configuration() {
+    use RawOp::*;
+    let new_b = |k: &'static str| New {
+        site: 1,
+        parent: Par::Root,
+        k: Some(V::S(k)),
+        status: None,
+        p: None,
+    };
+    let mut p = known(
+        2,
+        vec![
+            // Thread 0 opens `a` on a raw path, enters it, fails in it and ticks with another
+            // path; thread 1 opens `b` (k = "x", p = 1).
+            round(
+                0,
+                false,
+                vec![1],
+                vec![
+                    (
+                        0,
+                        New {
+                            site: 0,
+                            parent: Par::Root,
+                            k: Some(V::S("/u/42?q=1")),
+                            status: Some(503),
+                            p: None,
+                        },
+                    ),
+                    (0, Enter(0)),
+                    (
+                        0,
+                        Event {
+                            parent: None,
+                            ev: Ev::Boom,
+                        },
+                    ),
+                    (
+                        0,
+                        Event {
+                            parent: None,
+                            ev: Ev::Tick(Some(V::S("/v2/x/ab"))),
+                        },
+                    ),
+                    (
+                        1,
+                        New {
+                            site: 1,
+                            parent: Par::Root,
+                            k: Some(V::S("x")),
+                            status: None,
+                            p: Some(1),
+                        },
+                    ),
+                ],
+            ),
+            // 5 ms later both close, each on its own thread.
+            round(
+                5,
+                false,
+                vec![2, 1],
+                vec![(0, Exit), (0, Drop(0)), (1, Drop(0))],
+            ),
+            // Thread 1 alone: four more `b`s, each closed at once, past the value limits.
+            round(
+                1,
+                false,
+                vec![],
+                vec![
+                    (1, new_b("7")),
+                    (1, Drop(0)),
+                    (1, new_b("/u/7#f")),
+                    (1, Drop(0)),
+                    (1, new_b("y")),
+                    (1, Drop(0)),
+                    (1, new_b("/z")),
+                    (1, Drop(0)),
+                ],
+            ),
+        ],
+    );
+    p.first = 2;
+    let cfgs = configs();
+    let mut w = World::new(&cfgs, &p);
+    w.plan(&p);
+    let m = settled(&w);
+    let get = |name: &str, labels: &[(&str, &str)]| m.get(&series(name, labels)).cloned();
+    let mark = LABEL_OVERFLOW_VALUE;
+    // Whole milliseconds, as nanoseconds scaled to the unit.
+    let ms = |n: u64| (n * 1_000_000) as f64 * 1e-6;
+    // RED calls: `span.kind` excluded, the status `ERROR` or left off while unset, `status`
+    // left off without a default, `p` on the calls only; `k` took its limit of 3 values
+    // ("/u/42?q=1", "x", "7"), the next three `b`s read the marker.
+    let red = |name: &'static str, k: &'static str| {
+        [("service.name", "svc"), ("span.name", name), ("k", k)]
+    };
+    let [s, n, k] = red("a", "/u/42?q=1");
+    assert_eq!(
+        get(
+            "red_calls_total",
+            &[s, n, k, ("otel.status_code", "ERROR"), ("status", "503")]
+        ),
+        Some(Val::C(1))
+    );
+    assert_eq!(
+        get(
+            "red_calls_total",
+            &[red("b", "x")[..].to_vec(), vec![("p", "1")]].concat()
+        ),
+        Some(Val::C(1))
+    );
+    assert_eq!(get("red_calls_total", &red("b", "7")), Some(Val::C(1)));
+    assert_eq!(get("red_calls_total", &red("b", mark)), Some(Val::C(3)));
+    let replaced =
+        |fam: &str, label: &str| get(LABEL_OVERFLOW_METRIC, &[("metric", fam), ("label", label)]);
+    assert_eq!(replaced("red_calls_total", "k"), Some(Val::C(3)));
+    assert_eq!(replaced("red_duration_milliseconds", "k"), Some(Val::C(3)));
+    // Durations in milliseconds, with the histogram's own dimension.
+    assert_eq!(
+        get(
+            "red_duration_milliseconds",
+            &[red("b", "x")[..].to_vec(), vec![("target", "app::db")]].concat()
+        ),
+        Some(Val::H(vec![ms(5)]))
+    );
+    assert_eq!(
+        get("c_busy_milliseconds", &[("name", "a")]),
+        Some(Val::H(vec![ms(5)]))
+    );
+    // The events inside `a`: the ERROR event and the tick (whose own `k` wins).
+    assert_eq!(
+        get(
+            "red_events_total",
+            &[s, n, k, ("otel.status_code", "ERROR"), ("status", "503")]
+        ),
+        Some(Val::C(1))
+    );
+    assert_eq!(
+        get(
+            "red_events_total",
+            &[
+                s,
+                n,
+                ("k", "/v2/x/ab"),
+                ("otel.status_code", "ERROR"),
+                ("status", "503")
+            ]
+        ),
+        Some(Val::C(1))
+    );
+    // Routes: identifiers and the query go, the pattern "x|7" comes before the built-in
+    // digits; the limit of 4 takes "/u/{id}", "{x7}", "/u/{x7}", "y", and "/z" overflows.
+    // The outcome reads `failed` or `unset`.
+    for (route, result, n) in [
+        ("/u/{id}", "failed", 1),
+        ("{x7}", "unset", 2),
+        ("/u/{x7}", "unset", 1),
+        ("y", "unset", 1),
+        (mark, "unset", 1),
+    ] {
+        assert_eq!(
+            get("routes_total", &[("route", route), ("result", result)]),
+            Some(Val::C(n)),
+            "{route}"
+        );
+    }
+    assert_eq!(replaced("routes_total", "route"), Some(Val::C(1)));
+    // Built-in rules only: "v2" stays.
+    assert_eq!(
+        get("tick_routes_total", &[("route", "/v2/x/ab")]),
+        Some(Val::C(1))
+    );
+    run(&p).unwrap();
+}
+
+#[test]
+fn the_route_rule_as_the_model_reads_it() {
+    let m = Map::Route(&[("x|7", "{x7}"), ("v[0-9]+", "{v}")]);
+    for (raw, route) in [
+        ("/u/42?q=1", "/u/{id}"),
+        ("/u/7#f", "/u/{x7}"),
+        ("/v2/x/ab", "/{v}/{x7}/ab"),
+        ("/0123456789abcdef", "/{id}"),
+        ("//abc/def/", "//abc/def/"),
+        ("0123456789abcdeg", "0123456789abcdeg"),
+        ("/1/2/3/4/5", "/{id}/{id}/{id}/{id}/{id}"),
+    ] {
+        assert_eq!(apply_map(&m, raw), cut(route), "{raw}");
+    }
+    assert_eq!(
+        apply_map(&Map::Route(&[]), "/123e4567-e89b-12d3-a456-426614174000/x"),
+        "/{id}/x"
+    );
 }
