@@ -20,6 +20,7 @@
 //! labels at all.
 
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
@@ -327,6 +328,7 @@ impl Family {
             buckets: declared.buckets,
             limit: declared.limit,
             numeric: declared.numeric,
+            health_on: AtomicUsize::new(0),
             series: Arc::new(SeriesTable::new(Arc::default())),
         }
     }
@@ -452,7 +454,7 @@ impl Family {
         let fresh = current.as_ref().is_none_or(|s| s.recorder != id);
         if fresh {
             self.describe(r);
-            self.register_health(r);
+            self.register_health(r, id);
         }
         let mut next = match current {
             Some(s) if !fresh => Snapshot {
@@ -612,8 +614,14 @@ impl Family {
     /// a numeric field) and the truncated values. They exist from the first scrape, so an alert
     /// or a panel over them reads 0, not "no data". Registering is idempotent: a counter
     /// already counting keeps its value.
+    /// Nothing is registered again on the recorder `id` they were last registered on.
     #[cold]
-    pub(crate) fn register_health(&self, r: &dyn Recorder) {
+    pub(crate) fn register_health(&self, r: &dyn Recorder, id: usize) {
+        // Relaxed: this only spares repeated registrations, which are harmless (idempotent);
+        // nothing else is published through it.
+        if self.health_on.swap(id, Ordering::Relaxed) == id {
+            return;
+        }
         register_health_counter(r, OVERFLOW_METRIC, &[("metric", &self.exported)]).increment(0);
         for (key, limit) in self.label_keys.iter().zip(&self.label_limits) {
             if limit.is_some() {

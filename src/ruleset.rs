@@ -176,9 +176,9 @@ pub(crate) fn compile(
     );
     // The health counters exist at zero from the start on the recorder there is now; a
     // recorder installed later gets them with each family's first series.
-    ruleset.settings.recorder.with(|r, _| {
+    ruleset.settings.recorder.with(|r, id| {
         for family in &ruleset.families {
-            family.register_health(r);
+            family.register_health(r, id);
         }
     });
     Ok(ruleset)
