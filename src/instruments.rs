@@ -285,6 +285,8 @@ pub(crate) struct Family {
     pub(crate) limit: usize,
     /// Whether its values can be refused (see [`Refusal`]).
     numeric: bool,
+    /// The identity of the recorder its health counters were last registered on (0: none).
+    health_on: AtomicUsize,
     series: Arc<SeriesTable>,
     /// The exemplars of its series (histograms and counters only).
     #[cfg(feature = "opentelemetry")]
