@@ -10,6 +10,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use super::SpanMetricsLayer;
 use super::ancestors::RegistryLookup;
+use super::message::{Heard, MessageVisitor};
 use super::record::{record_numeric, record_rule};
 use crate::config::Measure;
 use crate::instruments::Op;
@@ -30,31 +31,33 @@ impl SpanMetricsLayer {
         model: &Arc<Ruleset>,
         plan: &EventPlan,
         meta: &'static Metadata<'static>,
-        values: &FieldValues,
+        values: Option<&FieldValues>,
+        heard: u64,
         event: &Event<'_>,
         span: Option<&SpanRef<'_, S>>,
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        let Some(span) = span else { return };
         let now = self.clock.raw();
-        let text = plan.message(values);
         let mut reached: SmallVec<[usize; 4]> = SmallVec::new();
-        for &r in &plan.milestones {
-            if text_matches(&model.rules[r], text) {
+        for &(r, text) in &plan.milestones {
+            if plan.says(text, values, heard) {
                 reached.push(r);
             }
         }
         // The message, for rules of replaced configurations, captured before any lock is taken.
         let mut message: Option<FieldValues> = None;
-        for s in span.into_iter().flat_map(|s| s.scope()) {
+        // The event's span (already looked up), then its ancestors.
+        let mut mark = |s: &SpanRef<'_, S>| {
             // Spans of the current configuration: one lock, milestones marked under it.
             let retired = {
                 let mut ext = s.extensions_mut();
                 let Some(st) = ext.get_mut::<States>().and_then(|x| x.get_mut(self.id)) else {
-                    continue;
+                    return;
                 };
                 if st.plan.milestones.is_empty() {
-                    continue;
+                    return;
                 }
                 if Arc::ptr_eq(&st.plan.model, model) {
                     if !reached.is_empty() {
@@ -67,7 +70,7 @@ impl SpanMetricsLayer {
                             }
                         }
                     }
-                    continue;
+                    return;
                 }
                 st.plan.clone()
             };
@@ -90,7 +93,7 @@ impl SpanMetricsLayer {
                 }
             }
             // A span of a replaced configuration: its own rules decide.
-            self.with_state(&s, |st| {
+            self.with_state(s, |st| {
                 for k in 0..st.plan.milestones.len() {
                     let r = st.plan.milestones[k];
                     if st.milestones[k].is_some() {
@@ -107,6 +110,12 @@ impl SpanMetricsLayer {
                     }
                 }
             });
+        };
+        mark(span);
+        let mut up = span.parent();
+        while let Some(s) = up {
+            mark(&s);
+            up = s.parent();
         }
     }
 
@@ -129,18 +138,41 @@ impl SpanMetricsLayer {
         if plan.rules.is_empty() && plan.milestones.is_empty() && !retired_milestones {
             return;
         }
-        let mut values = plan.values(model.settings.max_label_len);
-        event.record(&mut values.recorder(&plan.slot_for));
-        if values.take_truncated() {
+        // The fields the plan captures (none: nothing to capture into), and the message
+        // compared with the texts the rules ask for as it is handed over.
+        let bound = model.settings.max_label_len;
+        let mut values = (plan.slot_fields != 0).then(|| plan.values(bound));
+        let mut heard = Heard::default();
+        match plan.message_field {
+            Some(message) => {
+                let mut slots = values.as_mut().map(|v| v.recorder(&plan.slot_for));
+                let mut visitor = MessageVisitor {
+                    slots: slots.as_mut(),
+                    message,
+                    texts: &plan.message_texts,
+                    bound,
+                    heard,
+                };
+                event.record(&mut visitor);
+                heard = visitor.heard;
+            }
+            None => {
+                if let Some(v) = values.as_mut() {
+                    event.record(&mut v.recorder(&plan.slot_for));
+                }
+            }
+        }
+        if values.as_mut().is_some_and(|v| v.take_truncated()) | heard.cut {
             model.health.truncated(&model.settings.recorder, 1);
         }
+        let values = values.as_ref();
         let meta = event.metadata();
         if !plan.milestones.is_empty() || retired_milestones {
-            self.reach_milestones(model, plan, meta, &values, event, span.as_ref());
+            self.reach_milestones(model, plan, meta, values, heard.texts, event, span.as_ref());
         }
-        for &r in &plan.rules {
+        for &(r, text) in &plan.rules {
             let rule = &model.rules[r];
-            if !text_matches(rule, plan.message(&values)) {
+            if !plan.says(text, values, heard.texts) {
                 continue;
             }
             // The anchor: the nearest span the rule selects (any span, without a selector). A
@@ -178,7 +210,7 @@ impl SpanMetricsLayer {
                 outcome: Outcome::of(anchor_values.as_ref(), errored),
             };
             let chain = RegistryLookup {
-                locals: [Some(&values), anchor_values.as_ref()],
+                locals: [values, anchor_values.as_ref()],
                 below: anchor.as_ref(),
                 held: None,
                 ctx,
@@ -191,7 +223,7 @@ impl SpanMetricsLayer {
             match &rule.measure {
                 Measure::Events(_) => record_rule(model, rule, None, &subject, &chain, Op::Add(1)),
                 Measure::EventField(_, f) => {
-                    let value = values.by_name(f);
+                    let value = values.and_then(|v| v.by_name(f));
                     record_numeric(model, &applied, value, &subject, &chain)
                 }
                 _ => {}
