@@ -15,7 +15,7 @@ use super::record::{record_numeric, record_rule};
 use crate::config::Measure;
 use crate::instruments::Op;
 use crate::labels::Subject;
-use crate::plan::{Applied, EventPlan};
+use crate::plan::{Applied, EventPlan, SpanPlan, ThreadPlan};
 use crate::ruleset::{Rule, Ruleset};
 use crate::state::{Outcome, States};
 use crate::values::{FieldValues, Value};
@@ -49,74 +49,95 @@ impl SpanMetricsLayer {
         // The message, for rules of replaced configurations, captured before any lock is taken.
         let mut message: Option<FieldValues> = None;
         // The event's span (already looked up), then its ancestors.
-        let mut mark = |s: &SpanRef<'_, S>| {
-            // Spans of the current configuration: one lock, milestones marked under it.
-            let retired = {
-                let mut ext = s.extensions_mut();
-                let Some(st) = ext.get_mut::<States>().and_then(|x| x.get_mut(self.id)) else {
-                    return;
-                };
-                if st.plan.milestones.is_empty() {
-                    return;
-                }
-                if Arc::ptr_eq(&st.plan.model, model) {
-                    if !reached.is_empty() {
-                        let plan = &*st.plan;
-                        for (k, at) in st.milestones.iter_mut().enumerate() {
-                            if at.is_none()
-                                && plan.milestones.get(k).is_some_and(|r| reached.contains(r))
-                            {
-                                *at = Some(now);
-                            }
-                        }
-                    }
-                    return;
-                }
-                st.plan.clone()
-            };
-            let old = &retired;
-            {
-                let index = meta
-                    .fields()
-                    .field("message")
-                    .and_then(|f| 1u64.checked_shl(f.index() as u32));
-                if let (None, Some(index)) = (&message, index) {
-                    let slots: SmallVec<[Option<u8>; 8]> = meta
-                        .fields()
-                        .iter()
-                        .map(|f| (f.name() == "message").then_some(0))
-                        .collect();
-                    let mut m =
-                        FieldValues::new(meta.fields(), index, old.model.settings.max_label_len);
-                    event.record(&mut m.recorder(&slots));
-                    message = Some(m);
-                }
-            }
-            // A span of a replaced configuration: its own rules decide.
-            self.with_state(s, |st| {
-                for k in 0..st.plan.milestones.len() {
-                    let r = st.plan.milestones[k];
-                    if st.milestones[k].is_some() {
-                        continue;
-                    }
-                    let rule = &st.plan.model.rules[r];
-                    let hit = rule.event_match().is_some_and(|m| m.matches_callsite(meta))
-                        && message.as_ref().map_or(
-                            rule.event_match().is_some_and(|m| m.message.is_none()),
-                            |m| message_matches(rule, m),
-                        );
-                    if hit {
-                        st.milestones[k] = Some(now);
-                    }
-                }
-            });
-        };
-        mark(span);
+        if let Some(retired) = self.mark_milestones(span, model, &reached, now) {
+            self.mark_retired(span, &retired, meta, event, now, &mut message);
+        }
         let mut up = span.parent();
         while let Some(s) = up {
-            mark(&s);
+            if let Some(retired) = self.mark_milestones(&s, model, &reached, now) {
+                self.mark_retired(&s, &retired, meta, event, now, &mut message);
+            }
             up = s.parent();
         }
+    }
+
+    /// Marks the milestones in `reached` on `span`, if it was planned under `model` (one lock);
+    /// returns the plan of a span opened under a replaced configuration with milestones.
+    #[inline]
+    fn mark_milestones<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        model: &Arc<Ruleset>,
+        reached: &[usize],
+        now: u64,
+    ) -> Option<Arc<ThreadPlan<SpanPlan>>>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let mut ext = span.extensions_mut();
+        let st = ext.get_mut::<States>()?.get_mut(self.id)?;
+        if st.plan.milestones.is_empty() {
+            return None;
+        }
+        if !Arc::ptr_eq(&st.plan.model, model) {
+            return Some(st.plan.clone());
+        }
+        if !reached.is_empty() {
+            let plan = &*st.plan;
+            for (k, at) in st.milestones.iter_mut().enumerate() {
+                if at.is_none() && plan.milestones.get(k).is_some_and(|r| reached.contains(r)) {
+                    *at = Some(now);
+                }
+            }
+        }
+        None
+    }
+
+    /// A span of a replaced configuration (`old`, its plan): its own rules decide. `message`:
+    /// the event's message, captured on first use.
+    #[cold]
+    fn mark_retired<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        old: &SpanPlan,
+        meta: &'static Metadata<'static>,
+        event: &Event<'_>,
+        now: u64,
+        message: &mut Option<FieldValues>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let index = meta
+            .fields()
+            .field("message")
+            .and_then(|f| 1u64.checked_shl(f.index() as u32));
+        if let (None, Some(index)) = (&*message, index) {
+            let slots: SmallVec<[Option<u8>; 8]> = meta
+                .fields()
+                .iter()
+                .map(|f| (f.name() == "message").then_some(0))
+                .collect();
+            let mut m = FieldValues::new(meta.fields(), index, old.model.settings.max_label_len);
+            event.record(&mut m.recorder(&slots));
+            *message = Some(m);
+        }
+        self.with_state(span, |st| {
+            for k in 0..st.plan.milestones.len() {
+                let r = st.plan.milestones[k];
+                if st.milestones[k].is_some() {
+                    continue;
+                }
+                let rule = &st.plan.model.rules[r];
+                let hit = rule.event_match().is_some_and(|m| m.matches_callsite(meta))
+                    && message.as_ref().map_or(
+                        rule.event_match().is_some_and(|m| m.message.is_none()),
+                        |m| message_matches(rule, m),
+                    );
+                if hit {
+                    st.milestones[k] = Some(now);
+                }
+            }
+        });
     }
 
     pub(super) fn on_event_planned<S>(

@@ -33,6 +33,7 @@ struct Compare<'a> {
 }
 
 impl<'a> Compare<'a> {
+    #[inline]
     fn new(texts: &'a [Box<str>], bound: usize) -> Self {
         debug_assert!(
             texts.len() <= 64,
@@ -55,9 +56,13 @@ impl<'a> Compare<'a> {
             };
         }
         let mut texts = 0;
-        for (i, t) in self.texts.iter().enumerate() {
-            if self.alive & (1 << i) != 0 && t.len() == self.at {
-                texts |= 1 << i;
+        if let [only] = self.texts {
+            texts = u64::from(self.alive != 0 && only.len() == self.at);
+        } else {
+            for (i, t) in self.texts.iter().enumerate() {
+                if self.alive & (1 << i) != 0 && t.len() == self.at {
+                    texts |= 1 << i;
+                }
             }
         }
         Heard { texts, cut: false }
@@ -66,25 +71,35 @@ impl<'a> Compare<'a> {
 
 impl fmt::Write for Compare<'_> {
     // As the capturing writer: past the bound, the text is cut and the formatter stopped.
+    #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if s.len() > self.room {
+        let n = s.len();
+        if n > self.room {
             self.room = 0;
             self.cut = true;
             self.alive = 0;
             return Err(fmt::Error);
         }
-        self.room -= s.len();
-        let mut alive = self.alive;
-        while alive != 0 {
-            let i = alive.trailing_zeros() as usize;
-            alive &= alive - 1;
-            let same =
-                self.texts[i].as_bytes().get(self.at..self.at + s.len()) == Some(s.as_bytes());
-            if !same {
-                self.alive &= !(1 << i);
+        self.room -= n;
+        let end = self.at + n;
+        if self.alive != 0 {
+            if let [only] = self.texts {
+                // The usual case: one text asked for.
+                if only.as_bytes().get(self.at..end) != Some(s.as_bytes()) {
+                    self.alive = 0;
+                }
+            } else {
+                let mut alive = self.alive;
+                while alive != 0 {
+                    let i = alive.trailing_zeros() as usize;
+                    alive &= alive - 1;
+                    if self.texts[i].as_bytes().get(self.at..end) != Some(s.as_bytes()) {
+                        self.alive &= !(1 << i);
+                    }
+                }
             }
         }
-        self.at += s.len();
+        self.at = end;
         Ok(())
     }
 }
