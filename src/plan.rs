@@ -183,7 +183,7 @@ impl EventPlan {
     /// Whether an event's message says the text at position `text` of `message_texts` (`None`:
     /// no text asked for). `heard`: the texts the message equals, when it is compared as handed
     /// over (`message_field`); otherwise it is read from the captured `values`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn says(
         &self,
         text: Option<usize>,

@@ -133,7 +133,7 @@ impl MessageVisitor<'_, '_> {
 
     fn text(&mut self, args: fmt::Arguments<'_>) {
         let mut cmp = Compare::new(self.texts, self.bound);
-        let _ = cmp.write_fmt(args);
+        let _ = fmt::write(&mut cmp, args);
         self.heard = cmp.heard();
     }
 }
