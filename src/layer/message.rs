@@ -219,3 +219,188 @@ impl Visit for MessageVisitor<'_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::FieldValues;
+    use tracing_core::field::FieldSet;
+
+    /// The field set of a static callsite with fields `message` and `other`.
+    fn fields() -> &'static FieldSet {
+        use tracing_core::{Callsite, Interest, Metadata};
+        struct Cs;
+        static CS: Cs = Cs;
+        static META: Metadata<'static> = tracing_core::metadata! {
+            name: "test",
+            target: module_path!(),
+            level: tracing_core::Level::INFO,
+            fields: &["message", "other"],
+            callsite: &CS,
+            kind: tracing_core::metadata::Kind::EVENT,
+        };
+        impl Callsite for Cs {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                &META
+            }
+        }
+        META.fields()
+    }
+
+    /// A message value, as tracing hands one to a visitor.
+    #[derive(Clone, Copy, Debug)]
+    enum Said {
+        Str(&'static str),
+        Debug(&'static str),
+        Error(&'static str),
+        U64(u64),
+        I64(i64),
+        F64(f64),
+        Bool(bool),
+        I128(i128),
+        U128(u128),
+    }
+
+    #[derive(Debug)]
+    struct Failure(&'static str);
+
+    impl fmt::Display for Failure {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            // In pieces, as formatting usually writes.
+            for piece in self.0.split_inclusive(' ') {
+                f.write_str(piece)?;
+            }
+            Ok(())
+        }
+    }
+
+    impl std::error::Error for Failure {}
+
+    fn say(v: &mut dyn Visit, field: &Field, said: Said) {
+        match said {
+            Said::Str(s) => v.record_str(field, s),
+            Said::Debug(s) => v.record_debug(field, &format_args!("{s}")),
+            Said::Error(s) => v.record_error(field, &Failure(s)),
+            Said::U64(n) => v.record_u64(field, n),
+            Said::I64(n) => v.record_i64(field, n),
+            Said::F64(n) => v.record_f64(field, n),
+            Said::Bool(b) => v.record_bool(field, b),
+            Said::I128(n) => v.record_i128(field, n),
+            Said::U128(n) => v.record_u128(field, n),
+        }
+    }
+
+    /// What capturing the message and comparing it afterwards finds (the way every field is
+    /// captured): the texts it equals, and whether it was cut.
+    fn captured(said: Said, texts: &[Box<str>], bound: usize) -> Heard {
+        let fields = fields();
+        let mut values = FieldValues::new(fields, 0b01, bound);
+        let slot_for = [Some(0), None];
+        say(
+            &mut values.recorder(&slot_for),
+            &fields.field("message").unwrap(),
+            said,
+        );
+        let mut heard = Heard {
+            texts: 0,
+            cut: values.take_truncated(),
+        };
+        for (i, t) in texts.iter().enumerate() {
+            if values.get(0).is_some_and(|m| m.text_eq(t)) {
+                heard.texts |= 1 << i;
+            }
+        }
+        heard
+    }
+
+    fn compared(said: Said, texts: &[Box<str>], bound: usize) -> Heard {
+        let fields = fields();
+        let mut values = FieldValues::new(fields, 0b10, bound);
+        let slot_for = [None, Some(0)];
+        let mut slots = values.recorder(&slot_for);
+        let mut visitor = MessageVisitor {
+            slots: Some(&mut slots),
+            message: 0,
+            texts,
+            bound,
+            heard: Heard::default(),
+        };
+        say(&mut visitor, &fields.field("message").unwrap(), said);
+        // Other fields still reach the captured values.
+        visitor.record_str(&fields.field("other").unwrap(), "k");
+        let heard = visitor.heard;
+        drop(slots);
+        assert_eq!(values.by_name("other"), Some(Value::Str("k")));
+        heard
+    }
+
+    #[test]
+    fn comparing_as_handed_over_finds_what_capturing_found() {
+        let said = [
+            Said::Str("first byte"),
+            Said::Str("first"),
+            Said::Str("first byte and more"),
+            Said::Str(""),
+            Said::Str("héllo wörld"),
+            Said::Debug("first byte"),
+            Said::Debug("first byte and more"),
+            Said::Debug("héllo"),
+            Said::Error("first byte"),
+            Said::Error("first byte and more text"),
+            Said::U64(503),
+            Said::U64(12_345_678_901),
+            Said::I64(-1),
+            Said::F64(0.5),
+            Said::F64(1e300),
+            Said::Bool(true),
+            Said::I128(-503),
+            Said::I128(i128::MIN),
+            Said::U128(503),
+            Said::U128(u128::MAX),
+        ];
+        let texts: Vec<Vec<Box<str>>> = [
+            &["first byte"][..],
+            &["first"],
+            &["first byte", "first", "first byte and more", "503", ""],
+            &["héllo", "héllo wörld", "h"],
+            &["-1", "0.5", "1e300", "true", "12345678901"],
+            &["-170141183460469231731687303715884105728"],
+            &["340282366920938463463374607431768211455", "-503"],
+            &[],
+        ]
+        .iter()
+        .map(|ts| ts.iter().map(|t| Box::from(*t)).collect())
+        .collect();
+        let mut checked = 0;
+        for bound in [0, 1, 2, 5, 10, 11, 19, 64] {
+            for ts in &texts {
+                for s in said {
+                    assert_eq!(
+                        compared(s, ts, bound),
+                        captured(s, ts, bound),
+                        "{s:?} against {ts:?}, bound {bound}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 8 * 8 * 20);
+        // Some cases do match, some are cut: the comparison is not vacuous.
+        let one: Vec<Box<str>> = vec!["first byte".into()];
+        let first_byte = Heard {
+            texts: 1,
+            cut: false,
+        };
+        assert_eq!(compared(Said::Debug("first byte"), &one, 64), first_byte);
+        assert_eq!(compared(Said::Error("first byte"), &one, 10), first_byte);
+        assert_eq!(
+            compared(Said::Debug("first byte"), &one, 9),
+            Heard {
+                texts: 0,
+                cut: true
+            }
+        );
+        assert_eq!(compared(Said::U64(503), &["503".into()], 1).texts, 1);
+    }
+}
