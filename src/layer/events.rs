@@ -29,10 +29,8 @@ impl SpanMetricsLayer {
     pub(super) fn reach_milestones<S>(
         &self,
         model: &Arc<Ruleset>,
-        plan: &EventPlan,
+        reached: &[usize],
         meta: &'static Metadata<'static>,
-        values: Option<&FieldValues>,
-        heard: u64,
         event: &Event<'_>,
         span: Option<&SpanRef<'_, S>>,
     ) where
@@ -40,21 +38,15 @@ impl SpanMetricsLayer {
     {
         let Some(span) = span else { return };
         let now = self.clock.raw();
-        let mut reached: SmallVec<[usize; 4]> = SmallVec::new();
-        for &(r, text) in &plan.milestones {
-            if plan.says(text, values, heard) {
-                reached.push(r);
-            }
-        }
         // The message, for rules of replaced configurations, captured before any lock is taken.
         let mut message: Option<FieldValues> = None;
         // The event's span (already looked up), then its ancestors.
-        if let Some(retired) = self.mark_milestones(span, model, &reached, now) {
+        if let Some(retired) = self.mark_milestones(span, model, reached, now) {
             self.mark_retired(span, &retired, meta, event, now, &mut message);
         }
         let mut up = span.parent();
         while let Some(s) = up {
-            if let Some(retired) = self.mark_milestones(&s, model, &reached, now) {
+            if let Some(retired) = self.mark_milestones(&s, model, reached, now) {
                 self.mark_retired(&s, &retired, meta, event, now, &mut message);
             }
             up = s.parent();
@@ -189,7 +181,14 @@ impl SpanMetricsLayer {
         let values = values.as_ref();
         let meta = event.metadata();
         if !plan.milestones.is_empty() || retired_milestones {
-            self.reach_milestones(model, plan, meta, values, heard.texts, event, span.as_ref());
+            // The milestones of this configuration that the event reaches.
+            let mut reached: SmallVec<[usize; 4]> = SmallVec::new();
+            for &(r, text) in &plan.milestones {
+                if plan.says(text, values, heard.texts) {
+                    reached.push(r);
+                }
+            }
+            self.reach_milestones(model, &reached, meta, event, span.as_ref());
         }
         for &(r, text) in &plan.rules {
             let rule = &model.rules[r];

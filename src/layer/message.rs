@@ -318,19 +318,20 @@ mod tests {
         let fields = fields();
         let mut values = FieldValues::new(fields, 0b10, bound);
         let slot_for = [None, Some(0)];
-        let mut slots = values.recorder(&slot_for);
-        let mut visitor = MessageVisitor {
-            slots: Some(&mut slots),
-            message: 0,
-            texts,
-            bound,
-            heard: Heard::default(),
+        let heard = {
+            let mut slots = values.recorder(&slot_for);
+            let mut visitor = MessageVisitor {
+                slots: Some(&mut slots),
+                message: 0,
+                texts,
+                bound,
+                heard: Heard::default(),
+            };
+            say(&mut visitor, &fields.field("message").unwrap(), said);
+            // Other fields still reach the captured values.
+            visitor.record_str(&fields.field("other").unwrap(), "k");
+            visitor.heard
         };
-        say(&mut visitor, &fields.field("message").unwrap(), said);
-        // Other fields still reach the captured values.
-        visitor.record_str(&fields.field("other").unwrap(), "k");
-        let heard = visitor.heard;
-        drop(slots);
         assert_eq!(values.by_name("other"), Some(Value::Str("k")));
         heard
     }
