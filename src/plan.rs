@@ -590,3 +590,73 @@ impl std::fmt::Debug for Plans {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EventMatch, Metric};
+
+    /// An event callsite with fields `message` and `status`.
+    fn event_site() -> &'static Metadata<'static> {
+        use tracing_core::{Callsite, Interest};
+        struct Cs;
+        static CS: Cs = Cs;
+        static META: Metadata<'static> = tracing_core::metadata! {
+            name: "event",
+            target: module_path!(),
+            level: tracing_core::Level::INFO,
+            fields: &["message", "status"],
+            callsite: &CS,
+            kind: tracing_core::metadata::Kind::EVENT,
+        };
+        impl Callsite for Cs {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                &META
+            }
+        }
+        &META
+    }
+
+    fn plan(builder: crate::SpanMetricsBuilder) -> EventPlan {
+        let model = Arc::new(crate::ruleset::compile(&builder, None).unwrap());
+        EventPlan::compile(&model, event_site())
+    }
+
+    #[test]
+    fn a_message_only_compared_is_not_captured() {
+        let p = plan(
+            crate::SpanMetrics::builder()
+                .metric(Metric::histogram("ttfb").time_to(EventMatch::message("a")))
+                .metric(Metric::counter("bs").events(EventMatch::message("b")))
+                .metric(Metric::counter("as").events(EventMatch::message("a")))
+                .metric(Metric::counter("all").events(EventMatch::any())),
+        );
+        assert_eq!(p.message_field, Some(0));
+        assert_eq!(p.message_texts, vec![Box::from("a"), Box::from("b")]);
+        assert_eq!((p.slot_fields, p.message_slot), (0, None));
+        assert_eq!(p.milestones, vec![(0, Some(0))]);
+        assert_eq!(p.rules, vec![(1, Some(1)), (2, Some(0)), (3, None)]);
+        assert!(p.says(Some(1), None, 0b10));
+        assert!(!p.says(Some(0), None, 0b10));
+        assert!(p.says(None, None, 0));
+    }
+
+    #[test]
+    fn a_message_read_as_a_value_is_captured_and_compared_from_there() {
+        let p = plan(
+            crate::SpanMetrics::builder()
+                .metric(Metric::histogram("ttfb").time_to(EventMatch::message("a")))
+                .metric(
+                    Metric::counter("by_message")
+                        .events(EventMatch::any())
+                        .label("message"),
+                ),
+        );
+        assert_eq!(p.message_field, None);
+        assert_eq!((p.slot_fields, p.message_slot), (0b01, Some(0)));
+        assert_eq!(p.milestones, vec![(0, Some(0))]);
+        // Without the message field among the captured values: no match.
+        assert!(!p.says(Some(0), None, u64::MAX));
+    }
+}
