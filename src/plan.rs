@@ -139,14 +139,21 @@ pub(crate) struct EventPlan {
     pub(crate) slot_names: Vec<&'static str>,
     pub(crate) slot_fields: u64,
     pub(crate) fields: &'static FieldSet,
-    /// The slot of the `message` field, if captured.
+    /// The slot of the `message` field, if captured (only when a rule reads the message as a
+    /// value, or it cannot be compared as it is handed over: see `message_field`).
     pub(crate) message_slot: Option<u8>,
+    /// The index of the `message` field, when it is compared with `message_texts` as tracing
+    /// hands it over instead of being captured.
+    pub(crate) message_field: Option<usize>,
+    /// The distinct texts that the event and milestone rules ask the message to equal.
+    pub(crate) message_texts: Vec<Box<str>>,
     /// The event marks its span as failed (ERROR level, or an `error` field).
     pub(crate) is_error: bool,
-    /// Event rules whose static criteria match.
-    pub(crate) rules: Vec<usize>,
-    /// Milestone rules whose static criteria match.
-    pub(crate) milestones: Vec<usize>,
+    /// Event rules whose static criteria match, each with the position of its message text
+    /// in `message_texts` (if it asks for one).
+    pub(crate) rules: Vec<(usize, Option<usize>)>,
+    /// Milestone rules whose static criteria match, with their message text as for `rules`.
+    pub(crate) milestones: Vec<(usize, Option<usize>)>,
 }
 
 impl SpanPlan {
@@ -171,6 +178,25 @@ impl EventPlan {
     #[inline]
     pub(crate) fn message<'a>(&self, values: &'a FieldValues) -> Option<crate::values::Value<'a>> {
         values.get(self.message_slot? as usize)
+    }
+
+    /// Whether an event's message says the text at position `text` of `message_texts` (`None`:
+    /// no text asked for). `heard`: the texts the message equals, when it is compared as handed
+    /// over (`message_field`); otherwise it is read from the captured `values`.
+    #[inline(always)]
+    pub(crate) fn says(
+        &self,
+        text: Option<usize>,
+        values: Option<&FieldValues>,
+        heard: u64,
+    ) -> bool {
+        let Some(t) = text else { return true };
+        if self.message_field.is_some() {
+            return heard >> t & 1 != 0;
+        }
+        values
+            .and_then(|v| self.message(v))
+            .is_some_and(|m| m.text_eq(&self.message_texts[t]))
     }
 
     /// Empty captured values for an event of this callsite.
@@ -331,6 +357,7 @@ impl EventPlan {
         let mut rules = Vec::new();
         let mut milestones = Vec::new();
         let mut wanted: Vec<&str> = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
         for (i, rule) in model.rules.iter().enumerate() {
             let Some(m) = rule.event_match() else {
                 continue;
@@ -338,19 +365,44 @@ impl EventPlan {
             if !m.matches_callsite(meta) {
                 continue;
             }
-            if m.message.is_some() {
-                wanted.push("message");
-            }
+            let text = m
+                .message
+                .as_deref()
+                .map(|t| match texts.iter().position(|x| *x == t) {
+                    Some(p) => p,
+                    None => {
+                        texts.push(t);
+                        texts.len() - 1
+                    }
+                });
             if let Measure::TimeToEvent(_) = rule.measure {
-                milestones.push(i);
+                milestones.push((i, text));
             } else {
-                rules.push(i);
+                rules.push((i, text));
                 wanted.extend(rule.fields());
             }
+        }
+        // The message is compared as it is handed over, unless a rule reads it as a value,
+        // there are more texts than a 64-bit set holds, or it lies beyond the fields that are
+        // ever captured (then it never matched, and still does not).
+        let message_field = meta
+            .fields()
+            .field("message")
+            .map(|f| f.index())
+            .filter(|&i| {
+                !texts.is_empty()
+                    && texts.len() <= 64
+                    && i < MAX_SLOTS
+                    && !wanted.contains(&"message")
+            });
+        if message_field.is_none() && !texts.is_empty() {
+            wanted.push("message");
         }
         let (slot_for, slot_names, slot_fields) = slots_for(meta, |name| wanted.contains(&name));
         EventPlan {
             message_slot: slot_of(&slot_names, "message"),
+            message_field,
+            message_texts: texts.into_iter().map(Box::from).collect(),
             model: model.clone(),
             slot_for,
             slot_names,
@@ -536,5 +588,75 @@ impl std::fmt::Debug for Plans {
         f.debug_struct("Plans")
             .field("model", &self.model)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EventMatch, Metric};
+
+    /// An event callsite with fields `message` and `status`.
+    fn event_site() -> &'static Metadata<'static> {
+        use tracing_core::{Callsite, Interest};
+        struct Cs;
+        static CS: Cs = Cs;
+        static META: Metadata<'static> = tracing_core::metadata! {
+            name: "event",
+            target: module_path!(),
+            level: tracing_core::Level::INFO,
+            fields: &["message", "status"],
+            callsite: &CS,
+            kind: tracing_core::metadata::Kind::EVENT,
+        };
+        impl Callsite for Cs {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                &META
+            }
+        }
+        &META
+    }
+
+    fn plan(builder: crate::SpanMetricsBuilder) -> EventPlan {
+        let model = Arc::new(crate::ruleset::compile(&builder, None).unwrap());
+        EventPlan::compile(&model, event_site())
+    }
+
+    #[test]
+    fn a_message_only_compared_is_not_captured() {
+        let p = plan(
+            crate::SpanMetrics::builder()
+                .metric(Metric::histogram("ttfb").time_to(EventMatch::message("a")))
+                .metric(Metric::counter("bs").events(EventMatch::message("b")))
+                .metric(Metric::counter("as").events(EventMatch::message("a")))
+                .metric(Metric::counter("all").events(EventMatch::any())),
+        );
+        assert_eq!(p.message_field, Some(0));
+        assert_eq!(p.message_texts, vec![Box::from("a"), Box::from("b")]);
+        assert_eq!((p.slot_fields, p.message_slot), (0, None));
+        assert_eq!(p.milestones, vec![(0, Some(0))]);
+        assert_eq!(p.rules, vec![(1, Some(1)), (2, Some(0)), (3, None)]);
+        assert!(p.says(Some(1), None, 0b10));
+        assert!(!p.says(Some(0), None, 0b10));
+        assert!(p.says(None, None, 0));
+    }
+
+    #[test]
+    fn a_message_read_as_a_value_is_captured_and_compared_from_there() {
+        let p = plan(
+            crate::SpanMetrics::builder()
+                .metric(Metric::histogram("ttfb").time_to(EventMatch::message("a")))
+                .metric(
+                    Metric::counter("by_message")
+                        .events(EventMatch::any())
+                        .label("message"),
+                ),
+        );
+        assert_eq!(p.message_field, None);
+        assert_eq!((p.slot_fields, p.message_slot), (0b01, Some(0)));
+        assert_eq!(p.milestones, vec![(0, Some(0))]);
+        // Without the message field among the captured values: no match.
+        assert!(!p.says(Some(0), None, u64::MAX));
     }
 }

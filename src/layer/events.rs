@@ -10,11 +10,12 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use super::SpanMetricsLayer;
 use super::ancestors::RegistryLookup;
+use super::message::{Heard, MessageVisitor};
 use super::record::{record_numeric, record_rule};
 use crate::config::Measure;
 use crate::instruments::Op;
 use crate::labels::Subject;
-use crate::plan::{Applied, EventPlan};
+use crate::plan::{Applied, EventPlan, SpanPlan, ThreadPlan};
 use crate::ruleset::{Rule, Ruleset};
 use crate::state::{Outcome, States};
 use crate::values::{FieldValues, Value};
@@ -28,86 +29,107 @@ impl SpanMetricsLayer {
     pub(super) fn reach_milestones<S>(
         &self,
         model: &Arc<Ruleset>,
-        plan: &EventPlan,
+        reached: &[usize],
         meta: &'static Metadata<'static>,
-        values: &FieldValues,
         event: &Event<'_>,
         span: Option<&SpanRef<'_, S>>,
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        let Some(span) = span else { return };
         let now = self.clock.raw();
-        let text = plan.message(values);
-        let mut reached: SmallVec<[usize; 4]> = SmallVec::new();
-        for &r in &plan.milestones {
-            if text_matches(&model.rules[r], text) {
-                reached.push(r);
-            }
-        }
         // The message, for rules of replaced configurations, captured before any lock is taken.
         let mut message: Option<FieldValues> = None;
-        for s in span.into_iter().flat_map(|s| s.scope()) {
-            // Spans of the current configuration: one lock, milestones marked under it.
-            let retired = {
-                let mut ext = s.extensions_mut();
-                let Some(st) = ext.get_mut::<States>().and_then(|x| x.get_mut(self.id)) else {
-                    continue;
-                };
-                if st.plan.milestones.is_empty() {
-                    continue;
-                }
-                if Arc::ptr_eq(&st.plan.model, model) {
-                    if !reached.is_empty() {
-                        let plan = &*st.plan;
-                        for (k, at) in st.milestones.iter_mut().enumerate() {
-                            if at.is_none()
-                                && plan.milestones.get(k).is_some_and(|r| reached.contains(r))
-                            {
-                                *at = Some(now);
-                            }
-                        }
-                    }
-                    continue;
-                }
-                st.plan.clone()
-            };
-            let old = &retired;
-            {
-                let index = meta
-                    .fields()
-                    .field("message")
-                    .and_then(|f| 1u64.checked_shl(f.index() as u32));
-                if let (None, Some(index)) = (&message, index) {
-                    let slots: SmallVec<[Option<u8>; 8]> = meta
-                        .fields()
-                        .iter()
-                        .map(|f| (f.name() == "message").then_some(0))
-                        .collect();
-                    let mut m =
-                        FieldValues::new(meta.fields(), index, old.model.settings.max_label_len);
-                    event.record(&mut m.recorder(&slots));
-                    message = Some(m);
+        // The event's span (already looked up), then its ancestors.
+        if let Some(retired) = self.mark_milestones(span, model, reached, now) {
+            self.mark_retired(span, &retired, meta, event, now, &mut message);
+        }
+        let mut up = span.parent();
+        while let Some(s) = up {
+            if let Some(retired) = self.mark_milestones(&s, model, reached, now) {
+                self.mark_retired(&s, &retired, meta, event, now, &mut message);
+            }
+            up = s.parent();
+        }
+    }
+
+    /// Marks the milestones in `reached` on `span`, if it was planned under `model` (one lock);
+    /// returns the plan of a span opened under a replaced configuration with milestones.
+    #[inline]
+    fn mark_milestones<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        model: &Arc<Ruleset>,
+        reached: &[usize],
+        now: u64,
+    ) -> Option<Arc<ThreadPlan<SpanPlan>>>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let mut ext = span.extensions_mut();
+        let st = ext.get_mut::<States>()?.get_mut(self.id)?;
+        if st.plan.milestones.is_empty() {
+            return None;
+        }
+        if !Arc::ptr_eq(&st.plan.model, model) {
+            return Some(st.plan.clone());
+        }
+        if !reached.is_empty() {
+            let plan = &*st.plan;
+            for (k, at) in st.milestones.iter_mut().enumerate() {
+                if at.is_none() && plan.milestones.get(k).is_some_and(|r| reached.contains(r)) {
+                    *at = Some(now);
                 }
             }
-            // A span of a replaced configuration: its own rules decide.
-            self.with_state(&s, |st| {
-                for k in 0..st.plan.milestones.len() {
-                    let r = st.plan.milestones[k];
-                    if st.milestones[k].is_some() {
-                        continue;
-                    }
-                    let rule = &st.plan.model.rules[r];
-                    let hit = rule.event_match().is_some_and(|m| m.matches_callsite(meta))
-                        && message.as_ref().map_or(
-                            rule.event_match().is_some_and(|m| m.message.is_none()),
-                            |m| message_matches(rule, m),
-                        );
-                    if hit {
-                        st.milestones[k] = Some(now);
-                    }
-                }
-            });
         }
+        None
+    }
+
+    /// A span of a replaced configuration (`old`, its plan): its own rules decide. `message`:
+    /// the event's message, captured on first use.
+    #[cold]
+    fn mark_retired<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        old: &SpanPlan,
+        meta: &'static Metadata<'static>,
+        event: &Event<'_>,
+        now: u64,
+        message: &mut Option<FieldValues>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let index = meta
+            .fields()
+            .field("message")
+            .and_then(|f| 1u64.checked_shl(f.index() as u32));
+        if let (None, Some(index)) = (&*message, index) {
+            let slots: SmallVec<[Option<u8>; 8]> = meta
+                .fields()
+                .iter()
+                .map(|f| (f.name() == "message").then_some(0))
+                .collect();
+            let mut m = FieldValues::new(meta.fields(), index, old.model.settings.max_label_len);
+            event.record(&mut m.recorder(&slots));
+            *message = Some(m);
+        }
+        self.with_state(span, |st| {
+            for k in 0..st.plan.milestones.len() {
+                let r = st.plan.milestones[k];
+                if st.milestones[k].is_some() {
+                    continue;
+                }
+                let rule = &st.plan.model.rules[r];
+                let hit = rule.event_match().is_some_and(|m| m.matches_callsite(meta))
+                    && message.as_ref().map_or(
+                        rule.event_match().is_some_and(|m| m.message.is_none()),
+                        |m| message_matches(rule, m),
+                    );
+                if hit {
+                    st.milestones[k] = Some(now);
+                }
+            }
+        });
     }
 
     pub(super) fn on_event_planned<S>(
@@ -129,18 +151,48 @@ impl SpanMetricsLayer {
         if plan.rules.is_empty() && plan.milestones.is_empty() && !retired_milestones {
             return;
         }
-        let mut values = plan.values(model.settings.max_label_len);
-        event.record(&mut values.recorder(&plan.slot_for));
-        if values.take_truncated() {
+        // The fields the plan captures (none: nothing to capture into), and the message
+        // compared with the texts the rules ask for as it is handed over.
+        let bound = model.settings.max_label_len;
+        let mut values = (plan.slot_fields != 0).then(|| plan.values(bound));
+        let mut heard = Heard::default();
+        match plan.message_field {
+            Some(message) => {
+                let mut slots = values.as_mut().map(|v| v.recorder(&plan.slot_for));
+                let mut visitor = MessageVisitor {
+                    slots: slots.as_mut(),
+                    message,
+                    texts: &plan.message_texts,
+                    bound,
+                    heard,
+                };
+                event.record(&mut visitor);
+                heard = visitor.heard;
+            }
+            None => {
+                if let Some(v) = values.as_mut() {
+                    event.record(&mut v.recorder(&plan.slot_for));
+                }
+            }
+        }
+        if values.as_mut().is_some_and(|v| v.take_truncated()) | heard.cut {
             model.health.truncated(&model.settings.recorder, 1);
         }
+        let values = values.as_ref();
         let meta = event.metadata();
         if !plan.milestones.is_empty() || retired_milestones {
-            self.reach_milestones(model, plan, meta, &values, event, span.as_ref());
+            // The milestones of this configuration that the event reaches.
+            let mut reached: SmallVec<[usize; 4]> = SmallVec::new();
+            for &(r, text) in &plan.milestones {
+                if plan.says(text, values, heard.texts) {
+                    reached.push(r);
+                }
+            }
+            self.reach_milestones(model, &reached, meta, event, span.as_ref());
         }
-        for &r in &plan.rules {
+        for &(r, text) in &plan.rules {
             let rule = &model.rules[r];
-            if !text_matches(rule, plan.message(&values)) {
+            if !plan.says(text, values, heard.texts) {
                 continue;
             }
             // The anchor: the nearest span the rule selects (any span, without a selector). A
@@ -178,7 +230,7 @@ impl SpanMetricsLayer {
                 outcome: Outcome::of(anchor_values.as_ref(), errored),
             };
             let chain = RegistryLookup {
-                locals: [Some(&values), anchor_values.as_ref()],
+                locals: [values, anchor_values.as_ref()],
                 below: anchor.as_ref(),
                 held: None,
                 ctx,
@@ -191,7 +243,7 @@ impl SpanMetricsLayer {
             match &rule.measure {
                 Measure::Events(_) => record_rule(model, rule, None, &subject, &chain, Op::Add(1)),
                 Measure::EventField(_, f) => {
-                    let value = values.by_name(f);
+                    let value = values.and_then(|v| v.by_name(f));
                     record_numeric(model, &applied, value, &subject, &chain)
                 }
                 _ => {}

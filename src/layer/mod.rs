@@ -33,6 +33,7 @@ use crate::values::{FieldValues, KeyBuf};
 
 mod ancestors;
 mod events;
+mod message;
 mod recent;
 mod record;
 mod reload;
