@@ -286,7 +286,7 @@ pub(crate) struct Family {
     numeric: bool,
     series: Arc<SeriesTable>,
     /// The exemplars of its series (histograms and counters only).
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     pub(crate) exemplars: Option<Arc<crate::exemplars::FamilyExemplars>>,
 }
 
@@ -302,7 +302,7 @@ impl std::fmt::Debug for Family {
 impl Family {
     /// The family a validated configuration declares, with no series yet.
     pub(crate) fn new(declared: DeclaredFamily) -> Self {
-        #[cfg(feature = "opentelemetry")]
+        #[cfg(feature = "exemplars")]
         let exemplars = crate::exemplars::FamilyExemplars::new(
             &declared.exported,
             declared.kind,
@@ -311,7 +311,7 @@ impl Family {
             declared.limit,
         );
         Family {
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             exemplars,
             name: declared.name,
             exported: declared.exported,
@@ -776,7 +776,7 @@ pub(crate) struct GroupEntry {
     /// Whether resolving the labels cut a value (counted again on every use).
     pub(crate) truncated: bool,
     /// The exemplars of each handle's series, in the same order (`None`: a gauge).
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     pub(crate) exemplars: SmallVec<[Option<Arc<crate::exemplars::SeriesExemplars>>; 2]>,
 }
 
@@ -853,7 +853,7 @@ impl GroupCache {
         hash: u64,
         handles: SmallVec<[Handle; 2]>,
         truncated: bool,
-        #[cfg(feature = "opentelemetry")] exemplars: SmallVec<
+        #[cfg(feature = "exemplars")] exemplars: SmallVec<
             [Option<Arc<crate::exemplars::SeriesExemplars>>; 2],
         >,
     ) {
@@ -885,7 +885,7 @@ impl GroupCache {
             hash,
             handles,
             truncated,
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             exemplars,
         };
         entries.insert_unique(hash, Arc::new(entry), |e| e.hash);
@@ -920,7 +920,7 @@ mod tests {
                 cache.hash(key),
                 handles(),
                 false,
-                #[cfg(feature = "opentelemetry")]
+                #[cfg(feature = "exemplars")]
                 SmallVec::new(),
             );
         }
@@ -936,7 +936,7 @@ mod tests {
             cache.hash(b"c"),
             handles(),
             true,
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             SmallVec::new(),
         );
         assert_eq!(cache.len(), 1);

@@ -240,7 +240,10 @@ fn the_health_counters_are_rendered_at_zero_before_any_span() {
     let (_layer, exposition) = exporter::build_with_own_recorder(rules).unwrap();
     let mut samples: Vec<&str> = Vec::new();
     let text = exposition.render();
-    samples.extend(text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()));
+    samples.extend(
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty()),
+    );
     samples.sort_unstable();
     assert_eq!(
         samples,
