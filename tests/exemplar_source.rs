@@ -283,3 +283,55 @@ fn without_a_source_nothing_is_captured() {
     assert_eq!(calls, 0);
     assert_eq!(served(&text), Served::new(), "{text}");
 }
+
+/// With the `opentelemetry` feature and sampled OpenTelemetry spans too, in either order of the
+/// three layers: the source's ids are served, never the OpenTelemetry ones.
+#[cfg(feature = "opentelemetry")]
+#[test]
+fn a_source_takes_precedence_over_opentelemetry() {
+    use opentelemetry::trace::TracerProvider as _;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    for otel_outside in [false, true] {
+        let (clock, mock) = quanta::Clock::mock();
+        let (layer, exposition) =
+            exporter::build_with_own_recorder(rules().with_clock(clock)).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let layer = with_source(layer, calls.clone());
+        // A layer's type depends on the stack under it: one per order.
+        macro_rules! otel {
+            () => {
+                tracing_opentelemetry::layer().with_tracer(provider.tracer("precedence"))
+            };
+        }
+        let dispatch = if otel_outside {
+            Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(OwnContext)
+                    .with(layer)
+                    .with(otel!()),
+            )
+        } else {
+            Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(otel!())
+                    .with(OwnContext)
+                    .with(layer),
+            )
+        };
+        tracing::dispatcher::with_default(&dispatch, || workload(4, numbered)(&mock));
+        let text = exposition.render_openmetrics();
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+        let served = served(&text);
+        assert_eq!(served.len(), 6, "{text}");
+        assert!(
+            served
+                .values()
+                .all(|(trace, _, _)| *trace == format!("{:032x}", 1000)),
+            "otel outside: {otel_outside}:\n{text}"
+        );
+        assert_eq!(
+            served[&key("rpc_calls_total", "b", "")],
+            (format!("{:032x}", 1000), format!("{:016x}", 4), 1.0)
+        );
+    }
+}
