@@ -1,7 +1,9 @@
-//! Exemplars: the trace and span ids of sampled OpenTelemetry spans, kept beside the series
-//! their spans recorded into, for the OpenMetrics exposition (`crate::exporter`).
+//! Exemplars: the trace and span ids of spans, kept beside the series their spans recorded
+//! into, for the OpenMetrics exposition (`crate::exporter`). The ids come from a user's
+//! [`ExemplarSource`] (feature `exemplars`), asked at this layer's close of each span with
+//! close-time rules, or else (feature `opentelemetry`) from sampled OpenTelemetry spans.
 //!
-//! ## What is captured, and when
+//! ## What is captured from OpenTelemetry, and when
 //! A span's OpenTelemetry context is read through `tracing_opentelemetry::get_otel_context`,
 //! the supported way for another layer. Its trace id and sampling decision are final once
 //! tracing-opentelemetry *starts* the OpenTelemetry span: on the first enter (its context
@@ -37,7 +39,9 @@
 //! one slot keep one of their exemplars whole (the loser's is dropped), readers never see a
 //! torn one.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+#[cfg(feature = "opentelemetry")]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use hashbrown::HashTable;
@@ -84,9 +88,58 @@ impl SpanIds {
     }
 }
 
+/// A span's trace and span ids, as bytes, as an [`ExemplarSource`] gives them: the ids an
+/// exemplar links the observations of the span to.
+///
+/// Ids of which either is all zero are refused (no exemplar), as an invalid OpenTelemetry
+/// context is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceIds {
+    /// The trace id (16 bytes; rendered as 32 lowercase hex digits).
+    pub trace_id: [u8; 16],
+    /// The span id (8 bytes; rendered as 16 lowercase hex digits).
+    pub span_id: [u8; 8],
+}
+
+impl From<Option<TraceIds>> for SpanIds {
+    fn from(ids: Option<TraceIds>) -> Self {
+        match ids {
+            Some(ids) => SpanIds {
+                trace_id: ids.trace_id,
+                span_id: ids.span_id,
+                looked: true,
+            },
+            None => SpanIds::NONE,
+        }
+    }
+}
+
+/// Where a layer takes the trace and span ids of a span's exemplars from, instead of
+/// OpenTelemetry: see
+/// [`SpanMetricsLayer::with_exemplar_source`](crate::SpanMetricsLayer::with_exemplar_source).
+///
+/// Implemented by every `Fn(&tracing::span::Id, &tracing::Dispatch) -> Option<TraceIds>` that
+/// is `Send + Sync + 'static`.
+pub trait ExemplarSource: Send + Sync + 'static {
+    /// The ids of span `id`, read through `dispatch` (the dispatch the layer is part of), or
+    /// `None` for a span that has none (no exemplar).
+    fn trace_ids(&self, id: &Id, dispatch: &Dispatch) -> Option<TraceIds>;
+}
+
+impl<F> ExemplarSource for F
+where
+    F: Fn(&Id, &Dispatch) -> Option<TraceIds> + Send + Sync + 'static,
+{
+    #[inline]
+    fn trace_ids(&self, id: &Id, dispatch: &Dispatch) -> Option<TraceIds> {
+        self(id, dispatch)
+    }
+}
+
 /// Reads `id`'s OpenTelemetry context through `dispatch`: `None` when the dispatch holds no
 /// data for it (no tracing-opentelemetry layer, the span filtered out of it, or its data
 /// already dropped at close).
+#[cfg(feature = "opentelemetry")]
 fn read_context(id: &Id, dispatch: &Dispatch) -> Option<SpanIds> {
     use opentelemetry::trace::TraceContextExt as _;
     let cx = tracing_opentelemetry::get_otel_context(id, dispatch)?;
@@ -102,18 +155,24 @@ fn read_context(id: &Id, dispatch: &Dispatch) -> Option<SpanIds> {
     })
 }
 
-/// How a layer captures span contexts: its dispatch, and what it learnt of the layer order.
+/// How a layer captures span contexts: its dispatch, its source of ids, and (OpenTelemetry)
+/// what it learnt of the layer order.
 pub(crate) struct Capture {
     /// Capture on or off (bench comparisons, users who want none).
     pub(crate) enabled: bool,
+    /// The user's source of ids: asked at close, in place of OpenTelemetry.
+    source: Option<Box<dyn ExemplarSource>>,
     dispatch: OnceLock<WeakDispatch>,
     /// Set once a close found tracing-opentelemetry's data still there (it is the outer
     /// layer): contexts are then read at close only.
+    #[cfg(feature = "opentelemetry")]
     survives_close: AtomicBool,
     /// Set once any lookup found an OpenTelemetry context.
+    #[cfg(feature = "opentelemetry")]
     found_any: AtomicBool,
     /// Lookups that found none while `found_any` is unset: past [`GIVE_UP`], the layer stops
     /// looking (no tracing-opentelemetry layer in the subscriber).
+    #[cfg(feature = "opentelemetry")]
     misses: AtomicU64,
     /// Unix time (ns) and the layer clock's raw reading at the same moment.
     anchor: (u64, u64),
@@ -126,12 +185,21 @@ impl Capture {
             .map_or(0, |d| d.as_nanos() as u64);
         Capture {
             enabled: true,
+            source: None,
             dispatch: OnceLock::new(),
+            #[cfg(feature = "opentelemetry")]
             survives_close: AtomicBool::new(false),
+            #[cfg(feature = "opentelemetry")]
             found_any: AtomicBool::new(false),
+            #[cfg(feature = "opentelemetry")]
             misses: AtomicU64::new(0),
             anchor: (unix, clock.raw()),
         }
+    }
+
+    /// Takes ids from `source` (in place of OpenTelemetry).
+    pub(crate) fn set_source(&mut self, source: Box<dyn ExemplarSource>) {
+        self.source = Some(source);
     }
 
     /// Remembers the dispatch the layer is part of (the first one).
@@ -139,23 +207,41 @@ impl Capture {
         let _ = self.dispatch.set(dispatch.downgrade());
     }
 
-    /// Whether contexts must be read at first enter (tracing-opentelemetry may close first).
+    /// Whether contexts must be read at first enter (tracing-opentelemetry may close first; a
+    /// user's source is asked at close only).
+    #[cfg(feature = "opentelemetry")]
     #[inline]
     pub(crate) fn at_enter(&self) -> bool {
-        self.looking() && !self.survives_close.load(Ordering::Relaxed)
+        self.source.is_none() && self.looking() && !self.survives_close.load(Ordering::Relaxed)
     }
 
-    /// Whether contexts are read at all: capture is on, and a lookup found one or fewer than
-    /// [`GIVE_UP`] found none (a subscriber without tracing-opentelemetry then costs nothing
-    /// after its first spans).
+    /// Whether a user's source is set.
+    #[inline]
+    pub(crate) fn has_source(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// Whether contexts are read at all: capture is on, and either a user's source is set or
+    /// (OpenTelemetry) a lookup found one or fewer than [`GIVE_UP`] found none (a subscriber
+    /// without tracing-opentelemetry then costs nothing after its first spans).
     #[inline]
     pub(crate) fn looking(&self) -> bool {
-        self.enabled
-            && (self.found_any.load(Ordering::Relaxed)
-                || self.misses.load(Ordering::Relaxed) < GIVE_UP)
+        if !self.enabled {
+            return false;
+        }
+        if self.source.is_some() {
+            return true;
+        }
+        #[cfg(feature = "opentelemetry")]
+        {
+            self.found_any.load(Ordering::Relaxed) || self.misses.load(Ordering::Relaxed) < GIVE_UP
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        false
     }
 
     /// Counts one lookup's result towards [`GIVE_UP`].
+    #[cfg(feature = "opentelemetry")]
     fn tally(&self, found: bool) {
         if found {
             if !self.found_any.load(Ordering::Relaxed) {
@@ -166,36 +252,59 @@ impl Capture {
         }
     }
 
-    /// Whether a close may skip checking for a context read at enter.
+    /// Whether a close may skip checking for a context read at enter (nothing is read at
+    /// enter: the OpenTelemetry layer is known to be outer, or a user's source is set).
     #[inline]
     pub(crate) fn only_at_close(&self) -> bool {
-        self.survives_close.load(Ordering::Relaxed)
+        #[cfg(feature = "opentelemetry")]
+        {
+            self.source.is_some() || self.survives_close.load(Ordering::Relaxed)
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        true
     }
 
-    /// Reads `id`'s context at close; a context found teaches the layer the order.
+    /// Reads `id`'s ids at close: from the user's source when set, else from its
+    /// OpenTelemetry context, a context found teaching the layer the order.
     pub(crate) fn read_at_close(
         &self,
         id: &Id,
         is_owner: impl Fn(&Dispatch) -> bool,
     ) -> Option<SpanIds> {
-        let found = self.read(id, is_owner);
-        if found.is_some() && !self.survives_close.load(Ordering::Relaxed) {
-            self.survives_close.store(true, Ordering::Relaxed);
+        if let Some(source) = &self.source {
+            return self
+                .with_dispatch(is_owner, |d| source.trace_ids(id, d))
+                .map(SpanIds::from);
         }
-        found
+        #[cfg(feature = "opentelemetry")]
+        {
+            let found = self.read(id, is_owner);
+            if found.is_some() && !self.survives_close.load(Ordering::Relaxed) {
+                self.survives_close.store(true, Ordering::Relaxed);
+            }
+            found
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        None
     }
 
-    /// Reads `id`'s context through the layer's own dispatch: the current default when it is
-    /// that dispatch (no reference count touched), else the one remembered.
+    /// Runs `f` on the layer's own dispatch: the current default when it is that dispatch (no
+    /// reference count touched), else the one remembered; `None` when there is none.
+    fn with_dispatch<T>(
+        &self,
+        is_owner: impl Fn(&Dispatch) -> bool,
+        f: impl Fn(&Dispatch) -> T,
+    ) -> Option<T> {
+        dispatcher::get_default(|d| is_owner(d).then(|| f(d))).or_else(|| {
+            let d = self.dispatch.get()?.upgrade()?;
+            Some(f(&d))
+        })
+    }
+
+    /// Reads `id`'s OpenTelemetry context through the layer's own dispatch.
+    #[cfg(feature = "opentelemetry")]
     pub(crate) fn read(&self, id: &Id, is_owner: impl Fn(&Dispatch) -> bool) -> Option<SpanIds> {
-        let current = dispatcher::get_default(|d| is_owner(d).then(|| read_context(id, d)));
-        let found = match current {
-            Some(found) => found,
-            None => {
-                let d = self.dispatch.get()?.upgrade()?;
-                read_context(id, &d)
-            }
-        };
+        let found = self.with_dispatch(is_owner, |d| read_context(id, d))?;
         self.tally(found.is_some());
         found
     }
@@ -210,6 +319,7 @@ impl Capture {
 }
 
 /// Lookups without any OpenTelemetry context found after which a layer stops looking.
+#[cfg(feature = "opentelemetry")]
 const GIVE_UP: u64 = 1024;
 
 /// One exemplar: ids, observed value, when.

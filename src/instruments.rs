@@ -289,7 +289,7 @@ pub(crate) struct Family {
     health_on: AtomicUsize,
     series: Arc<SeriesTable>,
     /// The exemplars of its series (histograms and counters only).
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     pub(crate) exemplars: Option<Arc<crate::exemplars::FamilyExemplars>>,
 }
 
@@ -305,7 +305,7 @@ impl std::fmt::Debug for Family {
 impl Family {
     /// The family a validated configuration declares, with no series yet.
     pub(crate) fn new(declared: DeclaredFamily) -> Self {
-        #[cfg(feature = "opentelemetry")]
+        #[cfg(feature = "exemplars")]
         let exemplars = crate::exemplars::FamilyExemplars::new(
             &declared.exported,
             declared.kind,
@@ -314,7 +314,7 @@ impl Family {
             declared.limit,
         );
         Family {
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             exemplars,
             name: declared.name,
             exported: declared.exported,
@@ -786,7 +786,7 @@ pub(crate) struct GroupEntry {
     /// Whether resolving the labels cut a value (counted again on every use).
     pub(crate) truncated: bool,
     /// The exemplars of each handle's series, in the same order (`None`: a gauge).
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     pub(crate) exemplars: SmallVec<[Option<Arc<crate::exemplars::SeriesExemplars>>; 2]>,
 }
 
@@ -863,7 +863,7 @@ impl GroupCache {
         hash: u64,
         handles: SmallVec<[Handle; 2]>,
         truncated: bool,
-        #[cfg(feature = "opentelemetry")] exemplars: SmallVec<
+        #[cfg(feature = "exemplars")] exemplars: SmallVec<
             [Option<Arc<crate::exemplars::SeriesExemplars>>; 2],
         >,
     ) {
@@ -895,7 +895,7 @@ impl GroupCache {
             hash,
             handles,
             truncated,
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             exemplars,
         };
         entries.insert_unique(hash, Arc::new(entry), |e| e.hash);
@@ -930,7 +930,7 @@ mod tests {
                 cache.hash(key),
                 handles(),
                 false,
-                #[cfg(feature = "opentelemetry")]
+                #[cfg(feature = "exemplars")]
                 SmallVec::new(),
             );
         }
@@ -946,7 +946,7 @@ mod tests {
             cache.hash(b"c"),
             handles(),
             true,
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             SmallVec::new(),
         );
         assert_eq!(cache.len(), 1);

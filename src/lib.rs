@@ -47,8 +47,9 @@
 //! - `state` and `labels`: per-span state (timers, captured fields, links to ancestors) with no
 //!   heap beyond the one box tracing-subscriber's extensions force; label resolution and
 //!   conditions.
-//! - `exemplars` (feature `opentelemetry`): sampled OpenTelemetry spans' trace and span ids,
-//!   captured per span and kept per histogram bucket and counter series.
+//! - `exemplars` (feature `exemplars`): a span's trace and span ids (from a user's source, or
+//!   with feature `opentelemetry` from sampled OpenTelemetry spans), captured per span and kept
+//!   per histogram bucket and counter series.
 //! - `layer`: the [`SpanMetricsLayer`]: tracing's hooks (`layer/mod.rs`), per-thread recent
 //!   plans, reload, recording, events and milestones, the registry field lookup.
 //! - [`exporter`] and [`testing`]: `metrics-exporter-prometheus` set up for the layer's families;
@@ -84,7 +85,7 @@
 pub struct ReadmeDoctests;
 
 pub mod config;
-#[cfg(feature = "opentelemetry")]
+#[cfg(feature = "exemplars")]
 mod exemplars;
 #[cfg(feature = "prometheus")]
 pub mod exporter;
@@ -110,6 +111,6 @@ pub use config::{OVERFLOW_LABEL, OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_MET
 pub use config::{Objective, ObjectiveKind};
 pub use config::{RED_DURATION_SECONDS, RED_EVENTS, RED_NAMESPACE, Red, StatusCodeLabel};
 pub use config::{ROUTE_ID, RouteMapping};
-#[cfg(feature = "opentelemetry")]
-pub use exemplars::Exemplars;
+#[cfg(feature = "exemplars")]
+pub use exemplars::{ExemplarSource, Exemplars, TraceIds};
 pub use layer::{ReloadHandle, SpanMetricsLayer};

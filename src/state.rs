@@ -202,7 +202,7 @@ pub(crate) struct SpanState {
     /// The nearest ancestor that captures each field the configuration inherits.
     links: Links,
     /// The span's OpenTelemetry ids, once read (see `crate::exemplars`).
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     pub(crate) exemplar: crate::exemplars::SpanIds,
 }
 
@@ -222,7 +222,7 @@ impl SpanState {
             milestones,
             held: SmallVec::new(),
             links,
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             exemplar: Default::default(),
         }
     }
@@ -673,12 +673,8 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn the_state_of_a_span_is_552_bytes() {
-        // With the `opentelemetry` feature: the span's trace and span ids (24 bytes).
-        let exemplar = if cfg!(feature = "opentelemetry") {
-            24
-        } else {
-            0
-        };
+        // With the `exemplars` feature: the span's trace and span ids (24 bytes).
+        let exemplar = if cfg!(feature = "exemplars") { 24 } else { 0 };
         assert_eq!(std::mem::size_of::<States>(), 552 + exemplar);
     }
 }

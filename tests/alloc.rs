@@ -162,6 +162,66 @@ fn one_span_allocates_nothing_beyond_the_forced_extension() {
         with_layer.0, baseline.0
     );
 
+    // With exemplars from a source of the user's (`with_exemplar_source`) reading the ids its
+    // own layer stored in each span's extensions, in both orders: exactly the allocations of
+    // the same stack without a source (the user's extension and the layer's, per span).
+    #[cfg(feature = "exemplars")]
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tracing_spanmetrics::TraceIds;
+        use tracing_subscriber::registry::LookupSpan as _;
+        let calls = Arc::new(AtomicU64::new(0));
+        let with_source = |recorder| {
+            let calls = calls.clone();
+            rules(recorder).with_exemplar_source(
+                move |id: &tracing::span::Id, dispatch: &Dispatch| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    let registry = dispatch.downcast_ref::<Registry>()?;
+                    let span = registry.span(id)?;
+                    let marker = span.extensions().get::<Marker>()?.0;
+                    Some(TraceIds {
+                        trace_id: u128::from(marker).to_be_bytes(),
+                        span_id: marker.to_be_bytes(),
+                    })
+                },
+            )
+        };
+        let without = measure(&Dispatch::new(
+            Registry::default()
+                .with(OneExtension)
+                .with(rules(Arc::new(AtomicRecorder::default()))),
+        ));
+        let recorder = Arc::new(AtomicRecorder::default());
+        let inside = measure(&Dispatch::new(
+            Registry::default()
+                .with(OneExtension)
+                .with(with_source(recorder.clone())),
+        ));
+        let outside = measure(&Dispatch::new(
+            Registry::default()
+                .with(with_source(recorder.clone()))
+                .with(OneExtension),
+        ));
+        assert_eq!(recorder.total("rpc_calls_total"), 2 * spans);
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            2 * spans,
+            "asked once per span"
+        );
+        eprintln!(
+            "with an exemplar source, per span: without {} allocations, user layer inside {}, outside {}",
+            without.0 as f64 / MEASURED as f64,
+            inside.0 as f64 / MEASURED as f64,
+            outside.0 as f64 / MEASURED as f64,
+        );
+        assert_eq!(without.0, 2 * MEASURED);
+        assert_eq!(
+            (inside.0, outside.0),
+            (without.0, without.0),
+            "allocations over {MEASURED} spans with an exemplar source"
+        );
+    }
+
     // Beside tracing-opentelemetry (sampled spans, exemplars captured and kept), in both orders:
     // still nothing beyond the baseline's (which has the OpenTelemetry layer too).
     #[cfg(feature = "opentelemetry")]

@@ -154,9 +154,9 @@ fn label_sets_hold_a_bounded_number_of_bytes() {
     // Stated in BENCHMARKS.md. Measured: 676.8 B per label set for the layer's caches (both
     // families' series and the callsite's shortcut from raw values to their handles), beside
     // the recorder's own storage of the series. Bound within 10% of it.
-    // With the `opentelemetry` feature, each series also has an (empty) exemplar entry: its
+    // With the `exemplars` feature, each series also has an (empty) exemplar entry: its
     // label values, 393.7 B more per label set (1070.5 B measured); bound within 10%.
-    let bound = if cfg!(feature = "opentelemetry") {
+    let bound = if cfg!(feature = "exemplars") {
         1_180.0
     } else {
         745.0

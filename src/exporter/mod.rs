@@ -9,7 +9,7 @@
 //! - [`add_buckets`] and [`prometheus_builder`]: a `PrometheusBuilder` (yours, or a new one)
 //!   with every declared histogram's buckets.
 //!
-//! With the `opentelemetry` feature, [`install`] serves `/metrics` from an endpoint of this
+//! With the `exemplars` feature, [`install`] serves `/metrics` from an endpoint of this
 //! crate's that negotiates the format: OpenMetrics text with exemplars when the scraper's
 //! `Accept` asks for it (Prometheus does), the classic text otherwise; an [`Exposition`] renders
 //! either ([`Exposition::render_openmetrics`], [`Exposition::negotiate`]); and
@@ -29,12 +29,12 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-#[cfg(feature = "opentelemetry")]
+#[cfg(feature = "exemplars")]
 mod http;
-#[cfg(feature = "opentelemetry")]
+#[cfg(feature = "exemplars")]
 mod openmetrics;
 
-#[cfg(feature = "opentelemetry")]
+#[cfg(feature = "exemplars")]
 pub use openmetrics::{CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, wants_openmetrics};
 
 use crate::layer::ExporterBuckets;
@@ -137,10 +137,10 @@ fn fixed_by_prometheus_builder(layer: &(impl DeclaresHistograms + ?Sized)) -> Ex
 /// # Errors
 /// The exporter's error: the address is taken, a recorder is already installed, …
 ///
-/// With the `opentelemetry` feature, `/metrics` (and any other path) is served by this crate's
+/// With the `exemplars` feature, `/metrics` (and any other path) is served by this crate's
 /// own endpoint: OpenMetrics text with exemplars when the scraper's `Accept` asks for it, the
 /// classic text otherwise; the upkeep then runs on a thread of its own.
-#[cfg(feature = "opentelemetry")]
+#[cfg(feature = "exemplars")]
 pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusHandle, BuildError> {
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -163,7 +163,7 @@ pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusH
 ///
 /// # Errors
 /// The exporter's error: the address is taken, a recorder is already installed, …
-#[cfg(not(feature = "opentelemetry"))]
+#[cfg(not(feature = "exemplars"))]
 pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusHandle, BuildError> {
     let (recorder, exporter) = prometheus_builder(layer)?
         .with_http_listener(addr)
@@ -180,7 +180,7 @@ pub fn install(layer: &SpanMetricsLayer, addr: SocketAddr) -> Result<PrometheusH
 /// [`SpanMetricsLayer::exemplars`]): for your own HTTP server, when the scraper's `Accept`
 /// asks for it ([`wants_openmetrics`]). Made from the handle's classic text, so both formats
 /// show the same series (see the `openmetrics` notes in the README).
-#[cfg(feature = "opentelemetry")]
+#[cfg(feature = "exemplars")]
 #[must_use]
 pub fn render_openmetrics(handle: &PrometheusHandle, exemplars: &crate::Exemplars) -> String {
     openmetrics::transform(&handle.render(), Some(exemplars))
@@ -236,9 +236,9 @@ pub fn build_with_own_recorder(
         .build()
         .map_err(SetupError::Config)?;
     layer.exporter_fixed(fixed);
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     let exemplars = Some(layer.exemplars());
-    #[cfg(not(feature = "opentelemetry"))]
+    #[cfg(not(feature = "exemplars"))]
     let exemplars = None;
     Ok((layer, Exposition::new(handle, exemplars)))
 }
@@ -249,7 +249,7 @@ pub fn build_with_own_recorder(
 #[derive(Clone)]
 pub struct Exposition {
     handle: PrometheusHandle,
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     exemplars: Option<crate::Exemplars>,
     _upkeep: Arc<Upkeep>,
 }
@@ -262,7 +262,7 @@ impl std::fmt::Debug for Exposition {
 
 impl Exposition {
     fn new(handle: PrometheusHandle, exemplars: Option<Exemplars>) -> Self {
-        #[cfg(not(feature = "opentelemetry"))]
+        #[cfg(not(feature = "exemplars"))]
         let _: Option<Exemplars> = exemplars;
         let upkeep = Arc::new_cyclic(|weak: &Weak<Upkeep>| {
             let weak = weak.clone();
@@ -284,7 +284,7 @@ impl Exposition {
         });
         Exposition {
             handle,
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             exemplars,
             _upkeep: upkeep,
         }
@@ -292,7 +292,7 @@ impl Exposition {
 
     /// The metrics as OpenMetrics text (content type [`OPENMETRICS_CONTENT_TYPE`]), with the
     /// layer's exemplars: the same series as [`Exposition::render`].
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     #[must_use]
     pub fn render_openmetrics(&self) -> String {
         openmetrics::transform(&self.handle.render(), self.exemplars.as_ref())
@@ -312,10 +312,10 @@ impl Exposition {
 }
 
 /// The layer's exemplars, where the feature keeps them.
-#[cfg(feature = "opentelemetry")]
+#[cfg(feature = "exemplars")]
 type Exemplars = crate::Exemplars;
 /// No exemplars without the feature.
-#[cfg(not(feature = "opentelemetry"))]
+#[cfg(not(feature = "exemplars"))]
 type Exemplars = std::convert::Infallible;
 
 /// Wakes the upkeep thread when the last [`Exposition`] is dropped, so that it ends.

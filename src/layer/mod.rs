@@ -57,7 +57,7 @@ pub struct SpanMetricsLayer {
     shared: Arc<Shared>,
     clock: quanta::Clock,
     /// How span contexts are read for exemplars.
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     capture: crate::exemplars::Capture,
 }
 
@@ -87,12 +87,12 @@ impl SpanMetricsBuilder {
 
 impl SpanMetricsLayer {
     pub(crate) fn new(
-        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))] mut model: Ruleset,
+        #[cfg_attr(not(feature = "exemplars"), allow(unused_mut))] mut model: Ruleset,
         clock: quanta::Clock,
     ) -> Self {
-        #[cfg(feature = "opentelemetry")]
+        #[cfg(feature = "exemplars")]
         let exemplars = Arc::new(crate::exemplars::Store::default());
-        #[cfg(feature = "opentelemetry")]
+        #[cfg(feature = "exemplars")]
         for family in &mut model.families {
             if let Some(own) = &family.exemplars {
                 family.exemplars = Some(exemplars.adopt(own));
@@ -113,36 +113,97 @@ impl SpanMetricsLayer {
             retired: Mutex::new(Vec::new()),
             current: ArcSwap::from_pointee(compiled),
             generation: AtomicU64::new(0),
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             exemplars,
         };
         SpanMetricsLayer {
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(shared),
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             capture: crate::exemplars::Capture::new(&clock),
             clock,
         }
     }
 
-    /// Whether observations of sampled OpenTelemetry spans carry exemplars (their trace and
-    /// span ids). Defaults to `true`. See [`Exemplars`](crate::Exemplars).
-    #[cfg(feature = "opentelemetry")]
+    /// Whether observations carry exemplars (the trace and span ids of sampled OpenTelemetry
+    /// spans, or of [`with_exemplar_source`](Self::with_exemplar_source)). Defaults to `true`.
+    /// See [`Exemplars`](crate::Exemplars).
+    #[cfg(feature = "exemplars")]
     #[must_use]
     pub fn with_exemplars(mut self, capture: bool) -> Self {
         self.capture.enabled = capture;
         self
     }
 
+    /// Takes the trace and span ids of each span's exemplars from `source`, your own trace
+    /// context, instead of OpenTelemetry: no `opentelemetry` feature needed. With the
+    /// `opentelemetry` feature too, `source` takes precedence: OpenTelemetry contexts are then
+    /// not read at all. Defaults to none (with the `opentelemetry` feature: the spans'
+    /// OpenTelemetry contexts).
+    ///
+    /// `source` is any `Fn(&tracing::span::Id, &tracing::Dispatch) -> Option<`[`TraceIds`]`>`
+    /// (or an [`ExemplarSource`]). It is called once per span that a histogram or counter rule
+    /// measures, at this layer's close of the span, without any of the span's extensions
+    /// locked, with the dispatch this layer is part of: it may look the span up (say
+    /// `dispatch.downcast_ref::<tracing_subscriber::Registry>()` and
+    /// [`LookupSpan::span`]) and read what your layer stored in its extensions. The ids must
+    /// still be there at this layer's close: extensions are, in any order of the layers (the
+    /// registry drops them after every layer's `on_close`); ids your layer removes in its own
+    /// `on_close` are there only when your layer is outside this one
+    /// (`registry().with(metrics_layer).with(your_layer)`, whose `on_close` runs after this
+    /// one's). `None`, or ids of which either is all zero, give no exemplar.
+    ///
+    /// [`TraceIds`]: crate::TraceIds
+    /// [`ExemplarSource`]: crate::ExemplarSource
+    /// [`LookupSpan::span`]: tracing_subscriber::registry::LookupSpan::span
+    ///
+    /// ```
+    /// use tracing::span::{Attributes, Id};
+    /// use tracing_spanmetrics::{Metric, SpanMetrics, Spans, TraceIds, exporter};
+    /// use tracing_subscriber::layer::{Context, Layer};
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_subscriber::registry::{LookupSpan, Registry};
+    ///
+    /// /// Your own trace context: here, every span of one trace, numbered as tracing numbers it.
+    /// struct MyContext;
+    ///
+    /// impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for MyContext {
+    ///     fn on_new_span(&self, _: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+    ///         let ids = TraceIds { trace_id: [0xab; 16], span_id: id.into_u64().to_be_bytes() };
+    ///         ctx.span(id).unwrap().extensions_mut().insert(ids);
+    ///     }
+    /// }
+    ///
+    /// let rules = SpanMetrics::builder()
+    ///     .metric(Metric::counter("jobs").spans(Spans::named("job")).spans_closed());
+    /// let (layer, exposition) = exporter::build_with_own_recorder(rules)?;
+    /// let layer = layer.with_exemplar_source(|id: &Id, dispatch: &tracing::Dispatch| {
+    ///     let registry = dispatch.downcast_ref::<Registry>()?;
+    ///     registry.span(id)?.extensions().get::<TraceIds>().copied()
+    /// });
+    /// let subscriber = tracing_subscriber::registry().with(MyContext).with(layer);
+    /// tracing::subscriber::with_default(subscriber, || tracing::info_span!("job").in_scope(|| {}));
+    ///
+    /// let text = exposition.render_openmetrics();
+    /// assert!(text.contains(&format!("jobs_total 1 # {{trace_id=\"{}\"", "ab".repeat(16))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "exemplars")]
+    #[must_use]
+    pub fn with_exemplar_source(mut self, source: impl crate::ExemplarSource) -> Self {
+        self.capture.set_source(Box::new(source));
+        self
+    }
+
     /// The exemplars the layer keeps (across reloads), to render with the exporter's text (see
     /// [`exporter::render_openmetrics`](crate::exporter::render_openmetrics)).
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     pub fn exemplars(&self) -> crate::Exemplars {
         crate::Exemplars::new(self.shared.exemplars.clone())
     }
 
     /// Whether `dispatch` is the one this layer is part of.
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     fn is_own(&self, dispatch: &tracing_core::Dispatch) -> bool {
         dispatch
             .downcast_ref::<SpanMetricsLayer>()
@@ -168,9 +229,10 @@ impl SpanMetricsLayer {
         }
     }
 
-    /// Reads a span's OpenTelemetry context at close when tracing-opentelemetry still holds it
-    /// (it is the outer layer), unless it was read at enter.
-    #[cfg(feature = "opentelemetry")]
+    /// Reads a span's ids at close: from the user's source, else from its OpenTelemetry
+    /// context when tracing-opentelemetry still holds it (it is the outer layer), unless it was
+    /// read at enter. Only spans with close-time rules are asked about.
+    #[cfg(feature = "exemplars")]
     fn capture_at_close<S>(&self, span: &SpanRef<'_, S>) -> Option<crate::exemplars::SpanIds>
     where
         S: for<'a> LookupSpan<'a>,
@@ -178,7 +240,7 @@ impl SpanMetricsLayer {
         if !self.capture.looking() {
             return None;
         }
-        if !self.capture.only_at_close() {
+        if self.capture.has_source() || !self.capture.only_at_close() {
             let ext = span.extensions();
             let st = States::of(&ext, self.id)?;
             if st.exemplar.looked() || st.plan.close_groups.is_empty() {
@@ -335,7 +397,7 @@ impl SpanMetricsLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        #[cfg(feature = "opentelemetry")]
+        #[cfg(feature = "exemplars")]
         let exemplar = state
             .exemplar
             .ids()
@@ -417,7 +479,7 @@ impl SpanMetricsLayer {
                         for (handle, (_, op)) in entry.handles.iter().zip(&ops) {
                             handle.apply(*op);
                         }
-                        #[cfg(feature = "opentelemetry")]
+                        #[cfg(feature = "exemplars")]
                         if let Some((ids, at)) = exemplar {
                             for (series, (_, op)) in entry.exemplars.iter().zip(&ops) {
                                 if let Some(series) = series {
@@ -441,7 +503,7 @@ impl SpanMetricsLayer {
                             &subject,
                             &chain,
                             key,
-                            #[cfg(feature = "opentelemetry")]
+                            #[cfg(feature = "exemplars")]
                             exemplar,
                         )
                     }
@@ -456,7 +518,7 @@ impl SpanMetricsLayer {
                 &subject,
                 &chain,
                 None,
-                #[cfg(feature = "opentelemetry")]
+                #[cfg(feature = "exemplars")]
                 exemplar,
             );
         }
@@ -480,7 +542,7 @@ impl SpanMetricsLayer {
         subject: &Subject<'_>,
         chain: &dyn Lookup,
         key: Option<(&[u8], u64)>,
-        #[cfg(feature = "opentelemetry")] exemplar: Option<crate::exemplars::Stamped>,
+        #[cfg(feature = "exemplars")] exemplar: Option<crate::exemplars::Stamped>,
     ) {
         let rule = &model.rules[first.rule];
         let mut buf = LabelBuf::new(model.settings.max_label_len);
@@ -494,12 +556,12 @@ impl SpanMetricsLayer {
         let hash = hash_labels(&values);
         recorder.with(|r, id| {
             let mut handles: SmallVec<[Handle; 2]> = SmallVec::new();
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             let mut exemplars = SmallVec::new();
             let mut cacheable = key.is_some();
             for &(family, op) in ops {
                 let family = &model.families[family];
-                #[cfg_attr(not(feature = "opentelemetry"), allow(unused_variables))]
+                #[cfg_attr(not(feature = "exemplars"), allow(unused_variables))]
                 let overflow = family.with_handle_on(r, id, &values, hash, |h, overflow| {
                     h.apply(op);
                     if overflow {
@@ -510,7 +572,7 @@ impl SpanMetricsLayer {
                     overflow
                 });
                 // An overflow series carries no exemplar (its labels are not the span's).
-                #[cfg(feature = "opentelemetry")]
+                #[cfg(feature = "exemplars")]
                 if !overflow && self.capture.enabled && (cacheable || exemplar.is_some()) {
                     let series = family
                         .exemplars
@@ -529,7 +591,7 @@ impl SpanMetricsLayer {
                     key_hash,
                     handles,
                     truncated,
-                    #[cfg(feature = "opentelemetry")]
+                    #[cfg(feature = "exemplars")]
                     exemplars,
                 );
             }
@@ -598,7 +660,7 @@ impl<S> Layer<S> for SpanMetricsLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
         self.capture.register(dispatch);
     }
@@ -741,11 +803,11 @@ where
             }
         }
         // Read without holding the span's extensions (tracing-opentelemetry locks them).
-        #[cfg(feature = "opentelemetry")]
+        #[cfg(feature = "exemplars")]
         let found = self.capture_at_close(&span);
         // The state stays where it is; the registry drops it with the span's extensions.
         self.with_state(&span, |st| {
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             if let Some(found) = found {
                 st.exemplar = found;
             }

@@ -39,7 +39,7 @@ pub(super) struct Shared {
     /// crate's exporter helpers set it up: a reload must not declare others.
     pub(super) exporter_buckets: Mutex<Option<ExporterBuckets>>,
     /// Every family's exemplars, by exported name, across reloads.
-    #[cfg(feature = "opentelemetry")]
+    #[cfg(feature = "exemplars")]
     pub(super) exemplars: Arc<crate::exemplars::Store>,
 }
 
@@ -92,7 +92,7 @@ impl Shared {
                 family.continue_from(earlier);
             }
             admitted.insert(family.exported.clone(), family.admitted());
-            #[cfg(feature = "opentelemetry")]
+            #[cfg(feature = "exemplars")]
             if let Some(own) = &family.exemplars {
                 family.exemplars = Some(self.exemplars.adopt(own));
             }
