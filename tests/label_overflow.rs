@@ -78,13 +78,13 @@ fn only_the_offending_labels_value_is_replaced() {
     assert_eq!(replaced(&m, "user"), Some(14));
     // The label without a limit never overflowed: no counter for it.
     assert_eq!(replaced(&m, "method"), None);
-    // No label set was refused as a whole.
+    // No label set was refused as a whole: the family's counter exists from the start, at 0.
     assert_eq!(
         m.counter(
             tracing_spanmetrics::OVERFLOW_METRIC,
             &[("metric", "requests_total")]
         ),
-        None
+        Some(0)
     );
 }
 
