@@ -281,8 +281,11 @@ fn three_layers_in_one_subscriber_each_read_their_own_state() {
         let took = format!("l{i}.took");
         assert_eq!(m.histogram(&took, &[(field, a)]), Some(vec![0.01; 2]));
         assert_eq!(m.histogram(&took, &[(field, b)]), Some(vec![0.01; 3]));
-        // Nothing from another layer's rules.
-        assert_eq!(m.series.len(), 6 + 2 + 2 + 2, "layer {i}");
+        // Nothing from another layer's rules. Besides its own series (6 + 2 + 2 + 2), each
+        // layer's recorder holds its health counters at 0: one overflow counter per family (4)
+        // and the truncated counter (1); no label has a value limit, no family measures a
+        // numeric field.
+        assert_eq!(m.series.len(), 6 + 2 + 2 + 2 + 4 + 1, "layer {i}");
     }
 }
 
@@ -498,11 +501,15 @@ fn label_sets_seen_before_register_nothing_on_any_thread() {
             w.join().unwrap();
         }
     };
+    // At build, each of the 3 families registers its health counters at 0: its
+    // overflow counter and the (shared) truncated counter, so 3 × 2 = 6 registrations (no label
+    // has a value limit, no family measures a numeric field).
+    assert_eq!(recorder.registrations.load(SeqCst), 6);
     run(3);
-    // 3 label sets × 3 families.
-    assert_eq!(recorder.registrations.load(SeqCst), 9);
+    // Then 3 label sets × 3 families.
+    assert_eq!(recorder.registrations.load(SeqCst), 6 + 9);
     run(10_000);
-    assert_eq!(recorder.registrations.load(SeqCst), 9);
+    assert_eq!(recorder.registrations.load(SeqCst), 6 + 9);
     let m = recorder.inner.snapshot();
     assert_eq!(
         m.counter("rpc.calls", &[("peer", "0")]),

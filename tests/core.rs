@@ -103,7 +103,10 @@ fn float_labels_read_as_their_shortest_round_trip_text() {
     assert_eq!(m.series("f.total").len(), values.len());
     assert_eq!(m.counter("huge.total", &[]), Some(2));
     // Nothing truncated: the counter exists from the start, at 0.
-    assert_eq!(m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]), Some(0));
+    assert_eq!(
+        m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]),
+        Some(0)
+    );
 }
 
 #[test]
@@ -1122,7 +1125,10 @@ fn values_too_long_for_the_shortcut_key_still_count_apart() {
     assert_eq!(m.counter("long.total", &[("p", &p), ("q", &q2)]), Some(2));
     assert_eq!(m.series("long.total").len(), 2);
     // Nothing truncated: the counter exists from the start, at 0.
-    assert_eq!(m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]), Some(0));
+    assert_eq!(
+        m.counter(tracing_spanmetrics::TRUNCATED_METRIC, &[]),
+        Some(0)
+    );
 }
 
 /// Spans of one callsite reach their series through a shortcut keyed by the raw values their

@@ -125,7 +125,10 @@ fn label_sets_hold_a_bounded_number_of_bytes() {
         })
     });
     // 2 families × 2,000 label sets (the default cardinality limit): nothing overflowed.
-    assert_eq!(recorder.len(), 2 * SETS as usize);
+    // Plus the health counters registered at 0 at build (before anything is measured): one
+    // overflow counter per family (2) and the truncated counter (1); no label has a value
+    // limit, no family measures a numeric field.
+    assert_eq!(recorder.len(), 2 * SETS as usize + 2 + 1);
     // The recorder's own share: the same series registered directly on a fresh recorder.
     let direct = AtomicRecorder::default();
     let ((), recorder_bytes) = net_bytes(|| {
@@ -213,7 +216,9 @@ fn exemplars_hold_a_bounded_number_of_bytes_per_label_set() {
                 }
             })
         });
-        assert_eq!(recorder.len(), 2 * SETS as usize);
+        // 2 families × 2,000 label sets, plus the health counters registered at 0 at build:
+        // 2 overflow counters (one per family) and the truncated counter.
+        assert_eq!(recorder.len(), 2 * SETS as usize + 2 + 1);
         (total, dispatch)
     };
     let (off, _keep_off) = bytes(false);
