@@ -9,7 +9,8 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 #[cfg(feature = "prometheus")]
 use tracing_spanmetrics::exporter;
 use tracing_spanmetrics::{
-    Label, Metric, OVERFLOW_METRIC, SpanMetrics, SpanMetricsBuilder, Spans, Unit,
+    Label, Metric, OVERFLOW_METRIC, REJECTED_METRIC, SpanMetrics, SpanMetricsBuilder, Spans,
+    TRUNCATED_METRIC, Unit,
 };
 #[cfg(feature = "prometheus")]
 use tracing_subscriber::prelude::*;
@@ -67,11 +68,18 @@ fn type_lines(described: bool, exporter: PrometheusBuilder) -> Vec<String> {
 #[test]
 #[cfg(feature = "prometheus")]
 fn exported_names_depend_on_name_kind_and_unit_only() {
+    // The four families, then the layer's health counters, registered at 0 when the layer is
+    // built: overflow for every family, values rejected because `payload` measures the `size`
+    // field, truncated always; no label has a value limit, so no label overflow.
+    let health = |name: &str| format!("# TYPE {name} counter");
     let want = [
-        "# TYPE payload_bytes histogram",
-        "# TYPE rpc_calls_total counter",
-        "# TYPE rpc_in_flight gauge",
-        "# TYPE rpc_latency_seconds histogram",
+        "# TYPE payload_bytes histogram".to_owned(),
+        "# TYPE rpc_calls_total counter".to_owned(),
+        "# TYPE rpc_in_flight gauge".to_owned(),
+        "# TYPE rpc_latency_seconds histogram".to_owned(),
+        health(TRUNCATED_METRIC),
+        health(OVERFLOW_METRIC),
+        health(REJECTED_METRIC),
     ];
     type Setup = fn() -> PrometheusBuilder;
     let exporters: [(&str, Setup); 3] = [
