@@ -9,8 +9,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 #[cfg(feature = "prometheus")]
 use tracing_spanmetrics::exporter;
 use tracing_spanmetrics::{
-    Label, Metric, OVERFLOW_METRIC, REJECTED_METRIC, SpanMetrics, SpanMetricsBuilder, Spans,
-    TRUNCATED_METRIC, Unit,
+    Label, Metric, OVERFLOW_METRIC, SpanMetrics, SpanMetricsBuilder, Spans, Unit,
 };
 #[cfg(feature = "prometheus")]
 use tracing_subscriber::prelude::*;
@@ -71,6 +70,7 @@ fn exported_names_depend_on_name_kind_and_unit_only() {
     // The four families, then the layer's health counters, registered at 0 when the layer is
     // built: overflow for every family, values rejected because `payload` measures the `size`
     // field, truncated always; no label has a value limit, so no label overflow.
+    use tracing_spanmetrics::{REJECTED_METRIC, TRUNCATED_METRIC};
     let health = |name: &str| format!("# TYPE {name} counter");
     let want = [
         "# TYPE payload_bytes histogram".to_owned(),
