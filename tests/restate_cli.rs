@@ -24,9 +24,8 @@ fn assert_the_27_families_and_the_health_counters(text: &str) {
         .map(|l| l.split(' ').next().unwrap_or_default())
         .collect();
     described.sort_unstable();
-    let (mut seen, seed): (Vec<&str>, Vec<&str>) =
-        described.iter().partition(|n| health.contains(*n));
-    seen.sort_unstable();
+    let (seen, seed): (Vec<&str>, Vec<&str>) =
+        described.into_iter().partition(|n| health.contains(n));
     let mut want = health.to_vec();
     want.sort_unstable();
     assert_eq!(seen, want, "the health counters:\n{text}");
