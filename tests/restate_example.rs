@@ -327,7 +327,10 @@ fn standard_scenario_produces_all_27_families_with_exact_values() {
     let seed: BTreeSet<&str> = names.difference(&health).copied().collect();
     assert_eq!(seed.len(), 27, "exactly the 27 families: {seed:?}");
     assert_eq!(
-        names.intersection(&health).copied().collect::<BTreeSet<_>>(),
+        names
+            .intersection(&health)
+            .copied()
+            .collect::<BTreeSet<_>>(),
         health,
         "exactly the health families: {names:?}"
     );
