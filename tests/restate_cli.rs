@@ -335,9 +335,20 @@ fn once_with_otel_prints_span_lines_on_stderr_and_the_exposition_on_stdout() {
     let text = String::from_utf8(out.stdout).unwrap();
     // Stdout is the exposition alone: the same 27 families.
     assert_the_27_families_and_the_health_counters(&text);
+    // Samples are the families' and the health counters' (named exactly, then labels or value).
+    let health_sample = |l: &str| {
+        [OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC]
+            .iter()
+            .any(|n| {
+                l.strip_prefix(n)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+    };
     assert!(
-        text.lines()
-            .all(|l| l.starts_with('#') || l.starts_with("restate_") || l.is_empty()),
+        text.lines().all(|l| l.starts_with('#')
+            || l.starts_with("restate_")
+            || health_sample(l)
+            || l.is_empty()),
         "{text}"
     );
     // Stderr: one line per finished span, for the same spans.
