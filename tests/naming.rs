@@ -67,11 +67,19 @@ fn type_lines(described: bool, exporter: PrometheusBuilder) -> Vec<String> {
 #[test]
 #[cfg(feature = "prometheus")]
 fn exported_names_depend_on_name_kind_and_unit_only() {
+    // The four families, then the layer's health counters, registered at 0 when the layer is
+    // built: overflow for every family, values rejected because `payload` measures the `size`
+    // field, truncated always; no label has a value limit, so no label overflow.
+    use tracing_spanmetrics::{REJECTED_METRIC, TRUNCATED_METRIC};
+    let health = |name: &str| format!("# TYPE {name} counter");
     let want = [
-        "# TYPE payload_bytes histogram",
-        "# TYPE rpc_calls_total counter",
-        "# TYPE rpc_in_flight gauge",
-        "# TYPE rpc_latency_seconds histogram",
+        "# TYPE payload_bytes histogram".to_owned(),
+        "# TYPE rpc_calls_total counter".to_owned(),
+        "# TYPE rpc_in_flight gauge".to_owned(),
+        "# TYPE rpc_latency_seconds histogram".to_owned(),
+        health(TRUNCATED_METRIC),
+        health(OVERFLOW_METRIC),
+        health(REJECTED_METRIC),
     ];
     type Setup = fn() -> PrometheusBuilder;
     let exporters: [(&str, Setup); 3] = [

@@ -13,7 +13,9 @@ use opentelemetry::trace::{Status, TracerProvider as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::field::Empty;
-use tracing_spanmetrics::{RED_CALLS, RED_DURATION, SpanMetrics};
+use tracing_spanmetrics::{
+    OVERFLOW_METRIC, RED_CALLS, RED_DURATION, SpanMetrics, TRUNCATED_METRIC,
+};
 use tracing_subscriber::prelude::*;
 
 /// Keeps every finished span.
@@ -129,7 +131,13 @@ fn span_metrics_and_traces_agree() {
     let m = recorder.snapshot();
     let mut ours: BTreeMap<(String, &str, &str), u64> = BTreeMap::new();
     let mut our_durations: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut health: Vec<(&str, Vec<String>, &common::Value)> = Vec::new();
     for (key, value) in &m.series {
+        if [OVERFLOW_METRIC, TRUNCATED_METRIC].contains(&key.name()) {
+            let labels = key.labels().map(|l| l.value().to_owned()).collect();
+            health.push((key.name(), labels, value));
+            continue;
+        }
         let label = |k: &str| {
             key.labels()
                 .find(|l| l.key() == k)
@@ -161,6 +169,19 @@ fn span_metrics_and_traces_agree() {
         }
     }
     assert_eq!(ours, otel_calls);
+    // Besides RED's families, only the layer's health counters, registered at 0 when it was
+    // built and still 0: overflow for each of RED's two families (calls, duration; events are
+    // off), truncated always; no numeric field, no label with a value limit.
+    health.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let zero = common::Value::Counter(0);
+    assert_eq!(
+        health,
+        [
+            (TRUNCATED_METRIC, vec![], &zero),
+            (OVERFLOW_METRIC, vec![RED_CALLS.to_owned()], &zero),
+            (OVERFLOW_METRIC, vec![RED_DURATION.to_owned()], &zero),
+        ]
+    );
     // The expected split, spelled out: 12 requests (6 OK, 6 unset), 12 handler calls (3 failed),
     // 12 queries (4 with an error event).
     assert_eq!(

@@ -18,7 +18,9 @@ mod exported {
     use std::sync::Arc;
 
     use metrics_exporter_prometheus::PrometheusBuilder;
-    use tracing_spanmetrics::{Red, SpanMetrics, Unit, exporter};
+    use tracing_spanmetrics::{
+        OVERFLOW_METRIC, Red, SpanMetrics, TRUNCATED_METRIC, Unit, exporter,
+    };
     use tracing_subscriber::prelude::*;
 
     /// The exposition of one span with one event, under `red`, rendered by `exporter` with the
@@ -152,6 +154,11 @@ mod exported {
                     "# TYPE traces_span_metrics_calls_total counter".to_owned(),
                     format!("# TYPE {duration} histogram"),
                     "# TYPE traces_span_metrics_events_total counter".to_owned(),
+                    // The layer's health counters, registered at 0 when it is built: overflow
+                    // for every family, truncated always; no numeric field, no label with a
+                    // value limit.
+                    format!("# TYPE {OVERFLOW_METRIC} counter"),
+                    format!("# TYPE {TRUNCATED_METRIC} counter"),
                 ];
                 let mut want: Vec<&str> = want.iter().map(String::as_str).collect();
                 want.sort_unstable();

@@ -10,6 +10,27 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use example_bin::{Killed, free_port, get, poll, restate_binary};
+use tracing_spanmetrics::{OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC};
+
+/// The example's configuration exports 27 families, each described; besides them the layer
+/// describes its health counters, registered at 0: overflow for every family, truncated
+/// always, values rejected because two gauges measure a field (`throttling_balance`,
+/// `concurrency_limit`); no label has a value limit, so no label overflow.
+fn assert_the_27_families_and_the_health_counters(text: &str) {
+    let health = [OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC];
+    let mut described: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .map(|l| l.split(' ').next().unwrap_or_default())
+        .collect();
+    described.sort_unstable();
+    let (seen, seed): (Vec<&str>, Vec<&str>) =
+        described.into_iter().partition(|n| health.contains(n));
+    let mut want = health.to_vec();
+    want.sort_unstable();
+    assert_eq!(seen, want, "the health counters:\n{text}");
+    assert_eq!(seed.len(), 27, "the 27 families: {seed:?}");
+}
 
 #[test]
 fn once_prints_the_whole_exposition_and_exits_zero() {
@@ -24,10 +45,7 @@ fn once_prints_the_whole_exposition_and_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        text.lines().filter(|l| l.starts_with("# HELP ")).count(),
-        27
-    );
+    assert_the_27_families_and_the_health_counters(&text);
     assert!(text.contains("restate_network_rpc_duration_seconds_bucket{"));
     assert!(start.elapsed() < Duration::from_secs(20));
 }
@@ -183,10 +201,7 @@ fn a_valid_copy_of_the_config_file_gives_the_27_families() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        text.lines().filter(|l| l.starts_with("# HELP ")).count(),
-        27
-    );
+    assert_the_27_families_and_the_health_counters(&text);
     assert!(text.contains("restate_network_rpc_duration_seconds_bucket{"));
 }
 
@@ -319,13 +334,21 @@ fn once_with_otel_prints_span_lines_on_stderr_and_the_exposition_on_stdout() {
     assert!(out.status.success(), "{err}");
     let text = String::from_utf8(out.stdout).unwrap();
     // Stdout is the exposition alone: the same 27 families.
-    assert_eq!(
-        text.lines().filter(|l| l.starts_with("# HELP ")).count(),
-        27
-    );
+    assert_the_27_families_and_the_health_counters(&text);
+    // Samples are the families' and the health counters' (named exactly, then labels or value).
+    let health_sample = |l: &str| {
+        [OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC]
+            .iter()
+            .any(|n| {
+                l.strip_prefix(n)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+    };
     assert!(
-        text.lines()
-            .all(|l| l.starts_with('#') || l.starts_with("restate_") || l.is_empty()),
+        text.lines().all(|l| l.starts_with('#')
+            || l.starts_with("restate_")
+            || health_sample(l)
+            || l.is_empty()),
         "{text}"
     );
     // Stderr: one line per finished span, for the same spans.

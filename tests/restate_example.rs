@@ -19,7 +19,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::{Metrics, TestRecorder};
-use tracing_spanmetrics::{SpanMetricsBuilder, SpanMetricsLayer, exporter};
+use tracing_spanmetrics::{
+    OVERFLOW_METRIC, REJECTED_METRIC, SpanMetricsBuilder, SpanMetricsLayer, TRUNCATED_METRIC,
+    exporter,
+};
 use tracing_subscriber::prelude::*;
 
 /// Each family of `seed-metrics.toml`: name, required label keys, optional label keys.
@@ -317,7 +320,20 @@ fn standard_scenario_produces_all_27_families_with_exact_values() {
         );
     }
     let names: BTreeSet<&str> = m.series.iter().map(|(k, _)| k.name()).collect();
-    assert_eq!(names.len(), 27, "exactly the 27 families: {names:?}");
+    // Besides them, the layer's health counters, registered at 0 when it is built: overflow
+    // for every family, truncated always, values rejected because two gauges measure a field
+    // (`throttling_balance`, `concurrency_limit`); no label has a value limit.
+    let health = BTreeSet::from([OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC]);
+    let seed: BTreeSet<&str> = names.difference(&health).copied().collect();
+    assert_eq!(seed.len(), 27, "exactly the 27 families: {seed:?}");
+    assert_eq!(
+        names
+            .intersection(&health)
+            .copied()
+            .collect::<BTreeSet<_>>(),
+        health,
+        "exactly the health families: {names:?}"
+    );
 
     // ---- invoker ----
     let queued = [
@@ -637,9 +653,30 @@ fn standard_exposition() -> String {
 fn exposition_has_histograms_in_seconds_help_and_passes_promtool() {
     let text = standard_exposition();
     let samples = exposition::parse(&text);
-    // 27 families, each with help text; histograms as histograms (never summaries).
-    let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-    assert_eq!(helps, 27, "{text}");
+    // 27 families, each with help text, and the layer's three health counters (overflow,
+    // truncated, and values rejected for the two gauges measuring a field), registered at 0
+    // and described; histograms as histograms (never summaries).
+    let health = [OVERFLOW_METRIC, REJECTED_METRIC, TRUNCATED_METRIC];
+    let helped: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        helped.iter().filter(|n| !health.contains(*n)).count(),
+        27,
+        "{text}"
+    );
+    assert_eq!(
+        helped.iter().filter(|n| health.contains(*n)).count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("# HELP ")).count(),
+        30,
+        "one help line per family: {text}"
+    );
     assert!(
         !text.contains(" summary\n"),
         "a histogram was rendered as a summary"

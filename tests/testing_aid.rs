@@ -9,7 +9,9 @@ use quanta::{Clock, Mock};
 use tracing::field::Empty;
 use tracing::{Dispatch, dispatcher};
 use tracing_spanmetrics::testing::MetricsCapture;
-use tracing_spanmetrics::{Metric, MetricKind, SpanMetrics, SpanMetricsBuilder, Spans};
+use tracing_spanmetrics::{
+    Metric, MetricKind, OVERFLOW_METRIC, SpanMetrics, SpanMetricsBuilder, Spans, TRUNCATED_METRIC,
+};
 use tracing_subscriber::prelude::*;
 
 /// The rules every test uses: `rpc` spans labelled by `method`.
@@ -240,6 +242,18 @@ fn families_and_series_list_what_was_recorded() {
             ("rpc_calls_total", MetricKind::Counter),
             ("rpc_duration_seconds", MetricKind::Histogram),
             ("rpc_in_flight", MetricKind::Gauge),
+            // The layer's health counters, registered at 0 when it is built: truncated always,
+            // overflow for every family; no numeric field, no label with a value limit.
+            (TRUNCATED_METRIC, MetricKind::Counter),
+            (OVERFLOW_METRIC, MetricKind::Counter),
+        ]
+    );
+    assert_eq!(
+        s.series(OVERFLOW_METRIC),
+        [
+            owned(&[("metric", "rpc_calls_total")]),
+            owned(&[("metric", "rpc_duration_seconds")]),
+            owned(&[("metric", "rpc_in_flight")]),
         ]
     );
     assert_eq!(
@@ -294,7 +308,17 @@ fn captures_are_isolated_from_each_other() {
         rpc("get");
         rpc("get");
     });
-    assert!(b.snapshot().is_empty());
+    // `b` holds only the health counters its layer registered at 0 when built, nothing of `a`.
+    let untouched = b.snapshot();
+    assert_eq!(
+        untouched.families(),
+        [
+            (TRUNCATED_METRIC, MetricKind::Counter),
+            (OVERFLOW_METRIC, MetricKind::Counter),
+        ]
+    );
+    assert_eq!(untouched.counter(TRUNCATED_METRIC, &[]), Some(0));
+    assert!(untouched.series("rpc.calls.total").is_empty());
     dispatcher::with_default(&db, || rpc("get"));
     assert_eq!(
         a.snapshot()
