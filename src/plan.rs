@@ -598,24 +598,7 @@ mod tests {
 
     /// An event callsite with fields `message` and `status`.
     fn event_site() -> &'static Metadata<'static> {
-        use tracing_core::{Callsite, Interest};
-        struct Cs;
-        static CS: Cs = Cs;
-        static META: Metadata<'static> = tracing_core::metadata! {
-            name: "event",
-            target: module_path!(),
-            level: tracing_core::Level::INFO,
-            fields: &["message", "status"],
-            callsite: &CS,
-            kind: tracing_core::metadata::Kind::EVENT,
-        };
-        impl Callsite for Cs {
-            fn set_interest(&self, _: Interest) {}
-            fn metadata(&self) -> &Metadata<'_> {
-                &META
-            }
-        }
-        &META
+        crate::values::test_callsite!(EVENT, ["message", "status"])
     }
 
     fn plan(builder: crate::SpanMetricsBuilder) -> EventPlan {

@@ -598,6 +598,34 @@ impl Visit for SlotVisitor<'_> {
     }
 }
 
+/// In unit tests: the metadata of a static callsite of `kind` (`SPAN` or `EVENT`) with the
+/// given field names, for code that needs a `&'static FieldSet` without tracing's macros.
+#[cfg(test)]
+macro_rules! test_callsite {
+    ($kind:ident, [$($name:literal),* $(,)?]) => {{
+        use tracing_core::{Callsite, Interest, Metadata};
+        struct Cs;
+        static CS: Cs = Cs;
+        static META: Metadata<'static> = tracing_core::metadata! {
+            name: "test",
+            target: module_path!(),
+            level: tracing_core::Level::INFO,
+            fields: &[$($name),*],
+            callsite: &CS,
+            kind: tracing_core::metadata::Kind::$kind,
+        };
+        impl Callsite for Cs {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                &META
+            }
+        }
+        &META
+    }};
+}
+#[cfg(test)]
+pub(crate) use test_callsite;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -699,24 +727,7 @@ mod tests {
 
     /// The field set of a static callsite with fields `a` and `b`.
     fn fields_a_b() -> &'static FieldSet {
-        use tracing_core::{Callsite, Interest, Metadata};
-        struct Cs;
-        static CS: Cs = Cs;
-        static META: Metadata<'static> = tracing_core::metadata! {
-            name: "test",
-            target: module_path!(),
-            level: tracing_core::Level::INFO,
-            fields: &["a", "b"],
-            callsite: &CS,
-            kind: tracing_core::metadata::Kind::SPAN,
-        };
-        impl Callsite for Cs {
-            fn set_interest(&self, _: Interest) {}
-            fn metadata(&self) -> &Metadata<'_> {
-                &META
-            }
-        }
-        META.fields()
+        test_callsite!(SPAN, ["a", "b"]).fields()
     }
 
     #[test]

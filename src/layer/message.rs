@@ -228,24 +228,7 @@ mod tests {
 
     /// The field set of a static callsite with fields `message` and `other`.
     fn fields() -> &'static FieldSet {
-        use tracing_core::{Callsite, Interest, Metadata};
-        struct Cs;
-        static CS: Cs = Cs;
-        static META: Metadata<'static> = tracing_core::metadata! {
-            name: "test",
-            target: module_path!(),
-            level: tracing_core::Level::INFO,
-            fields: &["message", "other"],
-            callsite: &CS,
-            kind: tracing_core::metadata::Kind::EVENT,
-        };
-        impl Callsite for Cs {
-            fn set_interest(&self, _: Interest) {}
-            fn metadata(&self) -> &Metadata<'_> {
-                &META
-            }
-        }
-        META.fields()
+        crate::values::test_callsite!(EVENT, ["message", "other"]).fields()
     }
 
     /// A message value, as tracing hands one to a visitor.
