@@ -4,7 +4,10 @@
 //! dispatch, in either order of the two layers. Exact ids per bucket and per counter series;
 //! none for all-zero ids; the source asked once per measured span only.
 
-use std::collections::BTreeMap;
+#[path = "common/openmetrics.rs"]
+mod openmetrics;
+
+use openmetrics::{Served, served};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -141,43 +144,6 @@ fn workload(count: u64, ids: fn(u64) -> (u64, u64)) -> impl FnOnce(&quanta::Mock
 
 fn numbered(n: u64) -> (u64, u64) {
     (1000 + n / 4, n + 1)
-}
-
-/// An exemplar as served: (sample name, method, le) → (trace id, span id, value).
-type Served = BTreeMap<(String, String, String), (String, String, f64)>;
-
-fn label<'a>(labels: &'a str, key: &str) -> &'a str {
-    labels
-        .split(',')
-        .find_map(|l| l.strip_prefix(&format!("{key}=\"")))
-        .map_or("", |v| v.trim_end_matches('"'))
-}
-
-/// The exemplars in an OpenMetrics text.
-fn served(text: &str) -> Served {
-    let mut out = Served::new();
-    for line in text.lines() {
-        let Some((sample, exemplar)) = line.split_once(" # {") else {
-            continue;
-        };
-        let (name, labels) = sample.split_once('{').unwrap();
-        let labels = labels.split_once('}').unwrap().0;
-        let (ex_labels, rest) = exemplar.split_once("} ").unwrap();
-        let value: f64 = rest.split(' ').next().unwrap().parse().unwrap();
-        out.insert(
-            (
-                name.to_owned(),
-                label(labels, "method").to_owned(),
-                label(labels, "le").to_owned(),
-            ),
-            (
-                label(ex_labels, "trace_id").to_owned(),
-                label(ex_labels, "span_id").to_owned(),
-                value,
-            ),
-        );
-    }
-    out
 }
 
 fn key(name: &str, method: &str, le: &str) -> (String, String, String) {
