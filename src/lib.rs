@@ -52,8 +52,9 @@
 //!   per histogram bucket and counter series.
 //! - `layer`: the [`SpanMetricsLayer`]: tracing's hooks (`layer/mod.rs`), per-thread recent
 //!   plans, reload, recording, events and milestones, the registry field lookup.
-//! - [`exporter`] and [`testing`]: `metrics-exporter-prometheus` set up for the layer's families;
-//!   snapshots of what the layer recorded, for tests.
+//! - `exporter` (feature `prometheus`, on by default) and `testing` (feature `testing`):
+//!   `metrics-exporter-prometheus` set up for the layer's families; snapshots of what the layer
+//!   recorded, for tests.
 //! - [`operations`]: from the configuration and its [`Objective`]s, Prometheus recording rules,
 //!   burn-rate alerts and a Grafana dashboard (it reads `config` only).
 //!

@@ -12,9 +12,10 @@
 //! With the `exemplars` feature, [`install`] serves `/metrics` from an endpoint of this
 //! crate's that negotiates the format: OpenMetrics text with exemplars when the scraper's
 //! `Accept` asks for it (Prometheus does), the classic text otherwise; an [`Exposition`] renders
-//! either ([`Exposition::render_openmetrics`], [`Exposition::negotiate`]); and
-//! [`render_openmetrics`] makes the OpenMetrics text from any `PrometheusHandle` the layer
-//! records into. A plain `metrics-exporter-prometheus` setup of your own (its own HTTP listener)
+//! either (`Exposition::render_openmetrics`, `Exposition::negotiate`); and
+//! `render_openmetrics` makes the OpenMetrics text from any `PrometheusHandle` the layer
+//! records into. (Those three exist only with the feature, so they are not linked here: these
+//! docs build with any set of features.) A plain `metrics-exporter-prometheus` setup of your own (its own HTTP listener)
 //! keeps working unchanged, without exemplars: that exporter renders only the classic format.
 //!
 //! Exported names do not depend on the exporter's naming settings: the layer registers each
