@@ -213,6 +213,44 @@ fn labels_inherited_from_the_nearest_ancestor_that_recorded_them() {
     );
 }
 
+/// A lookup that starts below a span keeping no state of the layer walks past it to a stateful
+/// ancestor that already knows where the field is (learnt by an earlier sibling's lookup), and
+/// follows that link: to the ancestor with the value, or to no ancestor at all.
+#[test]
+fn an_inherited_label_follows_a_link_an_earlier_lookup_learnt() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::counter("work.total")
+                .spans(Spans::named("work"))
+                .label(Label::field("tenant").default("none")),
+        ),
+    );
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        for tenant in [Some("a"), None] {
+            let top = tenant.map(|t| tracing::info_span!("work", tenant = t));
+            let _top = top.as_ref().map(|s| s.enter());
+            let upper = tracing::info_span!("work");
+            let _upper = upper.enter();
+            let lower = tracing::info_span!("work");
+            let _lower = lower.enter();
+            // The first child walks up past `lower` and `upper`, and links both.
+            drop(tracing::info_span!("work"));
+            // No rule selects `plain`: it keeps no state, so the next child's lookup walks
+            // past it to `lower`, whose link it follows.
+            let plain = tracing::info_span!("plain");
+            let _plain = plain.enter();
+            drop(tracing::info_span!("work"));
+        }
+    });
+    let m = h.snapshot();
+    // With the value: `top`, `upper`, `lower` and both children.
+    assert_eq!(m.counter("work.total", &[("tenant", "a")]), Some(5));
+    // Without: `upper`, `lower` and both children.
+    assert_eq!(m.counter("work.total", &[("tenant", "none")]), Some(4));
+    assert_eq!(m.series("work.total").len(), 2);
+}
+
 #[test]
 fn busy_idle_and_wall_time_with_nested_enters() {
     let mut h = Harness::new(
