@@ -340,3 +340,117 @@ fn the_cardinality_limit_holds_when_a_reload_changes_the_label_keys() {
     assert_eq!(m.counter("jobs.total", &[("kind", "3")]), Some(1));
     assert_eq!(m.counter("jobs.total", &[("kind", "4")]), None);
 }
+
+/// The admissions a family has counted belong to the recorder they were made on: a reload that
+/// moves to another recorder starts that recorder's count afresh (its series are new there),
+/// while the first recorder's count is not carried over to it.
+#[test]
+fn a_reload_that_moves_to_another_recorder_counts_admissions_afresh() {
+    let (first, second) = (
+        Arc::new(TestRecorder::default()),
+        Arc::new(TestRecorder::default()),
+    );
+    let layer = counter_of(2).with_recorder(first.clone()).build().unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    dispatcher::with_default(&dispatch, || {
+        for id in 1..=3 {
+            drop(tracing::info_span!("job", id));
+        }
+        reload
+            .reload(counter_of(2).with_recorder(second.clone()))
+            .unwrap();
+        for id in 3..=5 {
+            drop(tracing::info_span!("job", id));
+        }
+    });
+    let overflow = [("otel_metric_overflow", "true")];
+    let (a, b) = (first.snapshot(), second.snapshot());
+    assert_eq!(a.counter("jobs.total", &[("id", "1")]), Some(1));
+    assert_eq!(a.counter("jobs.total", &[("id", "2")]), Some(1));
+    assert_eq!(a.counter("jobs.total", &overflow), Some(1));
+    assert_eq!(a.series("jobs.total").len(), 3);
+    assert_eq!(b.counter("jobs.total", &[("id", "3")]), Some(1));
+    assert_eq!(b.counter("jobs.total", &[("id", "4")]), Some(1));
+    assert_eq!(b.counter("jobs.total", &overflow), Some(1));
+    assert_eq!(b.series("jobs.total").len(), 3);
+}
+
+/// As `the_cardinality_limit_holds_across_reloads_of_the_same_rules`, on the `metrics`
+/// facade's recorder (no `with_recorder`): the facade's recorder before and after a reload is
+/// the same one, so the count goes on.
+#[test]
+fn the_cardinality_limit_holds_across_reloads_on_the_facade_recorder() {
+    let recorder = TestRecorder::default();
+    let layer = counter_of(3).build().unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    metrics::with_local_recorder(&recorder, || {
+        dispatcher::with_default(&dispatch, || {
+            for round in 0..3 {
+                if round > 0 {
+                    reload.reload(counter_of(3)).unwrap();
+                }
+                for i in 0..3 {
+                    drop(tracing::info_span!("job", id = round * 3 + i));
+                }
+            }
+        })
+    });
+    let m = recorder.snapshot();
+    // 3 label sets and the overflow series: not 9.
+    assert_eq!(m.series("jobs.total").len(), 4);
+    assert_eq!(
+        m.counter("jobs.total", &[("otel_metric_overflow", "true")]),
+        Some(6)
+    );
+}
+
+/// A span opened before a reload that moves to another recorder closes on the first recorder,
+/// whose families keep their own count: the reload's families count on the new recorder
+/// without resetting the first one's, so the span's label set overflows there as it would have
+/// without the reload.
+#[test]
+fn a_span_open_across_a_move_to_another_recorder_counts_against_the_first() {
+    let (first, second) = (
+        Arc::new(TestRecorder::default()),
+        Arc::new(TestRecorder::default()),
+    );
+    let layer = counter_of(2).with_recorder(first.clone()).build().unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    dispatcher::with_default(&dispatch, || {
+        drop(tracing::info_span!("job", id = 1));
+        drop(tracing::info_span!("job", id = 2));
+        let open = tracing::info_span!("job", id = 3);
+        reload
+            .reload(counter_of(2).with_recorder(second.clone()))
+            .unwrap();
+        drop(tracing::info_span!("job", id = 10));
+        drop(tracing::info_span!("job", id = 11));
+        drop(open);
+    });
+    let overflow = [("otel_metric_overflow", "true")];
+    let (a, b) = (first.snapshot(), second.snapshot());
+    assert_eq!(a.counter("jobs.total", &[("id", "3")]), None);
+    assert_eq!(a.counter("jobs.total", &overflow), Some(1));
+    assert_eq!(a.series("jobs.total").len(), 3);
+    assert_eq!(b.counter("jobs.total", &[("id", "10")]), Some(1));
+    assert_eq!(b.counter("jobs.total", &[("id", "11")]), Some(1));
+    assert_eq!(b.series("jobs.total").len(), 2);
+}
+
+/// A layer's `Debug` output says where it records: the `metrics` facade's recorder, or one
+/// handed to the builder (not printed: a recorder need not be `Debug`).
+#[test]
+fn a_layers_debug_output_says_where_it_records() {
+    let facade = format!("{:?}", counter_of(2).build().unwrap());
+    assert!(facade.contains("recorder: Global"), "{facade}");
+    let own = counter_of(2)
+        .with_recorder(Arc::new(TestRecorder::default()))
+        .build()
+        .unwrap();
+    let own = format!("{own:?}");
+    assert!(own.contains("recorder: Explicit(..)"), "{own}");
+    assert!(!own.contains("recorder: Global"), "{own}");
+}
