@@ -35,6 +35,42 @@ fn the_recorder_replaced_while_spans_are_open() {
     });
 }
 
+/// The cardinality limit counts per recorder: when the facade's recorder is replaced, the new
+/// one admits label sets from none (it has none of the first one's series).
+#[test]
+fn each_recorder_the_facade_switches_to_counts_its_own_admissions() {
+    let layer = SpanMetrics::builder()
+        .metric(
+            Metric::counter("jobs.total")
+                .spans(Spans::named("job"))
+                .label("id")
+                .cardinality_limit(2),
+        )
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let (first, second) = (TestRecorder::default(), TestRecorder::default());
+    let jobs = |ids: std::ops::RangeInclusive<u64>| {
+        for id in ids {
+            drop(tracing::info_span!("job", id));
+        }
+    };
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&first, || jobs(1..=3));
+        metrics::with_local_recorder(&second, || jobs(4..=6));
+    });
+    let overflow = [("otel_metric_overflow", "true")];
+    let (a, b) = (first.snapshot(), second.snapshot());
+    assert_eq!(a.counter("jobs.total", &[("id", "1")]), Some(1));
+    assert_eq!(a.counter("jobs.total", &[("id", "2")]), Some(1));
+    assert_eq!(a.counter("jobs.total", &overflow), Some(1));
+    assert_eq!(a.series("jobs.total").len(), 3);
+    assert_eq!(b.counter("jobs.total", &[("id", "4")]), Some(1));
+    assert_eq!(b.counter("jobs.total", &[("id", "5")]), Some(1));
+    assert_eq!(b.counter("jobs.total", &overflow), Some(1));
+    assert_eq!(b.series("jobs.total").len(), 3);
+}
+
 #[test]
 fn spans_crossing_dispatchers() {
     let rec_a = Arc::new(TestRecorder::default());
