@@ -147,6 +147,10 @@ impl Series {
 
 /// The hash of a label-value list, the same for every family: a rule group hashes its
 /// resolved labels once and looks them up in each of its families.
+///
+/// Only a speed matter: every lookup compares the label values of the entries the hash finds
+/// (`Series::is`), so a hash that collided always (mutants that return a constant) would find
+/// the same series, by a longer scan. The tests pin results; `benches/` measures the speed.
 pub(crate) fn hash_labels(values: &[Option<&str>]) -> u64 {
     static SEED: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
     let mut h = SEED.get_or_init(Default::default).build_hasher();
