@@ -505,6 +505,8 @@ impl Family {
             capped[i] = Some(LABEL_OVERFLOW_VALUE);
             replaced.push(i);
             // Full: publish its values so that later new values are replaced without a lock.
+            // (A publication lost here would only send later values through this slow path,
+            // which publishes again: speed, not results.)
             published |= self.publish_full(r, &mut next, i, set);
         }
         let capped_hash = if replaced.is_empty() {

@@ -446,6 +446,11 @@ fn a_span_open_across_a_move_to_another_recorder_counts_against_the_first() {
 fn a_layers_debug_output_says_where_it_records() {
     let facade = format!("{:?}", counter_of(2).build().unwrap());
     assert!(facade.contains("recorder: Global"), "{facade}");
+    // And its families, by declared name and kind.
+    assert!(
+        facade.contains(r#"Family { name: "jobs.total", kind: Counter, .. }"#),
+        "{facade}"
+    );
     let own = counter_of(2)
         .with_recorder(Arc::new(TestRecorder::default()))
         .build()
