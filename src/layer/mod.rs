@@ -28,8 +28,8 @@ use crate::labels::{LabelBuf, Lookup, Subject, conditions_hold, resolve, write_k
 use crate::plan::{Applied, CloseGroup, MAX_GROUP, Plans, SpanPlan};
 use crate::ruleset::Ruleset;
 use crate::ruleset::compile;
-use crate::state::{Outcome, SpanState, States};
-use crate::values::{FieldValues, KeyBuf};
+use crate::state::{Core, Extras, Outcome, SpanState, SpanStateMut, States};
+use crate::values::{KeyBuf, Values};
 
 mod ancestors;
 mod events;
@@ -225,7 +225,7 @@ impl SpanMetricsLayer {
         }
         let id = span.id();
         if let Some(found) = self.capture.read(&id, |d| self.is_own(d)) {
-            self.with_state(span, |st| st.exemplar = found);
+            self.with_state(span, |mut st| st.exemplar = found);
         }
     }
 
@@ -313,16 +313,32 @@ impl SpanMetricsLayer {
         c.model.families.iter().map(|f| f.name.clone()).collect()
     }
 
+    /// Calls `f` with this layer's state of `span`, of either grade (the compact one looked for
+    /// first).
     fn with_state<S, R>(
         &self,
         span: &SpanRef<'_, S>,
-        f: impl FnOnce(&mut SpanState) -> R,
+        f: impl FnOnce(SpanStateMut<'_>) -> R,
+    ) -> Option<R>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        States::with_mut(&mut span.extensions_mut(), self.id, true, f)
+    }
+
+    /// Calls `f` with the extras of this layer's state of `span`, if it is of the full grade
+    /// (busy and children timing, milestones, held gauges: a compact state needs none).
+    fn with_extras<S, R>(
+        &self,
+        span: &SpanRef<'_, S>,
+        f: impl FnOnce(&Core, &mut Extras) -> R,
     ) -> Option<R>
     where
         S: for<'a> LookupSpan<'a>,
     {
         let mut ext = span.extensions_mut();
-        ext.get_mut::<States>()?.get_mut(self.id).map(f)
+        let (core, extras) = States::extras_mut(&mut ext, self.id)?;
+        Some(f(core, extras))
     }
 
     /// Opening-time work for a new span's state (not yet stored, so no lock is held); returns
@@ -330,19 +346,19 @@ impl SpanMetricsLayer {
     fn open<S>(
         &self,
         span: &SpanRef<'_, S>,
-        state: &SpanState,
+        state: SpanState<'_>,
         ctx: &Context<'_, S>,
     ) -> SmallVec<[(usize, metrics::Gauge); 2]>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let plan = &state.plan;
+        let plan = &state.core.plan;
         let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
         let model = &plan.model;
         let meta = span.metadata();
-        let subject = Subject::span(meta, &state.values, Outcome::Unset);
+        let subject = Subject::span(meta, state.values, Outcome::Unset);
         let chain = RegistryLookup {
-            locals: [Some(&state.values), None],
+            locals: [Some(state.values), None],
             below: Some(span),
             held: Some(state),
             ctx,
@@ -393,21 +409,33 @@ impl SpanMetricsLayer {
     ///
     /// Rules that share labels and conditions (say a duration histogram and a calls counter)
     /// form a group: their labels are resolved and hashed once.
-    fn close<S>(&self, span: &SpanRef<'_, S>, state: &mut SpanState, now: u64, ctx: &Context<'_, S>)
-    where
+    fn close<S>(
+        &self,
+        span: &SpanRef<'_, S>,
+        mut state: SpanStateMut<'_>,
+        now: u64,
+        ctx: &Context<'_, S>,
+    ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        // Decremented once the span's rules have recorded.
+        let held = state
+            .extras
+            .as_mut()
+            .map(|x| std::mem::take(&mut x.held))
+            .unwrap_or_default();
+        let state = state.as_ref();
         #[cfg(feature = "exemplars")]
         let exemplar = state
             .exemplar
             .ids()
             .map(|ids| (ids, self.capture.unix_nanos(&self.clock, now)));
-        let plan = &state.plan;
+        let plan = &state.core.plan;
         let model = &plan.model;
         let meta = span.metadata();
-        let subject = Subject::span(meta, &state.values, state.outcome());
+        let subject = Subject::span(meta, state.values, state.outcome());
         let chain = RegistryLookup {
-            locals: [Some(&state.values), None],
+            locals: [Some(state.values), None],
             below: Some(span),
             held: Some(state),
             ctx,
@@ -430,17 +458,22 @@ impl SpanMetricsLayer {
                 let secs = |nanos: u64| Op::Observe(nanos as f64 * rule.per_nano);
                 let op = match &rule.measure {
                     Measure::WallTime => secs(wall),
-                    Measure::BusyTime => secs(state.busy.nanos(now, clock)),
-                    Measure::IdleTime => secs(wall.saturating_sub(state.busy.nanos(now, clock))),
-                    Measure::SelfTime => {
-                        secs(wall.saturating_sub(state.children.nanos(now, clock)))
+                    // Plans that measure these keep the full grade, which has extras.
+                    Measure::BusyTime => secs(busy_nanos(state.extras, now, clock)),
+                    Measure::IdleTime => {
+                        secs(wall.saturating_sub(busy_nanos(state.extras, now, clock)))
                     }
+                    Measure::SelfTime => secs(wall.saturating_sub(
+                        state.extras.map_or(0, |x| x.children.nanos(now, clock)),
+                    )),
                     Measure::TimeToEvent(_) => {
                         let reached = plan
                             .milestones
                             .iter()
                             .position(|r| *r == applied.rule)
-                            .and_then(|k| state.milestones.get(k).copied().flatten());
+                            .and_then(|k| {
+                                state.extras?.milestones.get(k).copied().flatten()
+                            });
                         match reached {
                             Some(t) => secs(clock.delta_as_nanos(state.start, t)),
                             None => continue,
@@ -468,7 +501,7 @@ impl SpanMetricsLayer {
             let mut key = KeyBuf::new();
             let keyed = ops.len() == group.members.len()
                 && group.key.as_ref().is_some_and(|spec| {
-                    write_key(rule, spec, &state.values, outcome, &chain, &mut key)
+                    write_key(rule, spec, state.values, outcome, &chain, &mut key)
                 });
             let key = key.as_bytes();
             let key_hash = if keyed { group.cache.hash(key) } else { 0 };
@@ -522,10 +555,8 @@ impl SpanMetricsLayer {
                 exemplar,
             );
         }
-        if !state.held.is_empty() {
-            for (_, gauge) in std::mem::take(&mut state.held) {
-                gauge.decrement(1.0);
-            }
+        for (_, gauge) in held {
+            gauge.decrement(1.0);
         }
     }
 
@@ -603,7 +634,7 @@ impl SpanMetricsLayer {
         &self,
         span: &SpanRef<'_, S>,
         plan: &SpanPlan,
-        own: &FieldValues,
+        own: Values<'_>,
         outcome: Outcome,
         seen: u64,
         ctx: &Context<'_, S>,
@@ -631,7 +662,7 @@ impl SpanMetricsLayer {
             }
             let rule = &model.rules[applied.rule];
             let already = self
-                .with_state(span, |st| st.holds(applied.rule))
+                .with_state(span, |st| st.as_ref().holds(applied.rule))
                 .unwrap_or(true);
             if already {
                 continue;
@@ -639,12 +670,13 @@ impl SpanMetricsLayer {
             let Some(g) = gauge_for(model, rule, Some(&applied.own_slots), &subject, &chain) else {
                 continue;
             };
+            // Plans with gated gauges keep the full grade, which holds them.
             let took = self
-                .with_state(span, |st| {
-                    if st.holds(applied.rule) {
+                .with_extras(span, |_, x| {
+                    if x.held.iter().any(|(r, _)| *r == applied.rule) {
                         false
                     } else {
-                        st.held.push((applied.rule, g.clone()));
+                        x.held.push((applied.rule, g.clone()));
                         true
                     }
                 })
@@ -675,9 +707,9 @@ where
         let now = self.clock.raw();
         if self.shared.children_possible.load(Ordering::Relaxed) {
             if let Some(parent) = span.parent() {
-                self.with_state(&parent, |st| {
-                    if st.plan.needs_children {
-                        st.children.open(now)
+                self.with_extras(&parent, |core, x| {
+                    if core.plan.needs_children {
+                        x.children.open(now)
                     }
                 });
             }
@@ -690,36 +722,31 @@ where
         // opening rules may read are locked after it, in the same child-to-ancestor order as
         // everywhere else.
         let mut ext = span.extensions_mut();
-        match ext.get_mut::<States>() {
-            Some(states) => states.push(self.id, SpanState::new(plan, now)),
-            None => ext.insert(States::new(self.id, plan, now)),
-        }
-        let Some(state) = ext.get_mut::<States>().and_then(|s| s.get_mut(self.id)) else {
-            return;
-        };
-        let plan = &*state.plan;
-        // A callsite with no field any rule reads (RED mode without `otel.*` fields, say) is
-        // not visited at all.
-        if !plan.slot_names.is_empty() {
-            attrs.record(&mut state.values.recorder(&plan.slot_for));
-            if state.values.take_truncated() {
+        let compact = States::insert(&mut ext, self.id, plan, now);
+        States::with_mut(&mut ext, self.id, compact, |mut state| {
+            let plan = state.plan.clone();
+            // A callsite with no field any rule reads (RED mode without `otel.*` fields, say)
+            // is not visited at all.
+            if !plan.slot_names.is_empty() && state.record(attrs) {
                 let model = &plan.model;
                 model.health.truncated(&model.settings.recorder, 1);
             }
-        }
-        if plan.opens() {
-            state.held = self.open(&span, state, &ctx);
-        }
+            if plan.opens() {
+                let held = self.open(&span, state.as_ref(), &ctx);
+                match state.extras.as_mut() {
+                    Some(x) => x.held = held,
+                    None => debug_assert!(
+                        held.is_empty(),
+                        "a compact state for a plan that holds gauges: this is a bug"
+                    ),
+                }
+            }
+        });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let Some(plan) = span
-            .extensions()
-            .get::<States>()
-            .and_then(|s| s.get(self.id))
-            .map(|st| st.plan.clone())
-        else {
+        let Some(plan) = States::of(&span.extensions(), self.id).map(|st| st.plan.clone()) else {
             return;
         };
         if plan.slot_names.is_empty() {
@@ -740,14 +767,14 @@ where
                 .truncated(&plan.model.settings.recorder, 1);
         }
         let apply_recorded = self
-            .with_state(&span, |st| {
-                st.values.merge(&fresh, seen);
-                st.values.take_truncated();
-                (seen & plan.reactive != 0).then(|| (st.values.clone(), st.outcome()))
+            .with_state(&span, |mut st| {
+                st.merge(&fresh, seen);
+                let st = st.as_ref();
+                (seen & plan.reactive != 0).then(|| (st.values_owned(), st.outcome()))
             })
             .flatten();
         if let Some((own, outcome)) = apply_recorded {
-            self.apply_recorded(&span, &plan, &own, outcome, seen, &ctx);
+            self.apply_recorded(&span, &plan, own.view(), outcome, seen, &ctx);
         }
     }
 
@@ -763,9 +790,9 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         let now = self.clock.raw();
-        self.with_state(&span, |st| {
-            if st.plan.needs_busy {
-                st.busy.open(now)
+        self.with_extras(&span, |core, x| {
+            if core.plan.needs_busy {
+                x.busy.open(now)
             }
         });
     }
@@ -776,9 +803,9 @@ where
         }
         let now = self.clock.raw();
         let Some(span) = ctx.span(id) else { return };
-        self.with_state(&span, |st| {
-            if st.plan.needs_busy {
-                st.busy.close(now, &self.clock)
+        self.with_extras(&span, |core, x| {
+            if core.plan.needs_busy {
+                x.busy.close(now, &self.clock)
             }
         });
     }
@@ -795,9 +822,9 @@ where
         let Some(span) = ctx.span(&id) else { return };
         if self.shared.children_possible.load(Ordering::Relaxed) {
             if let Some(parent) = span.parent() {
-                self.with_state(&parent, |st| {
-                    if st.plan.needs_children {
-                        st.children.close(now, &self.clock)
+                self.with_extras(&parent, |core, x| {
+                    if core.plan.needs_children {
+                        x.children.close(now, &self.clock)
                     }
                 });
             }
@@ -806,7 +833,7 @@ where
         #[cfg(feature = "exemplars")]
         let found = self.capture_at_close(&span);
         // The state stays where it is; the registry drops it with the span's extensions.
-        self.with_state(&span, |st| {
+        self.with_state(&span, |#[allow(unused_mut)] mut st| {
             #[cfg(feature = "exemplars")]
             if let Some(found) = found {
                 st.exemplar = found;
@@ -814,4 +841,11 @@ where
             self.close(&span, st, now, &ctx)
         });
     }
+}
+
+/// Busy nanoseconds of a span's state (none for a compact state, whose plan measures no busy
+/// time).
+#[inline]
+fn busy_nanos(extras: Option<&Extras>, now: u64, clock: &quanta::Clock) -> u64 {
+    extras.map_or(0, |x| x.busy.nanos(now, clock))
 }
