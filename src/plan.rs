@@ -24,6 +24,9 @@ use crate::values::{COMPACT_SLOTS, FieldValues};
 
 /// The most rules in one close group (a larger set of rules sharing labels makes several).
 pub(crate) const MAX_GROUP: usize = 16;
+/// Links to ancestors that a span of the compact grade of state keeps (see `crate::state`): a
+/// configuration that inherits more fields gives its spans the full grade.
+pub(crate) const COMPACT_LINKS: usize = 3;
 /// Fields are captured only below this index (slots and captured field indices are tracked in
 /// 64-bit sets), so a plan captures at most this many fields per callsite.
 pub(crate) const MAX_SLOTS: usize = 64;
@@ -379,7 +382,7 @@ impl SpanPlan {
                 && !plan.needs_busy
                 && !plan.needs_children
                 && !holds_gauges
-                && model.inherited.is_empty()
+                && model.inherited.len() <= COMPACT_LINKS
                 && plan.slot_names.len() <= COMPACT_SLOTS,
         );
         plan

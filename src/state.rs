@@ -54,7 +54,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{Extensions, ExtensionsMut, LookupSpan, SpanRef};
 
 use crate::config::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION};
-use crate::plan::{SpanPlan, ThreadPlan};
+use crate::plan::{COMPACT_LINKS, SpanPlan, ThreadPlan};
 use crate::values::{CompactValues, FieldValues, Value, Values};
 
 /// Inline number of links (fields the configuration inherits). A configuration that inherits
@@ -79,6 +79,9 @@ pub(crate) struct Compact {
     id: u64,
     core: Core,
     values: CompactValues,
+    /// The nearest ancestor that captures each field the configuration inherits (at most
+    /// `COMPACT_LINKS` of them).
+    links: [AtomicU64; COMPACT_LINKS],
 }
 
 impl States {
@@ -110,6 +113,7 @@ impl States {
                     plan.model.settings.max_label_len,
                 ),
                 core: Core::new(plan, start),
+                links: [const { AtomicU64::new(UNKNOWN) }; COMPACT_LINKS],
             });
             return true;
         }
@@ -202,6 +206,10 @@ impl Compact {
                 .view(self.core.plan.fields, self.core.plan.slot_fields),
             core: &self.core,
             extras: None,
+            links: LinkSlots {
+                first: &self.links,
+                more: &[],
+            },
             full_values: None,
         }
     }
@@ -212,6 +220,7 @@ impl Compact {
             core: &mut self.core,
             values: ValuesMut::Compact(&mut self.values),
             extras: None,
+            compact_links: &self.links,
         }
     }
 }
@@ -355,6 +364,7 @@ impl Full {
             core: &self.core,
             values: self.values.view(),
             extras: Some(&self.extras),
+            links: self.extras.links.slots(),
             full_values: Some(&self.values),
         }
     }
@@ -365,6 +375,7 @@ impl Full {
             core: &mut self.core,
             values: ValuesMut::Full(&mut self.values),
             extras: Some(&mut self.extras),
+            compact_links: &[],
         }
     }
 }
@@ -376,6 +387,7 @@ pub(crate) struct SpanState<'a> {
     pub(crate) core: &'a Core,
     pub(crate) values: Values<'a>,
     pub(crate) extras: Option<&'a Extras>,
+    links: LinkSlots<'a>,
     /// The full grade's values, copied by a clone.
     full_values: Option<&'a FieldValues>,
 }
@@ -394,6 +406,8 @@ pub(crate) struct SpanStateMut<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) values: ValuesMut<'a>,
     pub(crate) extras: Option<&'a mut Extras>,
+    /// A compact state's links (the full grade's are in its extras).
+    compact_links: &'a [AtomicU64],
 }
 
 /// The captured values of a span's state, to change.
@@ -433,6 +447,13 @@ impl SpanStateMut<'_> {
             core: self.core,
             values,
             extras: self.extras.as_deref(),
+            links: match self.extras.as_deref() {
+                Some(x) => x.links.slots(),
+                None => LinkSlots {
+                    first: self.compact_links,
+                    more: &[],
+                },
+            },
             full_values,
         }
     }
@@ -502,18 +523,17 @@ impl<'a> SpanState<'a> {
             .is_some_and(|x| x.held.iter().any(|(r, _)| *r == rule))
     }
 
-    /// The link slot of `name`, if the span's configuration inherits it (a compact state has
-    /// none: its configuration inherits nothing).
+    /// The link slot of `name`, if the span's configuration inherits it.
     #[inline]
     fn link_slot(&self, name: &str) -> Option<&'a AtomicU64> {
         let i = self.plan.model.inherited.iter().position(|n| n == name)?;
-        self.extras?.links.get(i)
+        self.links.get(i)
     }
 
     /// Whether any link is known.
     #[inline]
     fn any_link_known(&self) -> bool {
-        self.extras.is_some_and(|x| x.links.any_known())
+        self.links.any_known()
     }
 
     /// What the span (whose id is `own`) knows of the nearest proper ancestor that captures
@@ -575,10 +595,27 @@ impl Links {
     }
 
     #[inline]
-    fn get(&self, i: usize) -> Option<&AtomicU64> {
+    fn slots(&self) -> LinkSlots<'_> {
+        LinkSlots {
+            first: &self.first,
+            more: self.more.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// A span's links, read (and written: they are atomics): the inline ones, then the ones beyond.
+#[derive(Clone, Copy)]
+struct LinkSlots<'a> {
+    first: &'a [AtomicU64],
+    more: &'a [AtomicU64],
+}
+
+impl<'a> LinkSlots<'a> {
+    #[inline]
+    fn get(&self, i: usize) -> Option<&'a AtomicU64> {
         match self.first.get(i) {
             Some(link) => Some(link),
-            None => self.more.as_ref()?.get(i - LINKS_INLINE),
+            None => self.more.get(i - self.first.len()),
         }
     }
 
@@ -586,7 +623,7 @@ impl Links {
     #[inline]
     fn any_known(&self) -> bool {
         let known = |l: &AtomicU64| l.load(Ordering::Relaxed) != UNKNOWN;
-        self.first.iter().any(known) || self.more.iter().flat_map(|m| m.iter()).any(known)
+        self.first.iter().any(known) || self.more.iter().any(known)
     }
 }
 
@@ -940,10 +977,10 @@ mod tests {
     /// beside the registry's own extension map.
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn a_compact_state_is_160_bytes_and_a_full_one_544() {
+    fn a_compact_state_is_168_bytes_and_a_full_one_544() {
         // With the `exemplars` feature: the span's trace and span ids (24 bytes).
         let exemplar = if cfg!(feature = "exemplars") { 24 } else { 0 };
-        assert_eq!(std::mem::size_of::<Compact>(), 160 + exemplar);
+        assert_eq!(std::mem::size_of::<Compact>(), 168 + exemplar);
         assert_eq!(std::mem::size_of::<States>(), 544 + exemplar);
     }
 }

@@ -22,10 +22,10 @@ const SLOTS_INLINE: usize = 6;
 /// The compact grade of span state (see `crate::state`): captured fields it has room for (a
 /// plan that captures more gets the full grade) ...
 pub(crate) const COMPACT_SLOTS: usize = 3;
-/// ... and inline text (the service, deployment and status of the benchmarks' spans need 36
-/// bytes). More text spills to the heap as the full grade's does beyond `ARENA_INLINE`, and
-/// later spans of the callsite get the full grade (see `SpanPlan::compact`).
-pub(crate) const COMPACT_TEXT: usize = 56;
+/// ... and inline text (the service and deployment of the benchmarks' spans need 36 bytes).
+/// More text spills to the heap as the full grade's does beyond `ARENA_INLINE`, and later spans
+/// of the callsite get the full grade (see `SpanPlan::compact`).
+pub(crate) const COMPACT_TEXT: usize = 48;
 
 /// One captured value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -432,23 +432,83 @@ fn text_at(text: &str, start: u32, len: u32) -> &str {
     text.get(start..start + len).unwrap_or_default()
 }
 
-/// The captured values of one span or event, by slot, without their names: room inline for `S`
-/// values and `N` bytes of text, more on the heap.
+/// Where captured values keep their raw values, one per slot.
+pub(crate) trait RawSlots {
+    /// `n` unset slots.
+    fn unset(n: usize) -> Self;
+    fn slots(&self) -> &[Raw];
+    fn slots_mut(&mut self) -> &mut [Raw];
+    /// Whether the slots went to the heap.
+    fn spilled(&self) -> bool;
+}
+
+/// Slots inline up to `SLOTS_INLINE`, then on the heap.
+type FullSlots = SmallVec<[Raw; SLOTS_INLINE]>;
+
+impl RawSlots for FullSlots {
+    #[inline]
+    fn unset(n: usize) -> Self {
+        SmallVec::from_elem(Raw::Unset, n)
+    }
+
+    #[inline]
+    fn slots(&self) -> &[Raw] {
+        self
+    }
+
+    #[inline]
+    fn slots_mut(&mut self) -> &mut [Raw] {
+        self
+    }
+
+    #[inline]
+    fn spilled(&self) -> bool {
+        SmallVec::spilled(self)
+    }
+}
+
+/// A fixed number of slots, for plans that capture at most that many fields: the ones beyond
+/// stay unset, so they read as slots that do not exist (no value, nothing to merge).
+impl<const S: usize> RawSlots for [Raw; S] {
+    #[inline]
+    fn unset(n: usize) -> Self {
+        debug_assert!(n <= S, "{n} slots in a fixed room of {S}: this is a bug");
+        [Raw::Unset; S]
+    }
+
+    #[inline]
+    fn slots(&self) -> &[Raw] {
+        self
+    }
+
+    #[inline]
+    fn slots_mut(&mut self) -> &mut [Raw] {
+        self
+    }
+
+    #[inline]
+    fn spilled(&self) -> bool {
+        false
+    }
+}
+
+/// The captured values of one span or event, by slot, without their names: raw values in `R`,
+/// text inline up to `N` bytes, more on the heap.
 #[derive(Debug, Clone)]
-pub(crate) struct Captured<const S: usize, const N: usize> {
-    raws: SmallVec<[Raw; S]>,
+pub(crate) struct Captured<R, const N: usize> {
+    raws: R,
     arena: Arena<N>,
 }
 
 /// The values of a span of the compact grade (see `crate::state`).
-pub(crate) type CompactValues = Captured<COMPACT_SLOTS, COMPACT_TEXT>;
+pub(crate) type CompactValues = Captured<[Raw; COMPACT_SLOTS], COMPACT_TEXT>;
 
-impl<const S: usize, const N: usize> Captured<S, N> {
+impl<R: RawSlots, const N: usize> Captured<R, N> {
     /// `slots` empty slots, with text cut at `bound` bytes.
     #[inline]
     pub(crate) fn new(slots: usize, bound: usize) -> Self {
         Captured {
-            raws: SmallVec::from_elem(Raw::Unset, slots),
+            raws: R::unset(slots),
             arena: Arena::with_bound(bound),
         }
     }
@@ -460,7 +520,7 @@ impl<const S: usize, const N: usize> Captured<S, N> {
         Values {
             fields,
             slot_fields,
-            raws: &self.raws,
+            raws: self.raws.slots(),
             text: self.arena.text.as_str(),
         }
     }
@@ -476,7 +536,7 @@ impl<const S: usize, const N: usize> Captured<S, N> {
     }
 
     fn set(&mut self, slot: usize, raw: Raw) {
-        if let Some(r) = self.raws.get_mut(slot) {
+        if let Some(r) = self.raws.slots_mut().get_mut(slot) {
             *r = raw;
         }
     }
@@ -502,7 +562,7 @@ impl<const S: usize, const N: usize> Captured<S, N> {
     #[cold]
     fn make_room_spilled(&mut self) {
         // At least twice `N`.
-        let limit = self.raws.len().max(1) * (self.arena.bound as usize).max(N) * 2;
+        let limit = self.raws.slots().len().max(1) * (self.arena.bound as usize).max(N) * 2;
         if self.arena.len() > limit {
             self.compact();
         }
@@ -519,7 +579,7 @@ impl<const S: usize, const N: usize> Captured<S, N> {
         let bound = self.arena.bound as usize;
         let old = std::mem::replace(&mut self.arena, Arena::with_bound(bound));
         self.arena.truncated = old.truncated;
-        for raw in self.raws.iter_mut() {
+        for raw in self.raws.slots_mut().iter_mut() {
             if let Raw::Str { start, len, cut } = *raw {
                 let (s, l) = self.arena.push_str(old.get(start, len));
                 *raw = Raw::Str {
@@ -532,22 +592,22 @@ impl<const S: usize, const N: usize> Captured<S, N> {
     }
 
     /// Copies the slots in the bit set `seen` from `from` (which has the same slot names).
-    pub(crate) fn merge<const S2: usize, const N2: usize>(
+    pub(crate) fn merge<R2: RawSlots, const N2: usize>(
         &mut self,
-        from: &Captured<S2, N2>,
+        from: &Captured<R2, N2>,
         seen: u64,
     ) {
         if from.arena.truncated {
             self.arena.truncated = true;
         }
-        for slot in 0..self.raws.len().min(64) {
+        for slot in 0..self.raws.slots().len().min(64) {
             if seen & (1 << slot) == 0 {
                 continue;
             }
-            match from.raws.get(slot).copied() {
+            match from.raws.slots().get(slot).copied() {
                 Some(Raw::Str { start, len, cut }) => {
                     self.set_str(slot, from.arena.get(start, len));
-                    if let Some(Raw::Str { cut: c, .. }) = self.raws.get_mut(slot) {
+                    if let Some(Raw::Str { cut: c, .. }) = self.raws.slots_mut().get_mut(slot) {
                         *c |= cut;
                     }
                 }
@@ -558,7 +618,7 @@ impl<const S: usize, const N: usize> Captured<S, N> {
     }
 
     /// A visitor that records into slots chosen by `slot_for(field index)`.
-    pub(crate) fn recorder<'a>(&'a mut self, slot_for: &'a [Option<u8>]) -> SlotVisitor<'a, S, N> {
+    pub(crate) fn recorder<'a>(&'a mut self, slot_for: &'a [Option<u8>]) -> SlotVisitor<'a, R, N> {
         SlotVisitor {
             values: self,
             slot_for,
@@ -574,7 +634,7 @@ pub(crate) struct FieldValues {
     fields: &'static FieldSet,
     /// The captured field indices, a bit set: slots follow field order.
     slot_fields: u64,
-    captured: Captured<SLOTS_INLINE, ARENA_INLINE>,
+    captured: Captured<FullSlots, ARENA_INLINE>,
 }
 
 impl FieldValues {
@@ -624,7 +684,7 @@ impl FieldValues {
     }
 
     /// The values without their names.
-    pub(crate) fn captured(&self) -> &Captured<SLOTS_INLINE, ARENA_INLINE> {
+    pub(crate) fn captured(&self) -> &Captured<FullSlots, ARENA_INLINE> {
         &self.captured
     }
 
@@ -641,13 +701,13 @@ impl FieldValues {
 
 /// Visits fields and stores the ones a plan wants. `seen` is a bit set of the slots written
 /// during this visit (slot < 64).
-pub(crate) struct SlotVisitor<'a, const S: usize = SLOTS_INLINE, const N: usize = ARENA_INLINE> {
-    values: &'a mut Captured<S, N>,
+pub(crate) struct SlotVisitor<'a, R = FullSlots, const N: usize = ARENA_INLINE> {
+    values: &'a mut Captured<R, N>,
     slot_for: &'a [Option<u8>],
     pub(crate) seen: u64,
 }
 
-impl<const S: usize, const N: usize> SlotVisitor<'_, S, N> {
+impl<R: RawSlots, const N: usize> SlotVisitor<'_, R, N> {
     #[inline]
     fn slot(&mut self, field: &Field) -> Option<usize> {
         let slot = (*self.slot_for.get(field.index())?)? as usize;
@@ -656,7 +716,7 @@ impl<const S: usize, const N: usize> SlotVisitor<'_, S, N> {
     }
 }
 
-impl<const S: usize, const N: usize> Visit for SlotVisitor<'_, S, N> {
+impl<R: RawSlots, const N: usize> Visit for SlotVisitor<'_, R, N> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         if let Some(s) = self.slot(field) {
             self.values.set(s, Raw::F64(value));
