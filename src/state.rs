@@ -1,10 +1,37 @@
 //! Per-span state: timers, captured fields, outcome, milestones, held gauges and links to
 //! ancestors.
 //!
-//! A span that any rule cares about gets one `SpanState`, stored in the span's extensions (the
-//! one allocation per span that tracing-subscriber's extensions force). Everything inside is
-//! inline: captured text lives in a small arena, milestones and held gauges in small vectors,
-//! links in a small array.
+//! A span that any rule cares about gets one state per layer, stored in the span's extensions
+//! (the one allocation per span that tracing-subscriber's extensions force). Everything inside
+//! is inline: captured text lives in a small arena, milestones and held gauges in small
+//! vectors, links in a small array.
+//!
+//! ## Two grades, chosen by the plan
+//! The box is the state's size whatever the span uses, so a span's plan (compiled once per
+//! callsite, see `SpanPlan::compact`) picks one of two extension types:
+//! - [`Compact`] (168 bytes on 64-bit targets, 192 with the `exemplars` feature): for plans with
+//!   no milestones, no busy or children timing (busy, idle or self time), no in-flight gauge
+//!   (held from open or gated on a field), at most `COMPACT_SLOTS` (3) captured fields, in a
+//!   configuration that inherits at most `COMPACT_LINKS` (3) fields. It keeps the plan, start,
+//!   error flag, captured values (3 slots, `COMPACT_TEXT` (48) bytes of text inline) and the
+//!   links. Durations, counters and histograms of fields with up to three field labels (the
+//!   benchmarks' `layer/rule`) get it.
+//! - [`States`] (544 bytes, 568 with `exemplars`), the full grade: everything else, with six
+//!   value slots, 160 bytes of text, four links, milestones, held gauges and busy and children
+//!   timing inline (more spill to the heap); and the states of further layers of this crate in
+//!   the same subscriber.
+//!
+//! Text beyond the compact room spills to the heap, as text beyond the full grade's does; the
+//! callsite's later spans then get the full grade, so such a callsite pays one spill, not one
+//! per span. A second layer of this crate on a span that already has a compact state stores its
+//! own in a [`States`] (two extensions, as two layers' states made before).
+//!
+//! Code that reads a state sees one view of either grade, [`SpanState`] (and [`SpanStateMut`]
+//! to change it): the parts both grades keep ([`Core`]), the captured values, and the
+//! [`Extras`] of the full grade when there are any. Registry extensions are keyed by type, so a
+//! lookup tries one type and then the other: the compact one first, except where only the full
+//! one can matter (timing, milestones, held gauges: [`States::extras_mut`]) and right after the
+//! state was stored (its grade is known).
 //!
 //! ## Inherited fields
 //! A label that inherits reads the nearest ancestor that has recorded its field. Walking every
@@ -132,16 +159,6 @@ impl States {
             return Some(c.view());
         }
         Some(ext.get::<States>()?.get(layer)?.view())
-    }
-
-    /// As [`of`](Self::of), the full grade looked for first (where spans of the full grade are
-    /// the usual ones: ancestors read for inherited fields).
-    #[inline]
-    pub(crate) fn of_full_first<'a>(ext: &'a Extensions<'_>, layer: u64) -> Option<SpanState<'a>> {
-        if let Some(full) = ext.get::<States>().and_then(|s| s.get(layer)) {
-            return Some(full.view());
-        }
-        Some(ext.get::<Compact>().filter(|c| c.id == layer)?.view())
     }
 
     /// Calls `f` with `layer`'s state in a span's extensions, if it keeps one there; the
@@ -689,7 +706,7 @@ pub(crate) fn inherited<S>(
             None => {
                 visit();
                 ext = below.extensions();
-                States::of_full_first(&ext, layer)
+                States::of(&ext, layer)
             }
         };
         match st.filter(|st| st.any_link_known()) {
@@ -727,7 +744,7 @@ pub(crate) fn inherited<S>(
                 };
                 visit();
                 let ext = span.extensions();
-                let Some(st) = States::of_full_first(&ext, layer) else {
+                let Some(st) = States::of(&ext, layer) else {
                     finish(&mut steps, Step::At(at));
                     continue;
                 };
@@ -774,7 +791,7 @@ fn first_ancestor<S>(
     let mut learnt: ArrayVec<(usize, u64), 64> = ArrayVec::new();
     {
         let ext = a.extensions();
-        let Some(st) = States::of_full_first(&ext, layer) else {
+        let Some(st) = States::of(&ext, layer) else {
             steps.extend(names.iter().map(|_| Step::Above(below_raw)));
             return;
         };
@@ -824,7 +841,7 @@ fn write_links<'n, S>(
         None => {
             visit();
             ext = span.extensions();
-            States::of_full_first(&ext, layer)
+            States::of(&ext, layer)
         }
     };
     if let Some(st) = st {
@@ -884,7 +901,7 @@ fn walk<S>(
     while pending != 0 {
         let Some(a) = next.take() else { break };
         visit();
-        if let Some(st) = States::of_full_first(&a.extensions(), layer) {
+        if let Some(st) = States::of(&a.extensions(), layer) {
             let id = a.id();
             for i in ones(pending) {
                 let name = names[i];
@@ -935,7 +952,7 @@ fn walk<S>(
     while k < furthest {
         let Some(a) = next.take() else { break };
         visit();
-        if let Some(st) = States::of_full_first(&a.extensions(), layer) {
+        if let Some(st) = States::of(&a.extensions(), layer) {
             let id = a.id();
             for &(i, to, after) in &links {
                 if after > k {
