@@ -155,10 +155,27 @@ impl States {
     /// looked for first.
     #[inline]
     pub(crate) fn of<'a>(ext: &'a Extensions<'_>, layer: u64) -> Option<SpanState<'a>> {
-        if let Some(c) = ext.get::<Compact>().filter(|c| c.id == layer) {
-            return Some(c.view());
+        Self::of_hinted(ext, layer, true)
+    }
+
+    /// As [`of`](Self::of), the compact grade looked for first if `compact_first`, else the
+    /// full one (a hint of which is likelier: either way both are looked for).
+    #[inline]
+    pub(crate) fn of_hinted<'a>(
+        ext: &'a Extensions<'_>,
+        layer: u64,
+        compact_first: bool,
+    ) -> Option<SpanState<'a>> {
+        if compact_first {
+            if let Some(c) = ext.get::<Compact>().filter(|c| c.id == layer) {
+                return Some(c.view());
+            }
+            return Some(ext.get::<States>()?.get(layer)?.view());
         }
-        Some(ext.get::<States>()?.get(layer)?.view())
+        if let Some(full) = ext.get::<States>().and_then(|s| s.get(layer)) {
+            return Some(full.view());
+        }
+        Some(ext.get::<Compact>().filter(|c| c.id == layer)?.view())
     }
 
     /// Calls `f` with `layer`'s state in a span's extensions, if it keeps one there; the
@@ -475,12 +492,20 @@ impl SpanStateMut<'_> {
         }
     }
 
-    /// Records the attributes of a new span that the plan captures; returns whether a value
-    /// was cut to the bound.
+    /// Copies the slots in the bit set `seen` from `from` (values of the same plan), dropping
+    /// the truncation flag (`from` reported it).
     #[inline]
-    pub(crate) fn record(&mut self, attrs: &Attributes<'_>) -> bool {
-        let plan = &*self.core.plan;
-        match &mut self.values {
+    pub(crate) fn merge(&mut self, from: &FieldValues, seen: u64) {
+        self.values.merge(&self.core.plan, from, seen);
+    }
+}
+
+impl ValuesMut<'_> {
+    /// Records the attributes of a new span of `plan` that the plan captures; returns whether
+    /// a value was cut to the bound.
+    #[inline]
+    pub(crate) fn record(&mut self, plan: &SpanPlan, attrs: &Attributes<'_>) -> bool {
+        match self {
             ValuesMut::Compact(c) => {
                 attrs.record(&mut c.recorder(&plan.slot_for));
                 if c.spilled() {
@@ -495,16 +520,15 @@ impl SpanStateMut<'_> {
         }
     }
 
-    /// Copies the slots in the bit set `seen` from `from` (values of the same plan), dropping
-    /// the truncation flag (`from` reported it).
+    /// As [`SpanStateMut::merge`].
     #[inline]
-    pub(crate) fn merge(&mut self, from: &FieldValues, seen: u64) {
-        match &mut self.values {
+    fn merge(&mut self, plan: &SpanPlan, from: &FieldValues, seen: u64) {
+        match self {
             ValuesMut::Compact(c) => {
                 c.merge(from.captured(), seen);
                 c.take_truncated();
                 if c.spilled() {
-                    self.core.plan.compact_spilled();
+                    plan.compact_spilled();
                 }
             }
             ValuesMut::Full(f) => {
@@ -690,7 +714,7 @@ pub(crate) fn inherited<S>(
     ctx: &Context<'_, S>,
     layer: u64,
     below: &SpanRef<'_, S>,
-    held: Option<SpanState<'_>>,
+    held: Option<&SpanState<'_>>,
     names: &[&str],
     f: &mut dyn FnMut(usize, Value<'_>),
 ) where
@@ -702,7 +726,7 @@ pub(crate) fn inherited<S>(
     let known = {
         let ext;
         let st = match held {
-            Some(st) => Some(st),
+            Some(st) => Some(*st),
             None => {
                 visit();
                 ext = below.extensions();
@@ -774,7 +798,7 @@ pub(crate) fn inherited<S>(
 fn first_ancestor<S>(
     layer: u64,
     below: &SpanRef<'_, S>,
-    held: Option<SpanState<'_>>,
+    held: Option<&SpanState<'_>>,
     names: &[&str],
     steps: &mut ArrayVec<Step, 64>,
     f: &mut dyn FnMut(usize, Value<'_>),
@@ -829,7 +853,7 @@ fn first_ancestor<S>(
 /// caller holds it, else under the span's own lock.
 fn write_links<'n, S>(
     span: &SpanRef<'_, S>,
-    held: Option<SpanState<'_>>,
+    held: Option<&SpanState<'_>>,
     layer: u64,
     links: impl Iterator<Item = (&'n str, u64)>,
 ) where
@@ -837,7 +861,7 @@ fn write_links<'n, S>(
 {
     let ext;
     let st = match held {
-        Some(st) => Some(st),
+        Some(st) => Some(*st),
         None => {
             visit();
             ext = span.extensions();
@@ -878,7 +902,7 @@ fn ones(mut m: u64) -> impl Iterator<Item = usize> {
 fn walk<S>(
     layer: u64,
     from: &SpanRef<'_, S>,
-    held: Option<SpanState<'_>>,
+    held: Option<&SpanState<'_>>,
     names: &[&str],
     steps: &mut ArrayVec<Step, 64>,
     f: &mut dyn FnMut(usize, Value<'_>),

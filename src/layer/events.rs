@@ -180,6 +180,7 @@ impl SpanMetricsLayer {
             model.health.truncated(&model.settings.recorder, 1);
         }
         let values = values.as_ref();
+        let values_view = values.map(FieldValues::view);
         let meta = event.metadata();
         if !plan.milestones.is_empty() || retired_milestones {
             // The milestones of this configuration that the event reaches.
@@ -204,7 +205,7 @@ impl SpanMetricsLayer {
                 None => span.as_ref().and_then(|s| ctx.span(&s.id())),
                 Some(_) => span.iter().flat_map(|s| s.scope()).find(|s| {
                     let ext = s.extensions();
-                    match States::of(&ext, self.id) {
+                    match self.state_of(&ext) {
                         Some(st) if Arc::ptr_eq(&st.plan.model, model) => {
                             st.plan.anchors.contains(&r)
                         }
@@ -219,22 +220,20 @@ impl SpanMetricsLayer {
                 .as_ref()
                 .and_then(|a| {
                     let ext = a.extensions();
-                    let st = States::of(&ext, self.id)?;
+                    let st = self.state_of(&ext)?;
                     Some((Some(st.values_owned()), st.errored))
                 })
                 .unwrap_or((None, false));
             let anchor_meta = anchor.as_ref().map(|a| a.metadata());
+            let anchor_view = anchor_values.as_ref().map(FieldValues::view);
             let subject = Subject {
                 name: anchor_meta.map_or(meta.name(), |m| m.name()),
                 target: meta.target(),
-                own: anchor_values.as_ref().map(FieldValues::view),
-                outcome: Outcome::of(anchor_values.as_ref().map(FieldValues::view), errored),
+                own: anchor_view.as_ref(),
+                outcome: Outcome::of(anchor_view, errored),
             };
             let chain = RegistryLookup {
-                locals: [
-                    values.map(FieldValues::view),
-                    anchor_values.as_ref().map(FieldValues::view),
-                ],
+                locals: [values_view.as_ref(), anchor_view.as_ref()],
                 below: anchor.as_ref(),
                 held: None,
                 ctx,

@@ -54,6 +54,10 @@ static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
 /// per-layer filter (`.with_filter(...)`) to restrict which spans it sees.
 pub struct SpanMetricsLayer {
     id: u64,
+    /// Whether this layer ever stored a state of the full grade: until it does, lookups look
+    /// for the compact grade first, and after, for the full one (so spans of the full grade
+    /// never pay for the compact one's lookup; see `crate::state`).
+    full_states: AtomicBool,
     shared: Arc<Shared>,
     clock: quanta::Clock,
     /// How span contexts are read for exemplars.
@@ -118,6 +122,7 @@ impl SpanMetricsLayer {
         };
         SpanMetricsLayer {
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
+            full_states: AtomicBool::new(false),
             shared: Arc::new(shared),
             #[cfg(feature = "exemplars")]
             capture: crate::exemplars::Capture::new(&clock),
@@ -242,7 +247,7 @@ impl SpanMetricsLayer {
         }
         if self.capture.has_source() || !self.capture.only_at_close() {
             let ext = span.extensions();
-            let st = States::of(&ext, self.id)?;
+            let st = self.state_of(&ext)?;
             if st.exemplar.looked() || st.plan.close_groups.is_empty() {
                 return None;
             }
@@ -313,8 +318,22 @@ impl SpanMetricsLayer {
         c.model.families.iter().map(|f| f.name.clone()).collect()
     }
 
-    /// Calls `f` with this layer's state of `span`, of either grade (the compact one looked for
-    /// first).
+    /// Whether lookups should look for the compact grade of state first.
+    #[inline(always)]
+    fn compact_first(&self) -> bool {
+        !self.full_states.load(Ordering::Relaxed)
+    }
+
+    /// This layer's state of a span, of either grade, in its extensions.
+    #[inline]
+    fn state_of<'a>(
+        &self,
+        ext: &'a tracing_subscriber::registry::Extensions<'_>,
+    ) -> Option<SpanState<'a>> {
+        States::of_hinted(ext, self.id, self.compact_first())
+    }
+
+    /// Calls `f` with this layer's state of `span`, of either grade.
     fn with_state<S, R>(
         &self,
         span: &SpanRef<'_, S>,
@@ -323,7 +342,7 @@ impl SpanMetricsLayer {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        States::with_mut(&mut span.extensions_mut(), self.id, true, f)
+        States::with_mut(&mut span.extensions_mut(), self.id, self.compact_first(), f)
     }
 
     /// Calls `f` with the extras of this layer's state of `span`, if it is of the full grade
@@ -346,7 +365,7 @@ impl SpanMetricsLayer {
     fn open<S>(
         &self,
         span: &SpanRef<'_, S>,
-        state: SpanState<'_>,
+        state: &SpanState<'_>,
         ctx: &Context<'_, S>,
     ) -> SmallVec<[(usize, metrics::Gauge); 2]>
     where
@@ -356,9 +375,9 @@ impl SpanMetricsLayer {
         let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
         let model = &plan.model;
         let meta = span.metadata();
-        let subject = Subject::span(meta, state.values, Outcome::Unset);
+        let subject = Subject::span(meta, &state.values, Outcome::Unset);
         let chain = RegistryLookup {
-            locals: [Some(state.values), None],
+            locals: [Some(&state.values), None],
             below: Some(span),
             held: Some(state),
             ctx,
@@ -409,22 +428,11 @@ impl SpanMetricsLayer {
     ///
     /// Rules that share labels and conditions (say a duration histogram and a calls counter)
     /// form a group: their labels are resolved and hashed once.
-    fn close<S>(
-        &self,
-        span: &SpanRef<'_, S>,
-        mut state: SpanStateMut<'_>,
-        now: u64,
-        ctx: &Context<'_, S>,
-    ) where
+    /// In-flight gauges the span holds are decremented by the caller, after this.
+    fn close<S>(&self, span: &SpanRef<'_, S>, state: &SpanState<'_>, now: u64, ctx: &Context<'_, S>)
+    where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        // Decremented once the span's rules have recorded.
-        let held = state
-            .extras
-            .as_mut()
-            .map(|x| std::mem::take(&mut x.held))
-            .unwrap_or_default();
-        let state = state.as_ref();
         #[cfg(feature = "exemplars")]
         let exemplar = state
             .exemplar
@@ -433,9 +441,9 @@ impl SpanMetricsLayer {
         let plan = &state.core.plan;
         let model = &plan.model;
         let meta = span.metadata();
-        let subject = Subject::span(meta, state.values, state.outcome());
+        let subject = Subject::span(meta, &state.values, state.outcome());
         let chain = RegistryLookup {
-            locals: [Some(state.values), None],
+            locals: [Some(&state.values), None],
             below: Some(span),
             held: Some(state),
             ctx,
@@ -501,7 +509,7 @@ impl SpanMetricsLayer {
             let mut key = KeyBuf::new();
             let keyed = ops.len() == group.members.len()
                 && group.key.as_ref().is_some_and(|spec| {
-                    write_key(rule, spec, state.values, outcome, &chain, &mut key)
+                    write_key(rule, spec, &state.values, outcome, &chain, &mut key)
                 });
             let key = key.as_bytes();
             let key_hash = if keyed { group.cache.hash(key) } else { 0 };
@@ -554,9 +562,6 @@ impl SpanMetricsLayer {
                 #[cfg(feature = "exemplars")]
                 exemplar,
             );
-        }
-        for (_, gauge) in held {
-            gauge.decrement(1.0);
         }
     }
 
@@ -634,7 +639,7 @@ impl SpanMetricsLayer {
         &self,
         span: &SpanRef<'_, S>,
         plan: &SpanPlan,
-        own: Values<'_>,
+        own: &Values<'_>,
         outcome: Outcome,
         seen: u64,
         ctx: &Context<'_, S>,
@@ -723,16 +728,19 @@ where
         // everywhere else.
         let mut ext = span.extensions_mut();
         let compact = States::insert(&mut ext, self.id, plan, now);
+        if !compact && self.compact_first() {
+            self.full_states.store(true, Ordering::Relaxed);
+        }
         States::with_mut(&mut ext, self.id, compact, |mut state| {
-            let plan = state.plan.clone();
+            let plan = &*state.core.plan;
             // A callsite with no field any rule reads (RED mode without `otel.*` fields, say)
             // is not visited at all.
-            if !plan.slot_names.is_empty() && state.record(attrs) {
+            if !plan.slot_names.is_empty() && state.values.record(plan, attrs) {
                 let model = &plan.model;
                 model.health.truncated(&model.settings.recorder, 1);
             }
             if plan.opens() {
-                let held = self.open(&span, state.as_ref(), &ctx);
+                let held = self.open(&span, &state.as_ref(), &ctx);
                 match state.extras.as_mut() {
                     Some(x) => x.held = held,
                     None => debug_assert!(
@@ -746,7 +754,7 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let Some(plan) = States::of(&span.extensions(), self.id).map(|st| st.plan.clone()) else {
+        let Some(plan) = self.state_of(&span.extensions()).map(|st| st.plan.clone()) else {
             return;
         };
         if plan.slot_names.is_empty() {
@@ -774,7 +782,7 @@ where
             })
             .flatten();
         if let Some((own, outcome)) = apply_recorded {
-            self.apply_recorded(&span, &plan, own.view(), outcome, seen, &ctx);
+            self.apply_recorded(&span, &plan, &own.view(), outcome, seen, &ctx);
         }
     }
 
@@ -838,7 +846,13 @@ where
             if let Some(found) = found {
                 st.exemplar = found;
             }
-            self.close(&span, st, now, &ctx)
+            self.close(&span, &st.as_ref(), now, &ctx);
+            // After the span's rules recorded.
+            if let Some(x) = st.extras.as_mut().filter(|x| !x.held.is_empty()) {
+                for (_, gauge) in std::mem::take(&mut x.held) {
+                    gauge.decrement(1.0);
+                }
+            }
         });
     }
 }
