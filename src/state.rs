@@ -179,24 +179,27 @@ impl States {
     }
 
     /// Calls `f` with `layer`'s state in a span's extensions, if it keeps one there; the
-    /// compact grade is looked for first if `compact_first`.
-    #[inline]
+    /// compact grade is looked for first if `compact_first`. (`f` is called in one place, so
+    /// that it is inlined into the hook that calls this.)
+    #[inline(always)]
     pub(crate) fn with_mut<R>(
         ext: &mut ExtensionsMut<'_>,
         layer: u64,
         compact_first: bool,
         f: impl FnOnce(SpanStateMut<'_>) -> R,
     ) -> Option<R> {
-        if compact_first {
-            if let Some(c) = ext.get_mut::<Compact>().filter(|c| c.id == layer) {
-                return Some(f(c.view_mut()));
+        let state = if compact_first {
+            match ext.get_mut::<Compact>() {
+                Some(c) if c.id == layer => c.view_mut(),
+                _ => ext.get_mut::<States>()?.get_mut(layer)?.view_mut(),
             }
-            return Some(f(ext.get_mut::<States>()?.get_mut(layer)?.view_mut()));
-        }
-        if let Some(full) = ext.get_mut::<States>().and_then(|s| s.get_mut(layer)) {
-            return Some(f(full.view_mut()));
-        }
-        Some(f(ext.get_mut::<Compact>().filter(|c| c.id == layer)?.view_mut()))
+        } else {
+            match ext.get_mut::<States>().and_then(|s| s.get_mut(layer)) {
+                Some(full) => full.view_mut(),
+                None => ext.get_mut::<Compact>().filter(|c| c.id == layer)?.view_mut(),
+            }
+        };
+        Some(f(state))
     }
 
     /// `layer`'s full state's extras in a span's extensions, if it keeps a full state there
