@@ -82,6 +82,8 @@ use tracing_subscriber::registry::{Extensions, ExtensionsMut, LookupSpan, SpanRe
 
 use crate::config::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION};
 use crate::plan::{COMPACT_LINKS, SpanPlan, ThreadPlan};
+#[cfg(test)]
+use crate::values::COMPACT_TEXT;
 use crate::values::{CompactValues, FieldValues, Value, Values};
 
 /// Inline number of links (fields the configuration inherits). A configuration that inherits
@@ -196,7 +198,10 @@ impl States {
         } else {
             match ext.get_mut::<States>().and_then(|s| s.get_mut(layer)) {
                 Some(full) => full.view_mut(),
-                None => ext.get_mut::<Compact>().filter(|c| c.id == layer)?.view_mut(),
+                None => ext
+                    .get_mut::<Compact>()
+                    .filter(|c| c.id == layer)?
+                    .view_mut(),
             }
         };
         Some(f(state))
@@ -243,10 +248,7 @@ impl Compact {
                 .view(self.core.plan.fields, self.core.plan.slot_fields),
             core: &self.core,
             extras: None,
-            links: LinkSlots {
-                first: &self.links,
-                more: &[],
-            },
+            compact_links: &self.links,
             full_values: None,
         }
     }
@@ -401,7 +403,7 @@ impl Full {
             core: &self.core,
             values: self.values.view(),
             extras: Some(&self.extras),
-            links: self.extras.links.slots(),
+            compact_links: &[],
             full_values: Some(&self.values),
         }
     }
@@ -424,7 +426,8 @@ pub(crate) struct SpanState<'a> {
     pub(crate) core: &'a Core,
     pub(crate) values: Values<'a>,
     pub(crate) extras: Option<&'a Extras>,
-    links: LinkSlots<'a>,
+    /// A compact state's links (the full grade's are in its extras).
+    compact_links: &'a [AtomicU64],
     /// The full grade's values, copied by a clone.
     full_values: Option<&'a FieldValues>,
 }
@@ -484,13 +487,7 @@ impl SpanStateMut<'_> {
             core: self.core,
             values,
             extras: self.extras.as_deref(),
-            links: match self.extras.as_deref() {
-                Some(x) => x.links.slots(),
-                None => LinkSlots {
-                    first: self.compact_links,
-                    more: &[],
-                },
-            },
+            compact_links: self.compact_links,
             full_values,
         }
     }
@@ -571,13 +568,25 @@ impl<'a> SpanState<'a> {
     #[inline]
     fn link_slot(&self, name: &str) -> Option<&'a AtomicU64> {
         let i = self.plan.model.inherited.iter().position(|n| n == name)?;
-        self.links.get(i)
+        self.links().get(i)
+    }
+
+    /// The span's links: a full state's, in its extras, or a compact state's.
+    #[inline]
+    fn links(&self) -> LinkSlots<'a> {
+        match self.extras {
+            Some(x) => x.links.slots(),
+            None => LinkSlots {
+                first: self.compact_links,
+                more: &[],
+            },
+        }
     }
 
     /// Whether any link is known.
     #[inline]
     fn any_link_known(&self) -> bool {
-        self.links.any_known()
+        self.links().any_known()
     }
 
     /// What the span (whose id is `own`) knows of the nearest proper ancestor that captures
@@ -1014,6 +1023,136 @@ mod tests {
         o.open(clock.raw()); // t=130
         mock.increment(Duration::from_nanos(5));
         assert_eq!(o.nanos(clock.raw(), &clock), 35);
+    }
+
+    use crate::config::{EventMatch, Label, Metric, Spans};
+    use tracing::{Dispatch, dispatcher};
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::registry::{LookupSpan, SpanData};
+
+    type Sub =
+        tracing_subscriber::layer::Layered<crate::SpanMetricsLayer, tracing_subscriber::Registry>;
+
+    /// Opens spans with `open` (each from one callsite, so one plan) under a layer with `rules`
+    /// and calls `check` with each span's extensions while it is open.
+    fn with_spans(
+        rules: Vec<Metric>,
+        spans: usize,
+        open: impl Fn() -> tracing::Span,
+        check: impl Fn(usize, &Extensions<'_>),
+    ) {
+        let mut builder = crate::SpanMetrics::builder();
+        for rule in rules {
+            builder = builder.metric(rule);
+        }
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(builder.build().unwrap()));
+        let sub = dispatch
+            .downcast_ref::<Sub>()
+            .expect("the test's subscriber");
+        dispatcher::with_default(&dispatch, || {
+            for i in 0..spans {
+                let span = open();
+                let data = sub.span_data(&span.id().expect("an enabled span")).unwrap();
+                check(i, &data.extensions());
+            }
+        });
+    }
+
+    /// The grade of state a span gets under `rules`: `"compact"` or `"full"`.
+    fn grade(rules: Vec<Metric>, open: impl Fn() -> tracing::Span) -> &'static str {
+        let found = std::cell::Cell::new("none");
+        with_spans(rules, 1, open, |_, ext| {
+            found.set(match (ext.get::<Compact>(), ext.get::<States>()) {
+                (Some(_), None) => "compact",
+                (None, Some(_)) => "full",
+                _ => "neither or both",
+            });
+        });
+        found.get()
+    }
+
+    fn rpc_span() -> tracing::Span {
+        tracing::info_span!("rpc", a = "x", b = 2, c = true, d = tracing::field::Empty)
+    }
+
+    fn rpc(rule: Metric) -> Metric {
+        rule.spans(Spans::named("rpc"))
+    }
+
+    #[test]
+    fn plans_get_the_compact_grade_only_when_it_holds_all_they_need() {
+        let labels = || ["a", "b", "c"];
+        let compact = [
+            rpc(Metric::histogram("wall").wall_time().labels(labels())),
+            rpc(Metric::counter("calls").spans_closed().labels(labels())),
+            rpc(Metric::counter("opened").spans_opened().labels(labels())),
+            rpc(Metric::histogram("field")
+                .span_field("b")
+                .labels(["a", "c"])),
+        ];
+        for rule in compact {
+            assert_eq!(grade(vec![rule.clone()], rpc_span), "compact", "{rule:?}");
+        }
+        let full = [
+            rpc(Metric::histogram("busy").busy_time()),
+            rpc(Metric::histogram("idle").idle_time()),
+            rpc(Metric::histogram("self").self_time()),
+            rpc(Metric::histogram("first").time_to(EventMatch::message("first byte"))),
+            rpc(Metric::gauge("open").in_flight()),
+            rpc(Metric::gauge("after").in_flight_after("d")),
+            // Four captured fields.
+            rpc(Metric::counter("four")
+                .spans_closed()
+                .labels(["a", "b", "c", "d"])),
+            // Four inherited fields (none of them captured here).
+            rpc(Metric::counter("inherits")
+                .spans_closed()
+                .labels(["e", "f", "g", "h"])),
+        ];
+        for rule in full {
+            assert_eq!(grade(vec![rule.clone()], rpc_span), "full", "{rule:?}");
+        }
+        // Four labels of which one does not inherit: three links, three captured fields.
+        let three = rpc(Metric::counter("calls").spans_closed().labels(labels()))
+            .label(Label::field("e").own_only());
+        assert_eq!(grade(vec![three], rpc_span), "compact");
+    }
+
+    #[test]
+    fn text_beyond_the_compact_room_spills_once_then_the_callsite_gets_the_full_grade() {
+        let long = "x".repeat(COMPACT_TEXT + 1);
+        let rule = rpc(Metric::counter("calls").spans_closed().labels(["a"]));
+        let grades = std::cell::RefCell::new(Vec::new());
+        with_spans(
+            vec![rule],
+            3,
+            || tracing::info_span!("rpc", a = long.as_str()),
+            |_, ext| {
+                let (grade, value) = match (ext.get::<Compact>(), ext.get::<States>()) {
+                    (Some(c), None) => (
+                        "compact",
+                        c.view().values.by_name("a").map(|v| format!("{v:?}")),
+                    ),
+                    (None, Some(s)) => (
+                        "full",
+                        s.first.view().values.by_name("a").map(|v| format!("{v:?}")),
+                    ),
+                    _ => ("neither or both", None),
+                };
+                grades.borrow_mut().push((grade, value));
+            },
+        );
+        // The first span's text spilled (and reads back whole); the callsite's later spans get
+        // the full grade, whose inline room holds it.
+        let whole = Some(format!("{:?}", Value::Str(&long)));
+        assert_eq!(
+            grades.into_inner(),
+            vec![
+                ("compact", whole.clone()),
+                ("full", whole.clone()),
+                ("full", whole)
+            ]
+        );
     }
 
     /// The README states these sizes: the extension box every span with state allocates holds

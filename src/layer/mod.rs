@@ -464,39 +464,38 @@ impl SpanMetricsLayer {
                 let rule = &model.rules[applied.rule];
                 // A duration, in the family's unit.
                 let secs = |nanos: u64| Op::Observe(nanos as f64 * rule.per_nano);
-                let op = match &rule.measure {
-                    Measure::WallTime => secs(wall),
-                    // Plans that measure these keep the full grade, which has extras.
-                    Measure::BusyTime => secs(busy_nanos(state.extras, now, clock)),
-                    Measure::IdleTime => {
-                        secs(wall.saturating_sub(busy_nanos(state.extras, now, clock)))
-                    }
-                    Measure::SelfTime => secs(wall.saturating_sub(
-                        state.extras.map_or(0, |x| x.children.nanos(now, clock)),
-                    )),
-                    Measure::TimeToEvent(_) => {
-                        let reached = plan
-                            .milestones
-                            .iter()
-                            .position(|r| *r == applied.rule)
-                            .and_then(|k| {
-                                state.extras?.milestones.get(k).copied().flatten()
-                            });
-                        match reached {
-                            Some(t) => secs(clock.delta_as_nanos(state.start, t)),
-                            None => continue,
+                let op =
+                    match &rule.measure {
+                        Measure::WallTime => secs(wall),
+                        // Plans that measure these keep the full grade, which has extras.
+                        Measure::BusyTime => secs(busy_nanos(state.extras, now, clock)),
+                        Measure::IdleTime => {
+                            secs(wall.saturating_sub(busy_nanos(state.extras, now, clock)))
                         }
-                    }
-                    Measure::SpansClosed => Op::Add(1),
-                    // The group's conditions hold (checked above).
-                    Measure::SpanField(f) => {
-                        match value_op(model, rule, state.values.by_name(f), || true) {
-                            Some(op) => op,
-                            None => continue,
+                        Measure::SelfTime => secs(wall.saturating_sub(
+                            state.extras.map_or(0, |x| x.children.nanos(now, clock)),
+                        )),
+                        Measure::TimeToEvent(_) => {
+                            let reached = plan
+                                .milestones
+                                .iter()
+                                .position(|r| *r == applied.rule)
+                                .and_then(|k| state.extras?.milestones.get(k).copied().flatten());
+                            match reached {
+                                Some(t) => secs(clock.delta_as_nanos(state.start, t)),
+                                None => continue,
+                            }
                         }
-                    }
-                    _ => continue,
-                };
+                        Measure::SpansClosed => Op::Add(1),
+                        // The group's conditions hold (checked above).
+                        Measure::SpanField(f) => {
+                            match value_op(model, rule, state.values.by_name(f), || true) {
+                                Some(op) => op,
+                                None => continue,
+                            }
+                        }
+                        _ => continue,
+                    };
                 // A group has at most `MAX_GROUP` members (the plan splits larger ones).
                 let pushed = ops.try_push((rule.family, op));
                 debug_assert!(pushed.is_ok(), "a close group exceeds MAX_GROUP");
