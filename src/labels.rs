@@ -21,7 +21,7 @@ use crate::config::{
 use crate::plan::KeyPart;
 use crate::ruleset::Rule;
 use crate::state::Outcome;
-use crate::values::{Arena, FieldValues, KeyBuf, Value};
+use crate::values::{Arena, KeyBuf, Value, Values};
 
 /// Finds a field's value beyond the span's own captured fields.
 pub(crate) trait Lookup {
@@ -41,14 +41,14 @@ pub(crate) struct Subject<'a> {
     pub(crate) name: &'static str,
     pub(crate) target: &'static str,
     /// The span's own captured values (for `otel.*` fields and fast own-field access).
-    pub(crate) own: Option<&'a FieldValues>,
+    pub(crate) own: Option<&'a Values<'a>>,
     pub(crate) outcome: Outcome,
 }
 
 impl<'a> Subject<'a> {
     /// A span as its rules see it: its callsite's name and target, its captured values and its
     /// outcome.
-    pub(crate) fn span(meta: &Metadata<'static>, own: &'a FieldValues, outcome: Outcome) -> Self {
+    pub(crate) fn span(meta: &Metadata<'static>, own: &'a Values<'a>, outcome: Outcome) -> Self {
         Subject {
             name: meta.name(),
             target: meta.target(),
@@ -250,7 +250,7 @@ pub(crate) fn resolve<'a>(
 pub(crate) fn write_key(
     rule: &Rule,
     parts: &[KeyPart],
-    own: &FieldValues,
+    own: &Values<'_>,
     outcome: Outcome,
     lookup: &dyn Lookup,
     out: &mut KeyBuf,

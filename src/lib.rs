@@ -45,7 +45,8 @@
 //! - `ruleset`: a validated configuration assembled into rules bound to their families.
 //! - `plan`: the ruleset compiled once per callsite (which rules apply, field index → slot).
 //! - `state` and `labels`: per-span state (timers, captured fields, links to ancestors) with no
-//!   heap beyond the one box tracing-subscriber's extensions force; label resolution and
+//!   heap beyond the one box tracing-subscriber's extensions force, in two grades (a compact one
+//!   for plans that need little, a full one) chosen by the plan; label resolution and
 //!   conditions.
 //! - `exemplars` (feature `exemplars`): a span's trace and span ids (from a user's source, or
 //!   with feature `opentelemetry` from sampled OpenTelemetry spans), captured per span and kept

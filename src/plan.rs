@@ -5,6 +5,7 @@
 //! of the callsite's fields are worth capturing (field index → slot), and what happens on which
 //! hook. The per-span work is then a few table lookups, with no string comparison against rules.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -19,10 +20,13 @@ use crate::config::{
 };
 use crate::instruments::GroupCache;
 use crate::ruleset::{Rule, Ruleset};
-use crate::values::FieldValues;
+use crate::values::{COMPACT_SLOTS, FieldValues};
 
 /// The most rules in one close group (a larger set of rules sharing labels makes several).
 pub(crate) const MAX_GROUP: usize = 16;
+/// Links to ancestors that a span of the compact grade of state keeps (see `crate::state`): a
+/// configuration that inherits more fields gives its spans the full grade.
+pub(crate) const COMPACT_LINKS: usize = 3;
 /// Fields are captured only below this index (slots and captured field indices are tracked in
 /// 64-bit sets), so a plan captures at most this many fields per callsite.
 pub(crate) const MAX_SLOTS: usize = 64;
@@ -129,6 +133,10 @@ pub(crate) struct SpanPlan {
     pub(crate) has_status_fields: bool,
     /// Whether spans of this callsite keep state at all.
     pub(crate) needs_state: bool,
+    /// Whether spans of this callsite get the compact grade of state (see `crate::state`): set
+    /// when the plan needs nothing beyond it, cleared for good once a span's values spilled
+    /// out of its inline room.
+    compact: AtomicBool,
 }
 
 /// What to do for events of one callsite.
@@ -157,6 +165,20 @@ pub(crate) struct EventPlan {
 }
 
 impl SpanPlan {
+    /// Whether a new span of this callsite gets the compact grade of state.
+    #[inline(always)]
+    pub(crate) fn compact(&self) -> bool {
+        self.compact.load(Ordering::Relaxed)
+    }
+
+    /// A span of the compact grade spilled its values to the heap: later spans of this
+    /// callsite get the full grade, whose inline room is larger (so a callsite whose values do
+    /// not fit the compact room costs one spill, not one per span).
+    #[cold]
+    pub(crate) fn compact_spilled(&self) {
+        self.compact.store(false, Ordering::Relaxed);
+    }
+
     /// Whether spans of this callsite have work to do at creation.
     pub(crate) fn opens(&self) -> bool {
         !(self.on_open.is_empty() && self.gated.is_empty() && self.field_gauges.is_empty())
@@ -274,6 +296,7 @@ impl SpanPlan {
             needs_children: false,
             has_status_fields: false,
             needs_state: false,
+            compact: AtomicBool::new(false),
             slot_names,
         };
         for (i, rule) in model.rules.iter().enumerate() {
@@ -347,6 +370,21 @@ impl SpanPlan {
             || !plan.gated.is_empty()
             || !plan.field_gauges.is_empty()
             || !plan.anchors.is_empty();
+        // No milestones, busy or children timing, held gauges or links to ancestors, and few
+        // enough captured fields for the compact values.
+        let holds_gauges = !plan.gated.is_empty()
+            || plan
+                .on_open
+                .iter()
+                .any(|a| model.rules[a.rule].measure == Measure::InFlight);
+        plan.compact = AtomicBool::new(
+            plan.milestones.is_empty()
+                && !plan.needs_busy
+                && !plan.needs_children
+                && !holds_gauges
+                && model.inherited.len() <= COMPACT_LINKS
+                && plan.slot_names.len() <= COMPACT_SLOTS,
+        );
         plan
     }
 }

@@ -1,10 +1,37 @@
 //! Per-span state: timers, captured fields, outcome, milestones, held gauges and links to
 //! ancestors.
 //!
-//! A span that any rule cares about gets one `SpanState`, stored in the span's extensions (the
-//! one allocation per span that tracing-subscriber's extensions force). Everything inside is
-//! inline: captured text lives in a small arena, milestones and held gauges in small vectors,
-//! links in a small array.
+//! A span that any rule cares about gets one state per layer, stored in the span's extensions
+//! (the one allocation per span that tracing-subscriber's extensions force). Everything inside
+//! is inline: captured text lives in a small arena, milestones and held gauges in small
+//! vectors, links in a small array.
+//!
+//! ## Two grades, chosen by the plan
+//! The box is the state's size whatever the span uses, so a span's plan (compiled once per
+//! callsite, see `SpanPlan::compact`) picks one of two extension types:
+//! - [`Compact`] (168 bytes on 64-bit targets, 192 with the `exemplars` feature): for plans with
+//!   no milestones, no busy or children timing (busy, idle or self time), no in-flight gauge
+//!   (held from open or gated on a field), at most `COMPACT_SLOTS` (3) captured fields, in a
+//!   configuration that inherits at most `COMPACT_LINKS` (3) fields. It keeps the plan, start,
+//!   error flag, captured values (3 slots, `COMPACT_TEXT` (48) bytes of text inline) and the
+//!   links. Durations, counters and histograms of fields with up to three field labels (the
+//!   benchmarks' `layer/rule`) get it.
+//! - [`States`] (544 bytes, 568 with `exemplars`), the full grade: everything else, with six
+//!   value slots, 160 bytes of text, four links, milestones, held gauges and busy and children
+//!   timing inline (more spill to the heap); and the states of further layers of this crate in
+//!   the same subscriber.
+//!
+//! Text beyond the compact room spills to the heap, as text beyond the full grade's does; the
+//! callsite's later spans then get the full grade, so such a callsite pays one spill, not one
+//! per span. A second layer of this crate on a span that already has a compact state stores its
+//! own in a [`States`] (two extensions, as two layers' states made before).
+//!
+//! Code that reads a state sees one view of either grade, [`SpanState`] (and [`SpanStateMut`]
+//! to change it): the parts both grades keep ([`Core`]), the captured values, and the
+//! [`Extras`] of the full grade when there are any. Registry extensions are keyed by type, so a
+//! lookup tries one type and then the other: the compact one first, except where only the full
+//! one can matter (timing, milestones, held gauges: [`States::extras_mut`]) and right after the
+//! state was stored (its grade is known).
 //!
 //! ## Inherited fields
 //! A label that inherits reads the nearest ancestor that has recorded its field. Walking every
@@ -49,54 +76,149 @@ use arrayvec::ArrayVec;
 use metrics::Gauge;
 use smallvec::SmallVec;
 use tracing_core::Subscriber;
-use tracing_core::span::Id;
+use tracing_core::span::{Attributes, Id};
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::{Extensions, ExtensionsMut, LookupSpan, SpanRef};
 
 use crate::config::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION};
-use crate::plan::{SpanPlan, ThreadPlan};
-use crate::values::{FieldValues, Value};
+use crate::plan::{COMPACT_LINKS, SpanPlan, ThreadPlan};
+#[cfg(test)]
+use crate::values::COMPACT_TEXT;
+use crate::values::{CompactValues, FieldValues, Value, Values};
 
 /// Inline number of links (fields the configuration inherits). A configuration that inherits
 /// more fields costs each span with state one more allocation (as more than `SLOTS_INLINE`
 /// captured fields do).
 const LINKS_INLINE: usize = 4;
 
-/// The extension the layer stores: the states of every `SpanMetricsLayer` in the subscriber,
-/// keyed by layer id, so two layers never trip over each other. The usual single layer's state
-/// is inline, so a new span's state is written once, straight into the extension's box.
+/// The full grade's extension: the states of every `SpanMetricsLayer` in the subscriber that
+/// keeps a full state for the span (and of a layer whose compact state could not be stored
+/// because another layer's already was), keyed by layer id, so two layers never trip over each
+/// other. The usual single layer's state is inline, so a new span's state is written once,
+/// straight into the extension's box.
 pub(crate) struct States {
     id: u64,
-    first: SpanState,
-    more: Vec<(u64, SpanState)>,
+    first: Full,
+    more: Vec<(u64, Full)>,
+}
+
+/// The compact grade's extension: one layer's state of a span whose plan needs no more (see the
+/// module docs).
+pub(crate) struct Compact {
+    id: u64,
+    core: Core,
+    values: CompactValues,
+    /// The nearest ancestor that captures each field the configuration inherits (at most
+    /// `COMPACT_LINKS` of them).
+    links: [AtomicU64; COMPACT_LINKS],
 }
 
 impl States {
     /// The states of a new span that only `layer` keeps state for.
     #[inline(always)]
-    pub(crate) fn new(layer: u64, plan: Arc<ThreadPlan<SpanPlan>>, start: u64) -> Self {
+    fn new(layer: u64, plan: Arc<ThreadPlan<SpanPlan>>, start: u64) -> Self {
         States {
             id: layer,
-            first: SpanState::new(plan, start),
+            first: Full::new(plan, start),
             more: Vec::new(),
         }
     }
 
-    /// Adds the state of another layer.
-    pub(crate) fn push(&mut self, layer: u64, state: SpanState) {
-        self.more.push((layer, state));
-    }
-
-    /// `layer`'s state in a span's extensions, if it keeps one there.
-    #[inline]
-    pub(crate) fn of<'a>(
-        ext: &'a tracing_subscriber::registry::Extensions<'_>,
+    /// Stores `layer`'s state of a new span in its extensions: of the compact grade when the
+    /// plan allows it and no other layer's compact state is there, else of the full grade.
+    /// Returns whether it is of the compact grade.
+    #[inline(always)]
+    pub(crate) fn insert(
+        ext: &mut ExtensionsMut<'_>,
         layer: u64,
-    ) -> Option<&'a SpanState> {
-        ext.get::<States>()?.get(layer)
+        plan: Arc<ThreadPlan<SpanPlan>>,
+        start: u64,
+    ) -> bool {
+        if plan.compact() && ext.get_mut::<Compact>().is_none() {
+            ext.insert(Compact {
+                id: layer,
+                values: CompactValues::new(
+                    plan.slot_names.len(),
+                    plan.model.settings.max_label_len,
+                ),
+                core: Core::new(plan, start),
+                links: [const { AtomicU64::new(UNKNOWN) }; COMPACT_LINKS],
+            });
+            return true;
+        }
+        match ext.get_mut::<States>() {
+            Some(states) => states.more.push((layer, Full::new(plan, start))),
+            None => ext.insert(States::new(layer, plan, start)),
+        }
+        false
     }
 
-    pub(crate) fn get(&self, layer: u64) -> Option<&SpanState> {
+    /// `layer`'s state in a span's extensions, if it keeps one there: the compact grade is
+    /// looked for first.
+    #[inline]
+    pub(crate) fn of<'a>(ext: &'a Extensions<'_>, layer: u64) -> Option<SpanState<'a>> {
+        Self::of_hinted(ext, layer, true)
+    }
+
+    /// As [`of`](Self::of), the compact grade looked for first if `compact_first`, else the
+    /// full one (a hint of which is likelier: either way both are looked for).
+    #[inline]
+    pub(crate) fn of_hinted<'a>(
+        ext: &'a Extensions<'_>,
+        layer: u64,
+        compact_first: bool,
+    ) -> Option<SpanState<'a>> {
+        if compact_first {
+            if let Some(c) = ext.get::<Compact>().filter(|c| c.id == layer) {
+                return Some(c.view());
+            }
+            return Some(ext.get::<States>()?.get(layer)?.view());
+        }
+        if let Some(full) = ext.get::<States>().and_then(|s| s.get(layer)) {
+            return Some(full.view());
+        }
+        Some(ext.get::<Compact>().filter(|c| c.id == layer)?.view())
+    }
+
+    /// Calls `f` with `layer`'s state in a span's extensions, if it keeps one there; the
+    /// compact grade is looked for first if `compact_first`. (`f` is called in one place, so
+    /// that it is inlined into the hook that calls this.)
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(
+        ext: &mut ExtensionsMut<'_>,
+        layer: u64,
+        compact_first: bool,
+        f: impl FnOnce(SpanStateMut<'_>) -> R,
+    ) -> Option<R> {
+        let state = if compact_first {
+            match ext.get_mut::<Compact>() {
+                Some(c) if c.id == layer => c.view_mut(),
+                _ => ext.get_mut::<States>()?.get_mut(layer)?.view_mut(),
+            }
+        } else {
+            match ext.get_mut::<States>().and_then(|s| s.get_mut(layer)) {
+                Some(full) => full.view_mut(),
+                None => ext
+                    .get_mut::<Compact>()
+                    .filter(|c| c.id == layer)?
+                    .view_mut(),
+            }
+        };
+        Some(f(state))
+    }
+
+    /// `layer`'s full state's extras in a span's extensions, if it keeps a full state there
+    /// (a compact state has none).
+    #[inline]
+    pub(crate) fn extras_mut<'a>(
+        ext: &'a mut ExtensionsMut<'_>,
+        layer: u64,
+    ) -> Option<(&'a Core, &'a mut Extras)> {
+        let full = ext.get_mut::<States>()?.get_mut(layer)?;
+        Some((&full.core, &mut full.extras))
+    }
+
+    fn get(&self, layer: u64) -> Option<&Full> {
         if self.id == layer {
             return Some(&self.first);
         }
@@ -106,7 +228,7 @@ impl States {
             .map(|(_, s)| s)
     }
 
-    pub(crate) fn get_mut(&mut self, layer: u64) -> Option<&mut SpanState> {
+    fn get_mut(&mut self, layer: u64) -> Option<&mut Full> {
         if self.id == layer {
             return Some(&mut self.first);
         }
@@ -114,6 +236,31 @@ impl States {
             .iter_mut()
             .find(|(id, _)| *id == layer)
             .map(|(_, s)| s)
+    }
+}
+
+impl Compact {
+    #[inline]
+    fn view(&self) -> SpanState<'_> {
+        SpanState {
+            values: self
+                .values
+                .view(self.core.plan.fields, self.core.plan.slot_fields),
+            core: &self.core,
+            extras: None,
+            compact_links: &self.links,
+            full_values: None,
+        }
+    }
+
+    #[inline]
+    fn view_mut(&mut self) -> SpanStateMut<'_> {
+        SpanStateMut {
+            core: &mut self.core,
+            values: ValuesMut::Compact(&mut self.values),
+            extras: None,
+            compact_links: &self.links,
+        }
     }
 }
 
@@ -170,7 +317,7 @@ impl Outcome {
     /// As tracing-opentelemetry decides a span's status: `otel.status_code` wins when it says
     /// OK or ERROR; otherwise a recorded `otel.status_description` or an error event (ERROR
     /// level, or an `error` field as `#[instrument(err)]` emits) means an error.
-    pub(crate) fn of(values: Option<&FieldValues>, errored: bool) -> Outcome {
+    pub(crate) fn of(values: Option<Values<'_>>, errored: bool) -> Outcome {
         let explicit = values
             .and_then(|v| v.by_name(OTEL_STATUS))
             .and_then(|v| match v {
@@ -187,43 +334,217 @@ impl Outcome {
     }
 }
 
-/// What the layer remembers about one open span.
-pub(crate) struct SpanState {
+/// What both grades remember about one open span (for one layer).
+pub(crate) struct Core {
     pub(crate) plan: Arc<ThreadPlan<SpanPlan>>,
-    pub(crate) values: FieldValues,
     pub(crate) start: u64,
+    pub(crate) errored: bool,
+    /// The span's OpenTelemetry ids, once read (see `crate::exemplars`).
+    #[cfg(feature = "exemplars")]
+    pub(crate) exemplar: crate::exemplars::SpanIds,
+}
+
+impl Core {
+    // Always inlined: built straight into the caller's extension, not on the stack and copied.
+    #[inline(always)]
+    fn new(plan: Arc<ThreadPlan<SpanPlan>>, start: u64) -> Self {
+        Core {
+            plan,
+            start,
+            errored: false,
+            #[cfg(feature = "exemplars")]
+            exemplar: Default::default(),
+        }
+    }
+}
+
+/// What only the full grade remembers: busy and children timing, milestones, held gauges and
+/// links to ancestors.
+pub(crate) struct Extras {
     pub(crate) busy: Overlap,
     pub(crate) children: Overlap,
-    pub(crate) errored: bool,
     /// When each of the plan's milestones was first reached.
     pub(crate) milestones: SmallVec<[Option<u64>; 2]>,
     /// In-flight gauges incremented for this span, by rule: decremented at close.
     pub(crate) held: SmallVec<[(usize, Gauge); 2]>,
     /// The nearest ancestor that captures each field the configuration inherits.
     links: Links,
-    /// The span's OpenTelemetry ids, once read (see `crate::exemplars`).
-    #[cfg(feature = "exemplars")]
-    pub(crate) exemplar: crate::exemplars::SpanIds,
 }
 
-impl SpanState {
+/// One layer's full state of a span.
+pub(crate) struct Full {
+    core: Core,
+    values: FieldValues,
+    extras: Extras,
+}
+
+impl Full {
     // Always inlined: built straight into the caller's `States`, not on the stack and copied.
     #[inline(always)]
-    pub(crate) fn new(plan: Arc<ThreadPlan<SpanPlan>>, start: u64) -> Self {
+    fn new(plan: Arc<ThreadPlan<SpanPlan>>, start: u64) -> Self {
         let milestones = SmallVec::from_elem(None, plan.milestones.len());
         let links = Links::new(plan.model.inherited.len());
-        SpanState {
+        Full {
             values: plan.values(),
-            plan,
-            start,
-            busy: Overlap::default(),
-            children: Overlap::default(),
-            errored: false,
-            milestones,
-            held: SmallVec::new(),
-            links,
-            #[cfg(feature = "exemplars")]
-            exemplar: Default::default(),
+            extras: Extras {
+                busy: Overlap::default(),
+                children: Overlap::default(),
+                milestones,
+                held: SmallVec::new(),
+                links,
+            },
+            core: Core::new(plan, start),
+        }
+    }
+
+    #[inline]
+    fn view(&self) -> SpanState<'_> {
+        SpanState {
+            core: &self.core,
+            values: self.values.view(),
+            extras: Some(&self.extras),
+            compact_links: &[],
+            full_values: Some(&self.values),
+        }
+    }
+
+    #[inline]
+    fn view_mut(&mut self) -> SpanStateMut<'_> {
+        SpanStateMut {
+            core: &mut self.core,
+            values: ValuesMut::Full(&mut self.values),
+            extras: Some(&mut self.extras),
+            compact_links: &[],
+        }
+    }
+}
+
+/// One layer's state of a span, read, whatever its grade: what both grades keep, the captured
+/// values, and the extras of the full grade.
+#[derive(Clone, Copy)]
+pub(crate) struct SpanState<'a> {
+    pub(crate) core: &'a Core,
+    pub(crate) values: Values<'a>,
+    pub(crate) extras: Option<&'a Extras>,
+    /// A compact state's links (the full grade's are in its extras).
+    compact_links: &'a [AtomicU64],
+    /// The full grade's values, copied by a clone.
+    full_values: Option<&'a FieldValues>,
+}
+
+impl std::ops::Deref for SpanState<'_> {
+    type Target = Core;
+
+    #[inline]
+    fn deref(&self) -> &Core {
+        self.core
+    }
+}
+
+/// One layer's state of a span, to change, whatever its grade.
+pub(crate) struct SpanStateMut<'a> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) values: ValuesMut<'a>,
+    pub(crate) extras: Option<&'a mut Extras>,
+    /// A compact state's links (the full grade's are in its extras).
+    compact_links: &'a [AtomicU64],
+}
+
+/// The captured values of a span's state, to change.
+pub(crate) enum ValuesMut<'a> {
+    Compact(&'a mut CompactValues),
+    Full(&'a mut FieldValues),
+}
+
+impl std::ops::Deref for SpanStateMut<'_> {
+    type Target = Core;
+
+    #[inline]
+    fn deref(&self) -> &Core {
+        self.core
+    }
+}
+
+impl std::ops::DerefMut for SpanStateMut<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Core {
+        self.core
+    }
+}
+
+impl SpanStateMut<'_> {
+    /// The state, read.
+    #[inline]
+    pub(crate) fn as_ref(&self) -> SpanState<'_> {
+        let (values, full_values) = match &self.values {
+            ValuesMut::Compact(c) => (
+                c.view(self.core.plan.fields, self.core.plan.slot_fields),
+                None,
+            ),
+            ValuesMut::Full(f) => (f.view(), Some(&**f)),
+        };
+        SpanState {
+            core: self.core,
+            values,
+            extras: self.extras.as_deref(),
+            compact_links: self.compact_links,
+            full_values,
+        }
+    }
+
+    /// Copies the slots in the bit set `seen` from `from` (values of the same plan), dropping
+    /// the truncation flag (`from` reported it).
+    #[inline]
+    pub(crate) fn merge(&mut self, from: &FieldValues, seen: u64) {
+        self.values.merge(&self.core.plan, from, seen);
+    }
+}
+
+impl ValuesMut<'_> {
+    /// Records the attributes of a new span of `plan` that the plan captures; returns whether
+    /// a value was cut to the bound.
+    #[inline]
+    pub(crate) fn record(&mut self, plan: &SpanPlan, attrs: &Attributes<'_>) -> bool {
+        match self {
+            ValuesMut::Compact(c) => {
+                attrs.record(&mut c.recorder(&plan.slot_for));
+                if c.spilled() {
+                    plan.compact_spilled();
+                }
+                c.take_truncated()
+            }
+            ValuesMut::Full(f) => {
+                attrs.record(&mut f.recorder(&plan.slot_for));
+                f.take_truncated()
+            }
+        }
+    }
+
+    /// As [`SpanStateMut::merge`].
+    #[inline]
+    fn merge(&mut self, plan: &SpanPlan, from: &FieldValues, seen: u64) {
+        match self {
+            ValuesMut::Compact(c) => {
+                c.merge(from.captured(), seen);
+                c.take_truncated();
+                if c.spilled() {
+                    plan.compact_spilled();
+                }
+            }
+            ValuesMut::Full(f) => {
+                f.merge(from, seen);
+                f.take_truncated();
+            }
+        }
+    }
+}
+
+impl<'a> SpanState<'a> {
+    /// A copy of the captured values, to read once the span's lock is released.
+    pub(crate) fn values_owned(&self) -> FieldValues {
+        match self.full_values {
+            Some(f) => f.clone(),
+            None => FieldValues::copy_of(self.values, self.plan.model.settings.max_label_len),
         }
     }
 
@@ -235,18 +556,37 @@ impl SpanState {
                 Outcome::Unset
             };
         }
-        Outcome::of(Some(&self.values), self.errored)
+        Outcome::of(Some(self.values), self.errored)
     }
 
     pub(crate) fn holds(&self, rule: usize) -> bool {
-        self.held.iter().any(|(r, _)| *r == rule)
+        self.extras
+            .is_some_and(|x| x.held.iter().any(|(r, _)| *r == rule))
     }
 
     /// The link slot of `name`, if the span's configuration inherits it.
     #[inline]
-    fn link_slot(&self, name: &str) -> Option<&AtomicU64> {
+    fn link_slot(&self, name: &str) -> Option<&'a AtomicU64> {
         let i = self.plan.model.inherited.iter().position(|n| n == name)?;
-        self.links.get(i)
+        self.links().get(i)
+    }
+
+    /// The span's links: a full state's, in its extras, or a compact state's.
+    #[inline]
+    fn links(&self) -> LinkSlots<'a> {
+        match self.extras {
+            Some(x) => x.links.slots(),
+            None => LinkSlots {
+                first: self.compact_links,
+                more: &[],
+            },
+        }
+    }
+
+    /// Whether any link is known.
+    #[inline]
+    fn any_link_known(&self) -> bool {
+        self.links().any_known()
     }
 
     /// What the span (whose id is `own`) knows of the nearest proper ancestor that captures
@@ -308,10 +648,27 @@ impl Links {
     }
 
     #[inline]
-    fn get(&self, i: usize) -> Option<&AtomicU64> {
+    fn slots(&self) -> LinkSlots<'_> {
+        LinkSlots {
+            first: &self.first,
+            more: self.more.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// A span's links, read (and written: they are atomics): the inline ones, then the ones beyond.
+#[derive(Clone, Copy)]
+struct LinkSlots<'a> {
+    first: &'a [AtomicU64],
+    more: &'a [AtomicU64],
+}
+
+impl<'a> LinkSlots<'a> {
+    #[inline]
+    fn get(&self, i: usize) -> Option<&'a AtomicU64> {
         match self.first.get(i) {
             Some(link) => Some(link),
-            None => self.more.as_ref()?.get(i - LINKS_INLINE),
+            None => self.more.get(i - self.first.len()),
         }
     }
 
@@ -319,7 +676,7 @@ impl Links {
     #[inline]
     fn any_known(&self) -> bool {
         let known = |l: &AtomicU64| l.load(Ordering::Relaxed) != UNKNOWN;
-        self.first.iter().any(known) || self.more.iter().flat_map(|m| m.iter()).any(known)
+        self.first.iter().any(known) || self.more.iter().any(known)
     }
 }
 
@@ -369,7 +726,7 @@ pub(crate) fn inherited<S>(
     ctx: &Context<'_, S>,
     layer: u64,
     below: &SpanRef<'_, S>,
-    held: Option<&SpanState>,
+    held: Option<&SpanState<'_>>,
     names: &[&str],
     f: &mut dyn FnMut(usize, Value<'_>),
 ) where
@@ -381,14 +738,14 @@ pub(crate) fn inherited<S>(
     let known = {
         let ext;
         let st = match held {
-            Some(st) => Some(st),
+            Some(st) => Some(*st),
             None => {
                 visit();
                 ext = below.extensions();
                 States::of(&ext, layer)
             }
         };
-        match st.filter(|st| st.links.any_known()) {
+        match st.filter(|st| st.any_link_known()) {
             Some(st) => {
                 steps.extend(names.iter().map(|name| st.step_on(&below_id, name)));
                 true
@@ -453,7 +810,7 @@ pub(crate) fn inherited<S>(
 fn first_ancestor<S>(
     layer: u64,
     below: &SpanRef<'_, S>,
-    held: Option<&SpanState>,
+    held: Option<&SpanState<'_>>,
     names: &[&str],
     steps: &mut ArrayVec<Step, 64>,
     f: &mut dyn FnMut(usize, Value<'_>),
@@ -508,7 +865,7 @@ fn first_ancestor<S>(
 /// caller holds it, else under the span's own lock.
 fn write_links<'n, S>(
     span: &SpanRef<'_, S>,
-    held: Option<&SpanState>,
+    held: Option<&SpanState<'_>>,
     layer: u64,
     links: impl Iterator<Item = (&'n str, u64)>,
 ) where
@@ -516,7 +873,7 @@ fn write_links<'n, S>(
 {
     let ext;
     let st = match held {
-        Some(st) => Some(st),
+        Some(st) => Some(*st),
         None => {
             visit();
             ext = span.extensions();
@@ -557,7 +914,7 @@ fn ones(mut m: u64) -> impl Iterator<Item = usize> {
 fn walk<S>(
     layer: u64,
     from: &SpanRef<'_, S>,
-    held: Option<&SpanState>,
+    held: Option<&SpanState<'_>>,
     names: &[&str],
     steps: &mut ArrayVec<Step, 64>,
     f: &mut dyn FnMut(usize, Value<'_>),
@@ -668,14 +1025,146 @@ mod tests {
         assert_eq!(o.nanos(clock.raw(), &clock), 35);
     }
 
-    /// The README states this size: the extension box every span with state allocates holds
-    /// exactly one `States` (on 64-bit targets).
+    use crate::config::{EventMatch, Label, Metric, Spans};
+    use tracing::{Dispatch, dispatcher};
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::registry::{LookupSpan, SpanData};
+
+    type Sub =
+        tracing_subscriber::layer::Layered<crate::SpanMetricsLayer, tracing_subscriber::Registry>;
+
+    /// Opens spans with `open` (each from one callsite, so one plan) under a layer with `rules`
+    /// and calls `check` with each span's extensions while it is open.
+    fn with_spans(
+        rules: Vec<Metric>,
+        spans: usize,
+        open: impl Fn() -> tracing::Span,
+        check: impl Fn(usize, &Extensions<'_>),
+    ) {
+        let mut builder = crate::SpanMetrics::builder();
+        for rule in rules {
+            builder = builder.metric(rule);
+        }
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(builder.build().unwrap()));
+        let sub = dispatch
+            .downcast_ref::<Sub>()
+            .expect("the test's subscriber");
+        dispatcher::with_default(&dispatch, || {
+            for i in 0..spans {
+                let span = open();
+                let data = sub.span_data(&span.id().expect("an enabled span")).unwrap();
+                check(i, &data.extensions());
+            }
+        });
+    }
+
+    /// The grade of state a span gets under `rules`: `"compact"` or `"full"`.
+    fn grade(rules: Vec<Metric>, open: impl Fn() -> tracing::Span) -> &'static str {
+        let found = std::cell::Cell::new("none");
+        with_spans(rules, 1, open, |_, ext| {
+            found.set(match (ext.get::<Compact>(), ext.get::<States>()) {
+                (Some(_), None) => "compact",
+                (None, Some(_)) => "full",
+                _ => "neither or both",
+            });
+        });
+        found.get()
+    }
+
+    fn rpc_span() -> tracing::Span {
+        tracing::info_span!("rpc", a = "x", b = 2, c = true, d = tracing::field::Empty)
+    }
+
+    fn rpc(rule: Metric) -> Metric {
+        rule.spans(Spans::named("rpc"))
+    }
+
+    #[test]
+    fn plans_get_the_compact_grade_only_when_it_holds_all_they_need() {
+        let labels = || ["a", "b", "c"];
+        let compact = [
+            rpc(Metric::histogram("wall").wall_time().labels(labels())),
+            rpc(Metric::counter("calls").spans_closed().labels(labels())),
+            rpc(Metric::counter("opened").spans_opened().labels(labels())),
+            rpc(Metric::histogram("field")
+                .span_field("b")
+                .labels(["a", "c"])),
+        ];
+        for rule in compact {
+            assert_eq!(grade(vec![rule.clone()], rpc_span), "compact", "{rule:?}");
+        }
+        let full = [
+            rpc(Metric::histogram("busy").busy_time()),
+            rpc(Metric::histogram("idle").idle_time()),
+            rpc(Metric::histogram("self").self_time()),
+            rpc(Metric::histogram("first").time_to(EventMatch::message("first byte"))),
+            rpc(Metric::gauge("open").in_flight()),
+            rpc(Metric::gauge("after").in_flight_after("d")),
+            // Four captured fields.
+            rpc(Metric::counter("four")
+                .spans_closed()
+                .labels(["a", "b", "c", "d"])),
+            // Four inherited fields (none of them captured here).
+            rpc(Metric::counter("inherits")
+                .spans_closed()
+                .labels(["e", "f", "g", "h"])),
+        ];
+        for rule in full {
+            assert_eq!(grade(vec![rule.clone()], rpc_span), "full", "{rule:?}");
+        }
+        // Four labels of which one does not inherit: three links, three captured fields.
+        let three = rpc(Metric::counter("calls").spans_closed().labels(labels()))
+            .label(Label::field("e").own_only());
+        assert_eq!(grade(vec![three], rpc_span), "compact");
+    }
+
+    #[test]
+    fn text_beyond_the_compact_room_spills_once_then_the_callsite_gets_the_full_grade() {
+        let long = "x".repeat(COMPACT_TEXT + 1);
+        let rule = rpc(Metric::counter("calls").spans_closed().labels(["a"]));
+        let grades = std::cell::RefCell::new(Vec::new());
+        with_spans(
+            vec![rule],
+            3,
+            || tracing::info_span!("rpc", a = long.as_str()),
+            |_, ext| {
+                let (grade, value) = match (ext.get::<Compact>(), ext.get::<States>()) {
+                    (Some(c), None) => (
+                        "compact",
+                        c.view().values.by_name("a").map(|v| format!("{v:?}")),
+                    ),
+                    (None, Some(s)) => (
+                        "full",
+                        s.first.view().values.by_name("a").map(|v| format!("{v:?}")),
+                    ),
+                    _ => ("neither or both", None),
+                };
+                grades.borrow_mut().push((grade, value));
+            },
+        );
+        // The first span's text spilled (and reads back whole); the callsite's later spans get
+        // the full grade, whose inline room holds it.
+        let whole = Some(format!("{:?}", Value::Str(&long)));
+        assert_eq!(
+            grades.into_inner(),
+            vec![
+                ("compact", whole.clone()),
+                ("full", whole.clone()),
+                ("full", whole)
+            ]
+        );
+    }
+
+    /// The README states these sizes: the extension box every span with state allocates holds
+    /// exactly one `Compact` or one `States` (on 64-bit targets), so a span costs this much
+    /// beside the registry's own extension map.
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn the_state_of_a_span_is_552_bytes() {
+    fn a_compact_state_is_168_bytes_and_a_full_one_544() {
         // With the `exemplars` feature: the span's trace and span ids (24 bytes).
         let exemplar = if cfg!(feature = "exemplars") { 24 } else { 0 };
-        assert_eq!(std::mem::size_of::<States>(), 552 + exemplar);
+        assert_eq!(std::mem::size_of::<Compact>(), 168 + exemplar);
+        assert_eq!(std::mem::size_of::<States>(), 544 + exemplar);
     }
 }
 

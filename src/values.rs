@@ -19,6 +19,13 @@ const ARENA_INLINE: usize = 160;
 const KEY_INLINE: usize = 192;
 /// Inline number of captured fields.
 const SLOTS_INLINE: usize = 6;
+/// The compact grade of span state (see `crate::state`): captured fields it has room for (a
+/// plan that captures more gets the full grade) ...
+pub(crate) const COMPACT_SLOTS: usize = 3;
+/// ... and inline text (the service and deployment of the benchmarks' spans need 36 bytes).
+/// More text spills to the heap as the full grade's does beyond `ARENA_INLINE`, and later spans
+/// of the callsite get the full grade (see `SpanPlan::compact`).
+pub(crate) const COMPACT_TEXT: usize = 48;
 
 /// One captured value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -144,14 +151,14 @@ impl fmt::Write for TextCompare<'_> {
     }
 }
 
-/// Text kept inline up to `ARENA_INLINE` bytes, then on the heap.
+/// Text kept inline up to `N` bytes, then on the heap.
 #[derive(Debug, Clone)]
-enum Text {
-    Inline(ArrayString<ARENA_INLINE>),
+enum Text<const N: usize> {
+    Inline(ArrayString<N>),
     Heap(String),
 }
 
-impl Text {
+impl<const N: usize> Text<N> {
     #[inline]
     fn as_str(&self) -> &str {
         match self {
@@ -170,7 +177,7 @@ impl Text {
         match self {
             Text::Inline(a) => {
                 if a.try_push_str(s).is_err() {
-                    let mut h = String::with_capacity((a.len() + s.len()).max(2 * ARENA_INLINE));
+                    let mut h = String::with_capacity((a.len() + s.len()).max(2 * N));
                     h.push_str(a);
                     h.push_str(s);
                     *self = Text::Heap(h);
@@ -188,24 +195,25 @@ impl Text {
     }
 }
 
-/// Text for captured values, inline up to `ARENA_INLINE` bytes. Values are appended and read
-/// back by range; the arena only ever holds whole UTF-8 text, so reads need no validation.
+/// Text for captured values, inline up to `N` bytes. Values are appended and read back by
+/// range; the arena only ever holds whole UTF-8 text, so reads need no validation.
 #[derive(Debug, Clone)]
-pub(crate) struct Arena {
-    text: Text,
-    /// Values written from now on are cut at this many bytes (0 = no bound).
-    bound: usize,
+pub(crate) struct Arena<const N: usize = ARENA_INLINE> {
+    text: Text<N>,
+    /// Values written from now on are cut at this many bytes (0 = no bound). A `u32` (text is
+    /// addressed by `u32` ranges anyway) keeps the compact state within its size.
+    bound: u32,
     /// Set when a write was cut.
     truncated: bool,
     /// Whether the last write was cut.
     last_cut: bool,
 }
 
-impl Arena {
+impl<const N: usize> Arena<N> {
     pub(crate) fn with_bound(bound: usize) -> Self {
         Arena {
             text: Text::Inline(ArrayString::new()),
-            bound,
+            bound: u32::try_from(bound).unwrap_or(u32::MAX),
             truncated: false,
             last_cut: false,
         }
@@ -224,7 +232,7 @@ impl Arena {
         if self.bound == 0 {
             usize::MAX
         } else {
-            self.bound
+            self.bound as usize
         }
     }
 
@@ -280,7 +288,7 @@ impl Arena {
         self.text.len()
     }
 
-    /// Whether the text is still inline (then at most `ARENA_INLINE` bytes).
+    /// Whether the text is still inline (then at most `N` bytes).
     #[inline(always)]
     fn is_inline(&self) -> bool {
         matches!(self.text, Text::Inline(_))
@@ -298,13 +306,13 @@ impl Arena {
 
 /// Writes at most `room` bytes, only whole characters, then refuses (which stops the
 /// formatting machinery early).
-struct BoundedWriter<'a> {
-    out: &'a mut Text,
+struct BoundedWriter<'a, const N: usize> {
+    out: &'a mut Text<N>,
     room: usize,
     cut: bool,
 }
 
-impl fmt::Write for BoundedWriter<'_> {
+impl<const N: usize> fmt::Write for BoundedWriter<'_, N> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         if s.len() <= self.room {
             self.out.push_str(s);
@@ -372,30 +380,18 @@ impl KeyBuf {
     }
 }
 
-/// The captured values of one span or event, by slot; a slot's name is that of its field in the
-/// callsite's (static) field set.
-#[derive(Debug, Clone)]
-pub(crate) struct FieldValues {
+/// Captured values, read: by slot, or by name through the callsite's (static) field set. A view
+/// of a [`FieldValues`] or of a [`Captured`] (whose names are its plan's), cheap to copy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Values<'a> {
     fields: &'static FieldSet,
     /// The captured field indices, a bit set: slots follow field order.
     slot_fields: u64,
-    raws: SmallVec<[Raw; SLOTS_INLINE]>,
-    arena: Arena,
+    raws: &'a [Raw],
+    text: &'a str,
 }
 
-impl FieldValues {
-    /// Empty slots for the fields of `fields` whose indices are in the bit set `slot_fields`,
-    /// with text cut at `bound` bytes.
-    #[inline]
-    pub(crate) fn new(fields: &'static FieldSet, slot_fields: u64, bound: usize) -> Self {
-        FieldValues {
-            fields,
-            slot_fields,
-            raws: SmallVec::from_elem(Raw::Unset, slot_fields.count_ones() as usize),
-            arena: Arena::with_bound(bound),
-        }
-    }
-
+impl<'a> Values<'a> {
     pub(crate) fn slot_of(&self, name: &str) -> Option<usize> {
         let index = self.fields.field(name)?.index();
         let bit = 1u64.checked_shl(index as u32)?;
@@ -403,7 +399,7 @@ impl FieldValues {
     }
 
     #[inline]
-    pub(crate) fn get(&self, slot: usize) -> Option<Value<'_>> {
+    pub(crate) fn get(&self, slot: usize) -> Option<Value<'a>> {
         Some(match *self.raws.get(slot)? {
             Raw::Unset => return None,
             Raw::U64(v) => Value::U64(v),
@@ -414,17 +410,125 @@ impl FieldValues {
                 start,
                 len,
                 cut: false,
-            } => Value::Str(self.arena.get(start, len)),
-            Raw::Str { start, len, .. } => Value::Cut(self.arena.get(start, len)),
+            } => Value::Str(text_at(self.text, start, len)),
+            Raw::Str { start, len, .. } => Value::Cut(text_at(self.text, start, len)),
         })
     }
 
-    pub(crate) fn by_name(&self, name: &str) -> Option<Value<'_>> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<Value<'a>> {
         self.get(self.slot_of(name)?)
     }
 
     pub(crate) fn is_set(&self, slot: usize) -> bool {
         !matches!(self.raws.get(slot), None | Some(Raw::Unset))
+    }
+}
+
+/// The text at `start..start + len` of an arena's text.
+#[inline]
+fn text_at(text: &str, start: u32, len: u32) -> &str {
+    let (start, len) = (start as usize, len as usize);
+    // Ranges are only ever made by the arena, on character boundaries.
+    text.get(start..start + len).unwrap_or_default()
+}
+
+/// Where captured values keep their raw values, one per slot.
+pub(crate) trait RawSlots {
+    /// `n` unset slots.
+    fn unset(n: usize) -> Self;
+    fn slots(&self) -> &[Raw];
+    fn slots_mut(&mut self) -> &mut [Raw];
+    /// Whether the slots went to the heap.
+    fn spilled(&self) -> bool;
+}
+
+/// Slots inline up to `SLOTS_INLINE`, then on the heap.
+type FullSlots = SmallVec<[Raw; SLOTS_INLINE]>;
+
+impl RawSlots for FullSlots {
+    #[inline]
+    fn unset(n: usize) -> Self {
+        SmallVec::from_elem(Raw::Unset, n)
+    }
+
+    #[inline]
+    fn slots(&self) -> &[Raw] {
+        self
+    }
+
+    #[inline]
+    fn slots_mut(&mut self) -> &mut [Raw] {
+        self
+    }
+
+    #[inline]
+    fn spilled(&self) -> bool {
+        SmallVec::spilled(self)
+    }
+}
+
+/// A fixed number of slots, for plans that capture at most that many fields: the ones beyond
+/// stay unset, so they read as slots that do not exist (no value, nothing to merge).
+impl<const S: usize> RawSlots for [Raw; S] {
+    #[inline]
+    fn unset(n: usize) -> Self {
+        debug_assert!(n <= S, "{n} slots in a fixed room of {S}: this is a bug");
+        [Raw::Unset; S]
+    }
+
+    #[inline]
+    fn slots(&self) -> &[Raw] {
+        self
+    }
+
+    #[inline]
+    fn slots_mut(&mut self) -> &mut [Raw] {
+        self
+    }
+
+    #[inline]
+    fn spilled(&self) -> bool {
+        false
+    }
+}
+
+/// The captured values of one span or event, by slot, without their names: raw values in `R`,
+/// text inline up to `N` bytes, more on the heap.
+#[derive(Debug, Clone)]
+pub(crate) struct Captured<R, const N: usize> {
+    raws: R,
+    arena: Arena<N>,
+}
+
+/// The values of a span of the compact grade (see `crate::state`).
+pub(crate) type CompactValues = Captured<[Raw; COMPACT_SLOTS], COMPACT_TEXT>;
+
+impl<R: RawSlots, const N: usize> Captured<R, N> {
+    /// `slots` empty slots, with text cut at `bound` bytes.
+    #[inline]
+    pub(crate) fn new(slots: usize, bound: usize) -> Self {
+        Captured {
+            raws: R::unset(slots),
+            arena: Arena::with_bound(bound),
+        }
+    }
+
+    /// The values, named by the fields of `fields` whose indices are in the bit set
+    /// `slot_fields` (those they were made for).
+    #[inline]
+    pub(crate) fn view(&self, fields: &'static FieldSet, slot_fields: u64) -> Values<'_> {
+        Values {
+            fields,
+            slot_fields,
+            raws: self.raws.slots(),
+            text: self.arena.text.as_str(),
+        }
+    }
+
+    /// Whether anything went to the heap (more values or text than the inline room).
+    #[inline]
+    pub(crate) fn spilled(&self) -> bool {
+        self.raws.spilled() || !self.arena.is_inline()
     }
 
     pub(crate) fn take_truncated(&mut self) -> bool {
@@ -432,7 +536,7 @@ impl FieldValues {
     }
 
     fn set(&mut self, slot: usize, raw: Raw) {
-        if let Some(r) = self.raws.get_mut(slot) {
+        if let Some(r) = self.raws.slots_mut().get_mut(slot) {
             *r = raw;
         }
     }
@@ -448,7 +552,7 @@ impl FieldValues {
     /// arena grow past twice what live values can need.
     #[inline(always)]
     fn make_room(&mut self) {
-        // Inline text (the usual case) is never more than `ARENA_INLINE` bytes: nothing to do.
+        // Inline text (the usual case) is never more than `N` bytes: nothing to do.
         if self.arena.is_inline() {
             return;
         }
@@ -457,8 +561,8 @@ impl FieldValues {
 
     #[cold]
     fn make_room_spilled(&mut self) {
-        // At least twice `ARENA_INLINE`.
-        let limit = self.raws.len().max(1) * self.arena.bound.max(ARENA_INLINE) * 2;
+        // At least twice `N`.
+        let limit = self.raws.slots().len().max(1) * (self.arena.bound as usize).max(N) * 2;
         if self.arena.len() > limit {
             self.compact();
         }
@@ -472,10 +576,10 @@ impl FieldValues {
     }
 
     fn compact(&mut self) {
-        let bound = self.arena.bound;
+        let bound = self.arena.bound as usize;
         let old = std::mem::replace(&mut self.arena, Arena::with_bound(bound));
         self.arena.truncated = old.truncated;
-        for raw in self.raws.iter_mut() {
+        for raw in self.raws.slots_mut().iter_mut() {
             if let Raw::Str { start, len, cut } = *raw {
                 let (s, l) = self.arena.push_str(old.get(start, len));
                 *raw = Raw::Str {
@@ -488,18 +592,22 @@ impl FieldValues {
     }
 
     /// Copies the slots in the bit set `seen` from `from` (which has the same slot names).
-    pub(crate) fn merge(&mut self, from: &FieldValues, seen: u64) {
+    pub(crate) fn merge<R2: RawSlots, const N2: usize>(
+        &mut self,
+        from: &Captured<R2, N2>,
+        seen: u64,
+    ) {
         if from.arena.truncated {
             self.arena.truncated = true;
         }
-        for slot in 0..self.raws.len().min(64) {
+        for slot in 0..self.raws.slots().len().min(64) {
             if seen & (1 << slot) == 0 {
                 continue;
             }
-            match from.raws.get(slot).copied() {
+            match from.raws.slots().get(slot).copied() {
                 Some(Raw::Str { start, len, cut }) => {
                     self.set_str(slot, from.arena.get(start, len));
-                    if let Some(Raw::Str { cut: c, .. }) = self.raws.get_mut(slot) {
+                    if let Some(Raw::Str { cut: c, .. }) = self.raws.slots_mut().get_mut(slot) {
                         *c |= cut;
                     }
                 }
@@ -510,7 +618,7 @@ impl FieldValues {
     }
 
     /// A visitor that records into slots chosen by `slot_for(field index)`.
-    pub(crate) fn recorder<'a>(&'a mut self, slot_for: &'a [Option<u8>]) -> SlotVisitor<'a> {
+    pub(crate) fn recorder<'a>(&'a mut self, slot_for: &'a [Option<u8>]) -> SlotVisitor<'a, R, N> {
         SlotVisitor {
             values: self,
             slot_for,
@@ -519,15 +627,87 @@ impl FieldValues {
     }
 }
 
+/// The captured values of one span or event, by slot; a slot's name is that of its field in the
+/// callsite's (static) field set.
+#[derive(Debug, Clone)]
+pub(crate) struct FieldValues {
+    fields: &'static FieldSet,
+    /// The captured field indices, a bit set: slots follow field order.
+    slot_fields: u64,
+    captured: Captured<FullSlots, ARENA_INLINE>,
+}
+
+impl FieldValues {
+    /// Empty slots for the fields of `fields` whose indices are in the bit set `slot_fields`,
+    /// with text cut at `bound` bytes.
+    #[inline]
+    pub(crate) fn new(fields: &'static FieldSet, slot_fields: u64, bound: usize) -> Self {
+        FieldValues {
+            fields,
+            slot_fields,
+            captured: Captured::new(slot_fields.count_ones() as usize, bound),
+        }
+    }
+
+    /// A copy of `values` (named as they are), with text cut at `bound` bytes.
+    pub(crate) fn copy_of(values: Values<'_>, bound: usize) -> Self {
+        let mut arena = Arena::with_bound(0);
+        // Whole text, so the ranges stay valid; only ever text already within the bound.
+        arena.text.push_str(values.text);
+        arena.bound = u32::try_from(bound).unwrap_or(u32::MAX);
+        FieldValues {
+            fields: values.fields,
+            slot_fields: values.slot_fields,
+            captured: Captured {
+                raws: SmallVec::from_slice(values.raws),
+                arena,
+            },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn view(&self) -> Values<'_> {
+        self.captured.view(self.fields, self.slot_fields)
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, slot: usize) -> Option<Value<'_>> {
+        self.view().get(slot)
+    }
+
+    pub(crate) fn by_name(&self, name: &str) -> Option<Value<'_>> {
+        self.view().by_name(name)
+    }
+
+    pub(crate) fn take_truncated(&mut self) -> bool {
+        self.captured.take_truncated()
+    }
+
+    /// The values without their names.
+    pub(crate) fn captured(&self) -> &Captured<FullSlots, ARENA_INLINE> {
+        &self.captured
+    }
+
+    /// Copies the slots in the bit set `seen` from `from` (which has the same slot names).
+    pub(crate) fn merge(&mut self, from: &FieldValues, seen: u64) {
+        self.captured.merge(&from.captured, seen);
+    }
+
+    /// A visitor that records into slots chosen by `slot_for(field index)`.
+    pub(crate) fn recorder<'a>(&'a mut self, slot_for: &'a [Option<u8>]) -> SlotVisitor<'a> {
+        self.captured.recorder(slot_for)
+    }
+}
+
 /// Visits fields and stores the ones a plan wants. `seen` is a bit set of the slots written
 /// during this visit (slot < 64).
-pub(crate) struct SlotVisitor<'a> {
-    values: &'a mut FieldValues,
+pub(crate) struct SlotVisitor<'a, R = FullSlots, const N: usize = ARENA_INLINE> {
+    values: &'a mut Captured<R, N>,
     slot_for: &'a [Option<u8>],
     pub(crate) seen: u64,
 }
 
-impl SlotVisitor<'_> {
+impl<R: RawSlots, const N: usize> SlotVisitor<'_, R, N> {
     #[inline]
     fn slot(&mut self, field: &Field) -> Option<usize> {
         let slot = (*self.slot_for.get(field.index())?)? as usize;
@@ -536,7 +716,7 @@ impl SlotVisitor<'_> {
     }
 }
 
-impl Visit for SlotVisitor<'_> {
+impl<R: RawSlots, const N: usize> Visit for SlotVisitor<'_, R, N> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         if let Some(s) = self.slot(field) {
             self.values.set(s, Raw::F64(value));
@@ -632,7 +812,7 @@ mod tests {
 
     #[test]
     fn text_is_cut_on_a_char_boundary() {
-        let mut a = Arena::with_bound(5);
+        let mut a: Arena = Arena::with_bound(5);
         let (s, l) = a.push_str("héllo wörld");
         assert_eq!(a.get(s, l), "héll");
         assert!(a.take_truncated());
@@ -652,14 +832,14 @@ mod tests {
                 Ok(())
             }
         }
-        let mut a = Arena::with_bound(16);
+        let mut a: Arena = Arena::with_bound(16);
         let (s, l) = a.push_fmt(format_args!("{:?}", Endless));
         assert_eq!(a.get(s, l), "x".repeat(16));
     }
 
     /// The text a float label shows.
     fn float_text(v: f64) -> String {
-        let mut a = Arena::with_bound(128);
+        let mut a: Arena = Arena::with_bound(128);
         let (s, l) = Value::F64(v).write_to(&mut a);
         assert!(!a.take_truncated());
         let text = a.get(s, l).to_owned();
@@ -733,11 +913,11 @@ mod tests {
     #[test]
     fn rerecording_text_stays_bounded() {
         let mut v = FieldValues::new(fields_a_b(), 0b11, 8);
-        v.set_text(1, format_args!("keep"));
+        v.captured.set_text(1, format_args!("keep"));
         for i in 0..10_000 {
-            v.set_text(0, format_args!("value{i}"));
+            v.captured.set_text(0, format_args!("value{i}"));
         }
-        assert!(v.arena.len() <= 2 * 2 * ARENA_INLINE + 8);
+        assert!(v.captured.arena.len() <= 2 * 2 * ARENA_INLINE + 8);
         assert_eq!(v.by_name("b"), Some(Value::Str("keep")));
         assert_eq!(v.by_name("a"), Some(Value::Cut("value999")));
     }

@@ -7,15 +7,15 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::labels::Lookup;
 use crate::state::{SpanState, inherited};
-use crate::values::{FieldValues, Value};
+use crate::values::{Value, Values};
 
 /// Field lookup through local values (event, span) and then the ancestors of `below` (looked
 /// up only when a value is not found locally), following links (see [`crate::state`]).
 pub(super) struct RegistryLookup<'a, 'b, S: for<'l> LookupSpan<'l>> {
-    pub(super) locals: [Option<&'a FieldValues>; 2],
+    pub(super) locals: [Option<&'a Values<'a>>; 2],
     pub(super) below: Option<&'a SpanRef<'b, S>>,
     /// `below`'s state, when the caller holds its lock.
-    pub(super) held: Option<&'a SpanState>,
+    pub(super) held: Option<&'a SpanState<'a>>,
     pub(super) ctx: &'a Context<'a, S>,
     pub(super) layer: u64,
 }

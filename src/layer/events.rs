@@ -66,17 +66,18 @@ impl SpanMetricsLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        // Plans with milestones keep the full grade of state.
         let mut ext = span.extensions_mut();
-        let st = ext.get_mut::<States>()?.get_mut(self.id)?;
-        if st.plan.milestones.is_empty() {
+        let (core, extras) = States::extras_mut(&mut ext, self.id)?;
+        if core.plan.milestones.is_empty() {
             return None;
         }
-        if !Arc::ptr_eq(&st.plan.model, model) {
-            return Some(st.plan.clone());
+        if !Arc::ptr_eq(&core.plan.model, model) {
+            return Some(core.plan.clone());
         }
         if !reached.is_empty() {
-            let plan = &*st.plan;
-            for (k, at) in st.milestones.iter_mut().enumerate() {
+            let plan = &*core.plan;
+            for (k, at) in extras.milestones.iter_mut().enumerate() {
                 if at.is_none() && plan.milestones.get(k).is_some_and(|r| reached.contains(r)) {
                     *at = Some(now);
                 }
@@ -113,20 +114,20 @@ impl SpanMetricsLayer {
             event.record(&mut m.recorder(&slots));
             *message = Some(m);
         }
-        self.with_state(span, |st| {
-            for k in 0..st.plan.milestones.len() {
-                let r = st.plan.milestones[k];
-                if st.milestones[k].is_some() {
+        self.with_extras(span, |core, extras| {
+            for k in 0..core.plan.milestones.len() {
+                let r = core.plan.milestones[k];
+                if extras.milestones[k].is_some() {
                     continue;
                 }
-                let rule = &st.plan.model.rules[r];
+                let rule = &core.plan.model.rules[r];
                 let hit = rule.event_match().is_some_and(|m| m.matches_callsite(meta))
                     && message.as_ref().map_or(
                         rule.event_match().is_some_and(|m| m.message.is_none()),
                         |m| message_matches(rule, m),
                     );
                 if hit {
-                    st.milestones[k] = Some(now);
+                    extras.milestones[k] = Some(now);
                 }
             }
         });
@@ -145,7 +146,7 @@ impl SpanMetricsLayer {
         let span = ctx.event_span(event);
         if plan.is_error {
             if let Some(s) = &span {
-                self.with_state(s, |st| st.errored = true);
+                self.with_state(s, |mut st| st.errored = true);
             }
         }
         if plan.rules.is_empty() && plan.milestones.is_empty() && !retired_milestones {
@@ -179,6 +180,7 @@ impl SpanMetricsLayer {
             model.health.truncated(&model.settings.recorder, 1);
         }
         let values = values.as_ref();
+        let values_view = values.map(FieldValues::view);
         let meta = event.metadata();
         if !plan.milestones.is_empty() || retired_milestones {
             // The milestones of this configuration that the event reaches.
@@ -203,7 +205,7 @@ impl SpanMetricsLayer {
                 None => span.as_ref().and_then(|s| ctx.span(&s.id())),
                 Some(_) => span.iter().flat_map(|s| s.scope()).find(|s| {
                     let ext = s.extensions();
-                    match ext.get::<States>().and_then(|x| x.get(self.id)) {
+                    match self.state_of(&ext) {
                         Some(st) if Arc::ptr_eq(&st.plan.model, model) => {
                             st.plan.anchors.contains(&r)
                         }
@@ -218,19 +220,20 @@ impl SpanMetricsLayer {
                 .as_ref()
                 .and_then(|a| {
                     let ext = a.extensions();
-                    let st = ext.get::<States>()?.get(self.id)?;
-                    Some((Some(st.values.clone()), st.errored))
+                    let st = self.state_of(&ext)?;
+                    Some((Some(st.values_owned()), st.errored))
                 })
                 .unwrap_or((None, false));
             let anchor_meta = anchor.as_ref().map(|a| a.metadata());
+            let anchor_view = anchor_values.as_ref().map(FieldValues::view);
             let subject = Subject {
                 name: anchor_meta.map_or(meta.name(), |m| m.name()),
                 target: meta.target(),
-                own: anchor_values.as_ref(),
-                outcome: Outcome::of(anchor_values.as_ref(), errored),
+                own: anchor_view.as_ref(),
+                outcome: Outcome::of(anchor_view, errored),
             };
             let chain = RegistryLookup {
-                locals: [values, anchor_values.as_ref()],
+                locals: [values_view.as_ref(), anchor_view.as_ref()],
                 below: anchor.as_ref(),
                 held: None,
                 ctx,

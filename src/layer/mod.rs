@@ -28,8 +28,8 @@ use crate::labels::{LabelBuf, Lookup, Subject, conditions_hold, resolve, write_k
 use crate::plan::{Applied, CloseGroup, MAX_GROUP, Plans, SpanPlan};
 use crate::ruleset::Ruleset;
 use crate::ruleset::compile;
-use crate::state::{Outcome, SpanState, States};
-use crate::values::{FieldValues, KeyBuf};
+use crate::state::{Core, Extras, Outcome, SpanState, SpanStateMut, States};
+use crate::values::{KeyBuf, Values};
 
 mod ancestors;
 mod events;
@@ -54,6 +54,10 @@ static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
 /// per-layer filter (`.with_filter(...)`) to restrict which spans it sees.
 pub struct SpanMetricsLayer {
     id: u64,
+    /// Whether this layer ever stored a state of the full grade: until it does, lookups look
+    /// for the compact grade first, and after, for the full one (so spans of the full grade
+    /// never pay for the compact one's lookup; see `crate::state`).
+    full_states: AtomicBool,
     shared: Arc<Shared>,
     clock: quanta::Clock,
     /// How span contexts are read for exemplars.
@@ -118,6 +122,7 @@ impl SpanMetricsLayer {
         };
         SpanMetricsLayer {
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
+            full_states: AtomicBool::new(false),
             shared: Arc::new(shared),
             #[cfg(feature = "exemplars")]
             capture: crate::exemplars::Capture::new(&clock),
@@ -225,7 +230,7 @@ impl SpanMetricsLayer {
         }
         let id = span.id();
         if let Some(found) = self.capture.read(&id, |d| self.is_own(d)) {
-            self.with_state(span, |st| st.exemplar = found);
+            self.with_state(span, |mut st| st.exemplar = found);
         }
     }
 
@@ -242,7 +247,7 @@ impl SpanMetricsLayer {
         }
         if self.capture.has_source() || !self.capture.only_at_close() {
             let ext = span.extensions();
-            let st = States::of(&ext, self.id)?;
+            let st = self.state_of(&ext)?;
             if st.exemplar.looked() || st.plan.close_groups.is_empty() {
                 return None;
             }
@@ -313,16 +318,46 @@ impl SpanMetricsLayer {
         c.model.families.iter().map(|f| f.name.clone()).collect()
     }
 
+    /// Whether lookups should look for the compact grade of state first.
+    #[inline(always)]
+    fn compact_first(&self) -> bool {
+        !self.full_states.load(Ordering::Relaxed)
+    }
+
+    /// This layer's state of a span, of either grade, in its extensions.
+    #[inline]
+    fn state_of<'a>(
+        &self,
+        ext: &'a tracing_subscriber::registry::Extensions<'_>,
+    ) -> Option<SpanState<'a>> {
+        States::of_hinted(ext, self.id, self.compact_first())
+    }
+
+    /// Calls `f` with this layer's state of `span`, of either grade.
     fn with_state<S, R>(
         &self,
         span: &SpanRef<'_, S>,
-        f: impl FnOnce(&mut SpanState) -> R,
+        f: impl FnOnce(SpanStateMut<'_>) -> R,
+    ) -> Option<R>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        States::with_mut(&mut span.extensions_mut(), self.id, self.compact_first(), f)
+    }
+
+    /// Calls `f` with the extras of this layer's state of `span`, if it is of the full grade
+    /// (busy and children timing, milestones, held gauges: a compact state needs none).
+    fn with_extras<S, R>(
+        &self,
+        span: &SpanRef<'_, S>,
+        f: impl FnOnce(&Core, &mut Extras) -> R,
     ) -> Option<R>
     where
         S: for<'a> LookupSpan<'a>,
     {
         let mut ext = span.extensions_mut();
-        ext.get_mut::<States>()?.get_mut(self.id).map(f)
+        let (core, extras) = States::extras_mut(&mut ext, self.id)?;
+        Some(f(core, extras))
     }
 
     /// Opening-time work for a new span's state (not yet stored, so no lock is held); returns
@@ -330,13 +365,13 @@ impl SpanMetricsLayer {
     fn open<S>(
         &self,
         span: &SpanRef<'_, S>,
-        state: &SpanState,
+        state: &SpanState<'_>,
         ctx: &Context<'_, S>,
     ) -> SmallVec<[(usize, metrics::Gauge); 2]>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let plan = &state.plan;
+        let plan = &state.core.plan;
         let mut held: SmallVec<[(usize, metrics::Gauge); 2]> = SmallVec::new();
         let model = &plan.model;
         let meta = span.metadata();
@@ -393,7 +428,8 @@ impl SpanMetricsLayer {
     ///
     /// Rules that share labels and conditions (say a duration histogram and a calls counter)
     /// form a group: their labels are resolved and hashed once.
-    fn close<S>(&self, span: &SpanRef<'_, S>, state: &mut SpanState, now: u64, ctx: &Context<'_, S>)
+    /// In-flight gauges the span holds are decremented by the caller, after this.
+    fn close<S>(&self, span: &SpanRef<'_, S>, state: &SpanState<'_>, now: u64, ctx: &Context<'_, S>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -402,7 +438,7 @@ impl SpanMetricsLayer {
             .exemplar
             .ids()
             .map(|ids| (ids, self.capture.unix_nanos(&self.clock, now)));
-        let plan = &state.plan;
+        let plan = &state.core.plan;
         let model = &plan.model;
         let meta = span.metadata();
         let subject = Subject::span(meta, &state.values, state.outcome());
@@ -428,34 +464,38 @@ impl SpanMetricsLayer {
                 let rule = &model.rules[applied.rule];
                 // A duration, in the family's unit.
                 let secs = |nanos: u64| Op::Observe(nanos as f64 * rule.per_nano);
-                let op = match &rule.measure {
-                    Measure::WallTime => secs(wall),
-                    Measure::BusyTime => secs(state.busy.nanos(now, clock)),
-                    Measure::IdleTime => secs(wall.saturating_sub(state.busy.nanos(now, clock))),
-                    Measure::SelfTime => {
-                        secs(wall.saturating_sub(state.children.nanos(now, clock)))
-                    }
-                    Measure::TimeToEvent(_) => {
-                        let reached = plan
-                            .milestones
-                            .iter()
-                            .position(|r| *r == applied.rule)
-                            .and_then(|k| state.milestones.get(k).copied().flatten());
-                        match reached {
-                            Some(t) => secs(clock.delta_as_nanos(state.start, t)),
-                            None => continue,
+                let op =
+                    match &rule.measure {
+                        Measure::WallTime => secs(wall),
+                        // Plans that measure these keep the full grade, which has extras.
+                        Measure::BusyTime => secs(busy_nanos(state.extras, now, clock)),
+                        Measure::IdleTime => {
+                            secs(wall.saturating_sub(busy_nanos(state.extras, now, clock)))
                         }
-                    }
-                    Measure::SpansClosed => Op::Add(1),
-                    // The group's conditions hold (checked above).
-                    Measure::SpanField(f) => {
-                        match value_op(model, rule, state.values.by_name(f), || true) {
-                            Some(op) => op,
-                            None => continue,
+                        Measure::SelfTime => secs(wall.saturating_sub(
+                            state.extras.map_or(0, |x| x.children.nanos(now, clock)),
+                        )),
+                        Measure::TimeToEvent(_) => {
+                            let reached = plan
+                                .milestones
+                                .iter()
+                                .position(|r| *r == applied.rule)
+                                .and_then(|k| state.extras?.milestones.get(k).copied().flatten());
+                            match reached {
+                                Some(t) => secs(clock.delta_as_nanos(state.start, t)),
+                                None => continue,
+                            }
                         }
-                    }
-                    _ => continue,
-                };
+                        Measure::SpansClosed => Op::Add(1),
+                        // The group's conditions hold (checked above).
+                        Measure::SpanField(f) => {
+                            match value_op(model, rule, state.values.by_name(f), || true) {
+                                Some(op) => op,
+                                None => continue,
+                            }
+                        }
+                        _ => continue,
+                    };
                 // A group has at most `MAX_GROUP` members (the plan splits larger ones).
                 let pushed = ops.try_push((rule.family, op));
                 debug_assert!(pushed.is_ok(), "a close group exceeds MAX_GROUP");
@@ -521,11 +561,6 @@ impl SpanMetricsLayer {
                 #[cfg(feature = "exemplars")]
                 exemplar,
             );
-        }
-        if !state.held.is_empty() {
-            for (_, gauge) in std::mem::take(&mut state.held) {
-                gauge.decrement(1.0);
-            }
         }
     }
 
@@ -603,7 +638,7 @@ impl SpanMetricsLayer {
         &self,
         span: &SpanRef<'_, S>,
         plan: &SpanPlan,
-        own: &FieldValues,
+        own: &Values<'_>,
         outcome: Outcome,
         seen: u64,
         ctx: &Context<'_, S>,
@@ -631,7 +666,7 @@ impl SpanMetricsLayer {
             }
             let rule = &model.rules[applied.rule];
             let already = self
-                .with_state(span, |st| st.holds(applied.rule))
+                .with_state(span, |st| st.as_ref().holds(applied.rule))
                 .unwrap_or(true);
             if already {
                 continue;
@@ -639,12 +674,13 @@ impl SpanMetricsLayer {
             let Some(g) = gauge_for(model, rule, Some(&applied.own_slots), &subject, &chain) else {
                 continue;
             };
+            // Plans with gated gauges keep the full grade, which holds them.
             let took = self
-                .with_state(span, |st| {
-                    if st.holds(applied.rule) {
+                .with_extras(span, |_, x| {
+                    if x.held.iter().any(|(r, _)| *r == applied.rule) {
                         false
                     } else {
-                        st.held.push((applied.rule, g.clone()));
+                        x.held.push((applied.rule, g.clone()));
                         true
                     }
                 })
@@ -675,9 +711,9 @@ where
         let now = self.clock.raw();
         if self.shared.children_possible.load(Ordering::Relaxed) {
             if let Some(parent) = span.parent() {
-                self.with_state(&parent, |st| {
-                    if st.plan.needs_children {
-                        st.children.open(now)
+                self.with_extras(&parent, |core, x| {
+                    if core.plan.needs_children {
+                        x.children.open(now)
                     }
                 });
             }
@@ -690,36 +726,34 @@ where
         // opening rules may read are locked after it, in the same child-to-ancestor order as
         // everywhere else.
         let mut ext = span.extensions_mut();
-        match ext.get_mut::<States>() {
-            Some(states) => states.push(self.id, SpanState::new(plan, now)),
-            None => ext.insert(States::new(self.id, plan, now)),
+        let compact = States::insert(&mut ext, self.id, plan, now);
+        if !compact && self.compact_first() {
+            self.full_states.store(true, Ordering::Relaxed);
         }
-        let Some(state) = ext.get_mut::<States>().and_then(|s| s.get_mut(self.id)) else {
-            return;
-        };
-        let plan = &*state.plan;
-        // A callsite with no field any rule reads (RED mode without `otel.*` fields, say) is
-        // not visited at all.
-        if !plan.slot_names.is_empty() {
-            attrs.record(&mut state.values.recorder(&plan.slot_for));
-            if state.values.take_truncated() {
+        States::with_mut(&mut ext, self.id, compact, |mut state| {
+            let plan = &*state.core.plan;
+            // A callsite with no field any rule reads (RED mode without `otel.*` fields, say)
+            // is not visited at all.
+            if !plan.slot_names.is_empty() && state.values.record(plan, attrs) {
                 let model = &plan.model;
                 model.health.truncated(&model.settings.recorder, 1);
             }
-        }
-        if plan.opens() {
-            state.held = self.open(&span, state, &ctx);
-        }
+            if plan.opens() {
+                let held = self.open(&span, &state.as_ref(), &ctx);
+                match state.extras.as_mut() {
+                    Some(x) => x.held = held,
+                    None => debug_assert!(
+                        held.is_empty(),
+                        "a compact state for a plan that holds gauges: this is a bug"
+                    ),
+                }
+            }
+        });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let Some(plan) = span
-            .extensions()
-            .get::<States>()
-            .and_then(|s| s.get(self.id))
-            .map(|st| st.plan.clone())
-        else {
+        let Some(plan) = self.state_of(&span.extensions()).map(|st| st.plan.clone()) else {
             return;
         };
         if plan.slot_names.is_empty() {
@@ -740,14 +774,14 @@ where
                 .truncated(&plan.model.settings.recorder, 1);
         }
         let apply_recorded = self
-            .with_state(&span, |st| {
-                st.values.merge(&fresh, seen);
-                st.values.take_truncated();
-                (seen & plan.reactive != 0).then(|| (st.values.clone(), st.outcome()))
+            .with_state(&span, |mut st| {
+                st.merge(&fresh, seen);
+                let st = st.as_ref();
+                (seen & plan.reactive != 0).then(|| (st.values_owned(), st.outcome()))
             })
             .flatten();
         if let Some((own, outcome)) = apply_recorded {
-            self.apply_recorded(&span, &plan, &own, outcome, seen, &ctx);
+            self.apply_recorded(&span, &plan, &own.view(), outcome, seen, &ctx);
         }
     }
 
@@ -763,9 +797,9 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         let now = self.clock.raw();
-        self.with_state(&span, |st| {
-            if st.plan.needs_busy {
-                st.busy.open(now)
+        self.with_extras(&span, |core, x| {
+            if core.plan.needs_busy {
+                x.busy.open(now)
             }
         });
     }
@@ -776,9 +810,9 @@ where
         }
         let now = self.clock.raw();
         let Some(span) = ctx.span(id) else { return };
-        self.with_state(&span, |st| {
-            if st.plan.needs_busy {
-                st.busy.close(now, &self.clock)
+        self.with_extras(&span, |core, x| {
+            if core.plan.needs_busy {
+                x.busy.close(now, &self.clock)
             }
         });
     }
@@ -795,9 +829,9 @@ where
         let Some(span) = ctx.span(&id) else { return };
         if self.shared.children_possible.load(Ordering::Relaxed) {
             if let Some(parent) = span.parent() {
-                self.with_state(&parent, |st| {
-                    if st.plan.needs_children {
-                        st.children.close(now, &self.clock)
+                self.with_extras(&parent, |core, x| {
+                    if core.plan.needs_children {
+                        x.children.close(now, &self.clock)
                     }
                 });
             }
@@ -806,12 +840,25 @@ where
         #[cfg(feature = "exemplars")]
         let found = self.capture_at_close(&span);
         // The state stays where it is; the registry drops it with the span's extensions.
-        self.with_state(&span, |st| {
+        self.with_state(&span, |#[allow(unused_mut)] mut st| {
             #[cfg(feature = "exemplars")]
             if let Some(found) = found {
                 st.exemplar = found;
             }
-            self.close(&span, st, now, &ctx)
+            self.close(&span, &st.as_ref(), now, &ctx);
+            // After the span's rules recorded.
+            if let Some(x) = st.extras.as_mut().filter(|x| !x.held.is_empty()) {
+                for (_, gauge) in std::mem::take(&mut x.held) {
+                    gauge.decrement(1.0);
+                }
+            }
         });
     }
+}
+
+/// Busy nanoseconds of a span's state (none for a compact state, whose plan measures no busy
+/// time).
+#[inline]
+fn busy_nanos(extras: Option<&Extras>, now: u64, clock: &quanta::Clock) -> u64 {
+    extras.map_or(0, |x| x.busy.nanos(now, clock))
 }

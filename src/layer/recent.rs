@@ -155,10 +155,9 @@ mod tests {
             .expect("the test's subscriber");
         let data = sub.span_data(&span.id().expect("an enabled span")).unwrap();
         let ext = tracing_subscriber::registry::SpanData::extensions(&data);
-        let states = ext.get::<States>().expect("the layer's state");
-        states
-            .get(sub.downcast_ref::<SpanMetricsLayer>().unwrap().id)
-            .unwrap()
+        let layer = sub.downcast_ref::<SpanMetricsLayer>().unwrap().id;
+        States::of(&ext, layer)
+            .expect("the layer's state")
             .plan
             .clone()
     }
