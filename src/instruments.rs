@@ -926,6 +926,45 @@ mod tests {
         smallvec::smallvec![Handle::Counter(Counter::noop())]
     }
 
+    /// Two threads that meet a full label at once: the second reaches the slow path without
+    /// having seen, on its fast path, the series of replaced values the first registered. It
+    /// finds that series there and takes it, with no second admission against the limit.
+    #[test]
+    fn a_slow_path_takes_the_replaced_values_series_another_thread_registered() {
+        let family = Family::new(DeclaredFamily {
+            name: "requests".into(),
+            exported: "requests_total".into(),
+            kind: MetricKind::Counter,
+            unit: Unit::Count,
+            description: None,
+            label_keys: vec!["user".into()],
+            label_limits: vec![Some(1)],
+            buckets: None,
+            limit: 3,
+            first_rule: 0,
+            numeric: false,
+        });
+        let r = metrics::NoopRecorder;
+        let series = || {
+            let snapshot = family.series.snapshot.load();
+            snapshot.as_ref().map_or(0, |s| s.series.len())
+        };
+        let slow = |user: &str| {
+            let values = [Some(user)];
+            family.slow_path(&r, 1, &values, hash_labels(&values)).1
+        };
+        // `a` takes the label's one value; `b` is replaced: the marker's series is admitted.
+        assert!(!slow("a"));
+        assert!(slow("b"));
+        assert_eq!(series(), 2);
+        // `c` straight on the slow path, as a thread that raced `b` would be.
+        assert!(slow("c"));
+        assert_eq!(series(), 2);
+        // The family's third admission is still free.
+        let admitted = family.series.admissions.lock().unwrap().count;
+        assert_eq!(admitted, 2);
+    }
+
     #[test]
     fn a_group_cache_holds_at_most_its_cap_per_recorder() {
         let cache = GroupCache::new(2);

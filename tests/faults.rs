@@ -71,6 +71,41 @@ fn each_recorder_the_facade_switches_to_counts_its_own_admissions() {
     assert_eq!(b.series("jobs.total").len(), 3);
 }
 
+/// Truncated label values are counted on the recorder current when they are cut, also after
+/// the facade's recorder was replaced.
+#[test]
+fn truncations_count_on_the_recorder_current_when_they_happen() {
+    let layer = SpanMetrics::builder()
+        .metric(
+            Metric::counter("jobs.total")
+                .spans(Spans::named("job"))
+                .label("id"),
+        )
+        .max_label_len(8)
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let (first, second) = (TestRecorder::default(), TestRecorder::default());
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&first, || {
+            drop(tracing::info_span!("job", id = "abcdefgh-"));
+        });
+        metrics::with_local_recorder(&second, || {
+            drop(tracing::info_span!("job", id = "ijklmnop-"));
+            drop(tracing::info_span!("job", id = "qrstuvwx-"));
+        });
+    });
+    let truncated = tracing_spanmetrics::TRUNCATED_METRIC;
+    assert_eq!(first.snapshot().counter(truncated, &[]), Some(1));
+    assert_eq!(second.snapshot().counter(truncated, &[]), Some(2));
+    assert_eq!(
+        second
+            .snapshot()
+            .counter("jobs.total", &[("id", "ijklmnop")]),
+        Some(1)
+    );
+}
+
 #[test]
 fn spans_crossing_dispatchers() {
     let rec_a = Arc::new(TestRecorder::default());

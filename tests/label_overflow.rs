@@ -310,3 +310,77 @@ fn limits_are_validated() {
     assert_eq!(from_file.rules(), from_code.rules());
     assert_eq!(format!("{from_file:?}"), format!("{from_code:?}"));
 }
+
+/// A label's replaced values all share one series: the label set with the marker is admitted
+/// once, so replacing values never fills the family's own limit.
+#[test]
+fn replaced_values_take_one_admission_of_the_familys_limit() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::counter("requests")
+                .spans(Spans::named("request"))
+                .label(Label::field("user").value_limit(1))
+                .cardinality_limit(3),
+        ),
+    );
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        for u in 0..6 {
+            drop(tracing::info_span!("request", user = u));
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(m.counter("requests", &[("user", "0")]), Some(1));
+    assert_eq!(m.counter("requests", &[("user", MARK)]), Some(5));
+    assert_eq!(replaced(&m, "user"), Some(5));
+    // Two label sets of the limit of 3: nothing folded into the family's overflow series.
+    assert_eq!(m.series("requests").len(), 2);
+    assert_eq!(
+        m.counter(
+            tracing_spanmetrics::OVERFLOW_METRIC,
+            &[("metric", "requests_total")]
+        ),
+        Some(0)
+    );
+}
+
+/// Each health counter is described with what it counts.
+#[test]
+fn the_health_counters_are_described() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::histogram("requests.size")
+                .spans(Spans::named("request"))
+                .span_field("bytes")
+                .label(Label::field("user").value_limit(1)),
+        ),
+    );
+    let _ = h.dispatch();
+    let m = h.snapshot();
+    let described = |name: &str| m.description(name).and_then(|(_, text)| text);
+    assert_eq!(
+        described(tracing_spanmetrics::OVERFLOW_METRIC).as_deref(),
+        Some(
+            "Observations folded into a metric's overflow series because its cardinality \
+             limit was reached"
+        )
+    );
+    assert_eq!(
+        described(tracing_spanmetrics::TRUNCATED_METRIC).as_deref(),
+        Some("Label values cut to the configured length bound")
+    );
+    assert_eq!(
+        described(LABEL_OVERFLOW_METRIC).as_deref(),
+        Some(
+            "Observations whose label value was replaced because the label reached its limit \
+             of distinct values"
+        )
+    );
+    assert_eq!(
+        described(tracing_spanmetrics::REJECTED_METRIC).as_deref(),
+        Some(
+            "Values that could not be recorded (not a number, not finite, or negative for a \
+             counter)"
+        )
+    );
+}
