@@ -837,7 +837,8 @@ impl GroupCache {
         }
     }
 
-    /// The hash of `key` in this cache.
+    /// The hash of `key` in this cache. Only a speed matter, as [`hash_labels`] is: a lookup
+    /// compares the keys of the entries the hash finds.
     #[inline]
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
@@ -968,6 +969,7 @@ mod tests {
     #[test]
     fn a_group_cache_holds_at_most_its_cap_per_recorder() {
         let cache = GroupCache::new(2);
+        assert_eq!(format!("{cache:?}"), "GroupCache { cap: 2, .. }");
         for key in [&b"a"[..], b"b", b"c", b"a"] {
             cache.insert(
                 1,
