@@ -251,6 +251,41 @@ fn an_inherited_label_follows_a_link_an_earlier_lookup_learnt() {
     assert_eq!(m.series("work.total").len(), 2);
 }
 
+/// An ancestor that declares a field but has not recorded it passes lookups on to its own
+/// ancestors, also after a walk found two fields at different depths above it and remembered
+/// where each was (the links written must not mark that ancestor as having no ancestor with
+/// the field).
+#[test]
+fn an_unrecorded_ancestor_passes_lookups_on_after_links_are_written() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::counter("work.total")
+                .spans(Spans::named("work"))
+                .label(Label::field("tenant").default("none"))
+                .label(Label::field("region").default("none")),
+        ),
+    );
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        let top = tracing::info_span!("work", tenant = "a", region = "r");
+        let _top = top.enter();
+        let unrecorded = tracing::info_span!("work", tenant = Empty);
+        let _unrecorded = unrecorded.enter();
+        let plain = tracing::info_span!("work");
+        let _plain = plain.enter();
+        // Walks past `plain` and `unrecorded` (`tenant` declared, no value) to `top`.
+        drop(tracing::info_span!("work"));
+        // Follows `plain`'s links: `unrecorded` again, then on to `top`.
+        drop(tracing::info_span!("work"));
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.counter("work.total", &[("tenant", "a"), ("region", "r")]),
+        Some(5)
+    );
+    assert_eq!(m.series("work.total").len(), 1);
+}
+
 #[test]
 fn busy_idle_and_wall_time_with_nested_enters() {
     let mut h = Harness::new(
