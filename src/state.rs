@@ -890,6 +890,11 @@ fn write_links<'n, S>(
 
 /// Ends every lookup at `step` (a span that is gone: cannot happen while `below` is open, as
 /// spans keep their ancestors open).
+///
+/// Defensive only: no test reaches it, because no sequence of tracing calls can (a link points
+/// at an ancestor that captures the field, so it has this layer's state, and an open span's
+/// ancestors stay open). Its mutants therefore survive; without it a lookup at a vanished link
+/// would loop instead of giving up.
 #[cold]
 fn finish(steps: &mut [Step], step: Step) {
     for s in steps.iter_mut().filter(|s| **s == step) {
@@ -958,6 +963,8 @@ fn walk<S>(
                     continue;
                 };
                 pending &= !(1 << i);
+                // A link to the first ancestor is not worth writing (see above). Which links are
+                // written changes how many visits later lookups make, never what they find.
                 if !(first && to == id.into_u64()) {
                     links.push((i, to, passed));
                 }
