@@ -998,5 +998,19 @@ mod tests {
         );
         assert_eq!(cache.len(), 1);
         assert_eq!((found(2, b"c"), found(2, b"a")), (Some(true), None));
+        // A key already there (two threads that missed it at once) is not added twice.
+        let cache = GroupCache::new(4);
+        for _ in 0..2 {
+            cache.insert(
+                2,
+                b"d",
+                cache.hash(b"d"),
+                handles(),
+                false,
+                #[cfg(feature = "exemplars")]
+                SmallVec::new(),
+            );
+        }
+        assert_eq!(cache.len(), 1);
     }
 }

@@ -286,6 +286,67 @@ fn an_unrecorded_ancestor_passes_lookups_on_after_links_are_written() {
     assert_eq!(m.series("work.total").len(), 1);
 }
 
+/// An event selector's message text, when the message is also a label: the message is then
+/// captured (not only compared as it is handed over), and compared from the capture.
+#[test]
+fn events_selected_by_a_message_that_is_also_a_label() {
+    let mut h = Harness::new(
+        SpanMetrics::builder()
+            .metric(
+                Metric::counter("retries")
+                    .events(EventMatch::message("retrying"))
+                    .label(Label::field("message")),
+            )
+            .metric(
+                Metric::counter("events.by_message")
+                    .events(EventMatch::named("*"))
+                    .label(Label::field("message")),
+            ),
+    );
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        tracing::warn!("retrying");
+        tracing::warn!("retrying");
+        tracing::warn!("giving up");
+    });
+    let m = h.snapshot();
+    assert_eq!(m.counter("retries", &[("message", "retrying")]), Some(2));
+    assert_eq!(m.series("retries").len(), 1);
+    assert_eq!(
+        m.counter("events.by_message", &[("message", "giving up")]),
+        Some(1)
+    );
+}
+
+/// More rules than one close group holds (16) with the same labels on one callsite: the plan
+/// splits them into groups, and every rule records.
+#[test]
+fn seventeen_rules_with_the_same_labels_all_record() {
+    let mut builder = SpanMetrics::builder();
+    for i in 0..17 {
+        builder = builder.metric(
+            Metric::counter(format!("op.calls.{i}"))
+                .spans(Spans::named("op"))
+                .label("peer"),
+        );
+    }
+    let mut h = Harness::new(builder);
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        for _ in 0..3 {
+            drop(tracing::info_span!("op", peer = "a"));
+        }
+    });
+    let m = h.snapshot();
+    for i in 0..17 {
+        assert_eq!(
+            m.counter(&format!("op.calls.{i}"), &[("peer", "a")]),
+            Some(3),
+            "rule {i}"
+        );
+    }
+}
+
 #[test]
 fn busy_idle_and_wall_time_with_nested_enters() {
     let mut h = Harness::new(
