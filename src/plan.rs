@@ -663,6 +663,61 @@ mod tests {
         assert!(p.says(None, None, 0));
     }
 
+    /// A hand-made callsite may declare more fields than a plan captures (64, a bit set):
+    /// those beyond are never captured (a label from one reads as missing, a message there is
+    /// never compared), and the others still are.
+    #[test]
+    fn fields_beyond_the_64th_are_never_captured() {
+        let span = crate::values::test_callsite!(
+            SPAN,
+            [
+                "f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9", "f10", "f11", "f12",
+                "f13", "f14", "f15", "f16", "f17", "f18", "f19", "f20", "f21", "f22", "f23", "f24",
+                "f25", "f26", "f27", "f28", "f29", "f30", "f31", "f32", "f33", "f34", "f35", "f36",
+                "f37", "f38", "f39", "f40", "f41", "f42", "f43", "f44", "f45", "f46", "f47", "f48",
+                "f49", "f50", "f51", "f52", "f53", "f54", "f55", "f56", "f57", "f58", "f59", "f60",
+                "f61", "f62", "f63", "f64"
+            ]
+        );
+        let builder = crate::SpanMetrics::builder()
+            .metric(Metric::counter("c").labels(["f63", "f64"]))
+            .metric(Metric::counter("e").events(EventMatch::message("hello")));
+        let model = Arc::new(crate::ruleset::compile(&builder, None).unwrap());
+        let p = SpanPlan::compile(&model, span);
+        assert_eq!(p.slot_names, vec!["f63"]);
+        assert_eq!(p.slot_fields, 1 << 63);
+        let event = crate::values::test_callsite!(
+            EVENT,
+            [
+                "f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9", "f10", "f11", "f12",
+                "f13", "f14", "f15", "f16", "f17", "f18", "f19", "f20", "f21", "f22", "f23", "f24",
+                "f25", "f26", "f27", "f28", "f29", "f30", "f31", "f32", "f33", "f34", "f35", "f36",
+                "f37", "f38", "f39", "f40", "f41", "f42", "f43", "f44", "f45", "f46", "f47", "f48",
+                "f49", "f50", "f51", "f52", "f53", "f54", "f55", "f56", "f57", "f58", "f59", "f60",
+                "f61", "f62", "f63", "message"
+            ]
+        );
+        let p = EventPlan::compile(&model, event);
+        assert_eq!(p.message_field, None);
+        assert_eq!((p.slot_fields, p.message_slot), (0, None));
+    }
+
+    /// More message texts than a 64-bit set holds: the message is captured, and compared from
+    /// the capture.
+    #[test]
+    fn more_than_64_message_texts_are_compared_from_the_capture() {
+        let mut builder = crate::SpanMetrics::builder();
+        for i in 0..65 {
+            builder = builder.metric(
+                Metric::counter(format!("m{i}")).events(EventMatch::message(format!("text {i}"))),
+            );
+        }
+        let p = plan(builder);
+        assert_eq!(p.message_field, None);
+        assert_eq!(p.message_texts.len(), 65);
+        assert_eq!((p.slot_fields, p.message_slot), (0b01, Some(0)));
+    }
+
     #[test]
     fn a_message_read_as_a_value_is_captured_and_compared_from_there() {
         let p = plan(
