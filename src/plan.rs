@@ -364,11 +364,15 @@ impl SpanPlan {
             });
             g.cache = GroupCache::new(cap.min().unwrap_or(0));
         }
+        // Gated and field gauges read a captured field, so `slot_names` covers them. An anchor
+        // only saves its events a check of the span's metadata (the answer is the same).
+        debug_assert!(
+            plan.gated.is_empty() && plan.field_gauges.is_empty() || !plan.slot_names.is_empty(),
+            "gauges that read a field in a plan that captures none: this is a bug"
+        );
         plan.needs_state = !plan.slot_names.is_empty()
             || !plan.on_open.is_empty()
             || !plan.on_close.is_empty()
-            || !plan.gated.is_empty()
-            || !plan.field_gauges.is_empty()
             || !plan.anchors.is_empty();
         // No milestones, busy or children timing, held gauges or links to ancestors, and few
         // enough captured fields for the compact values.
