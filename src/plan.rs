@@ -89,7 +89,9 @@ fn key_spec(
                 match own_slots.get(i).copied().flatten() {
                     Some(slot) => Some(KeyPart::Slot { slot, inherit }),
                     None if label.inherit => Some(KeyPart::Inherited { label: index }),
-                    // Never declared here, never inherited: always missing.
+                    // Never declared here, never inherited: always missing. (Looking it up
+                    // in the ancestors anyway would only split the shortcut's keys by values
+                    // the label never reads: speed, not results.)
                     None => None,
                 }
             }
@@ -179,7 +181,8 @@ impl SpanPlan {
         self.compact.store(false, Ordering::Relaxed);
     }
 
-    /// Whether spans of this callsite have work to do at creation.
+    /// Whether spans of this callsite have work to do at creation. Only a speed matter:
+    /// opening a span with nothing to do does nothing.
     pub(crate) fn opens(&self) -> bool {
         !(self.on_open.is_empty() && self.gated.is_empty() && self.field_gauges.is_empty())
     }
@@ -347,6 +350,9 @@ impl SpanPlan {
                 let other = &model.rules[plan.on_close[g[0]].rule];
                 other.labels == rule.labels && other.conditions == rule.conditions
             };
+            // Grouping is a speed matter (each member records as it would alone) up to
+            // `MAX_GROUP`, which bounds the ops recorded together at close: a group is never
+            // larger (`seventeen_rules_with_the_same_labels_all_record`).
             let open_group = |g: &&mut CloseGroup| g.members.len() < MAX_GROUP && same(&g.members);
             match plan.close_groups.iter_mut().find(open_group) {
                 Some(g) => g.members.push(i),
@@ -519,6 +525,7 @@ impl Plans {
     }
 
     /// Compiles the plan of a callsite now (so its first span or event does not pay for it).
+    /// Only a speed matter: a plan not prepared is compiled on first use.
     pub(crate) fn prepare(&self, meta: &'static Metadata<'static>) {
         if meta.is_span() {
             self.planned_span(meta);
