@@ -1253,6 +1253,26 @@ mod scaling {
         }
     }
 
+    /// A field condition reads ancestors as an inheriting label does, through links: a deep
+    /// chain costs a fixed number of visits per level.
+    #[test]
+    fn field_conditions_are_linked_like_labels() {
+        fn when_tenant() -> Metric {
+            Metric::counter("level.total")
+                .spans(Spans::named("level"))
+                .when(crate::Condition::field("tenant").one_of(["acme"]))
+        }
+        // As for a label at close, without the label-set cache's one extra read: the deepest
+        // span visits its parent (1), walks to the root (n) and links the n - 1 levels it
+        // passed (n - 1); every other level reads the root through its link (n - 1).
+        for n in [2_000, 4_000] {
+            assert_eq!(
+                visits(n, Chain::Levels, &[when_tenant]),
+                1 + n as u64 + 2 * (n as u64 - 1)
+            );
+        }
+    }
+
     /// More inherited fields than links kept inline (`LINKS_INLINE`): the ones beyond are
     /// linked as well (every field is found at the root, and fields linked to the same span are
     /// read in one visit). A link beyond the inline ones that is lost or misplaced costs walks,

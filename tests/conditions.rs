@@ -460,3 +460,32 @@ fn conditions_on_the_outcome_ignore_an_unrecognised_status_code() {
     assert_eq!(m.counter("failed.total", &[]), Some(2));
     assert_eq!(m.counter("fine.total", &[]), Some(3));
 }
+
+/// A field condition reads the nearest ancestor that recorded the field, as an inheriting
+/// label does, through a chain deeper than one level, and also when no label of the rule reads
+/// that field (the rule's only ancestor lookups are its condition's).
+#[test]
+fn a_field_condition_reads_an_ancestor_several_levels_up() {
+    let mut h = Harness::new(
+        SpanMetrics::builder().metric(
+            Metric::counter("leaf.total")
+                .spans(Spans::named("leaf"))
+                .when(Condition::field("tenant").one_of(["acme"])),
+        ),
+    );
+    let d = h.dispatch();
+    dispatcher::with_default(&d, || {
+        for tenant in ["acme", "other"] {
+            let root = tracing::info_span!("root", tenant);
+            let _root = root.enter();
+            let mid = tracing::info_span!("mid");
+            let _mid = mid.enter();
+            let low = tracing::info_span!("low");
+            let _low = low.enter();
+            drop(tracing::info_span!("leaf"));
+            drop(tracing::info_span!("leaf"));
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(m.counter("leaf.total", &[]), Some(2));
+}
