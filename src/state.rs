@@ -24,7 +24,10 @@
 //! Text beyond the compact room spills to the heap, as text beyond the full grade's does; the
 //! callsite's later spans then get the full grade, so such a callsite pays one spill, not one
 //! per span. A second layer of this crate on a span that already has a compact state stores its
-//! own in a [`States`] (two extensions, as two layers' states made before).
+//! own in a [`States`] (two extensions, as two layers' states made before). A third one goes
+//! into that [`States`]' vector of further layers: three layers of this crate on one span then
+//! cost three allocations (the compact box, the full box, the vector), one more than when the
+//! first state is a full one. Nobody is expected to stack three; it is stated, not optimised.
 //!
 //! Code that reads a state sees one view of either grade, [`SpanState`] (and [`SpanStateMut`]
 //! to change it): the parts both grades keep ([`Core`]), the captured values, and the
