@@ -191,6 +191,22 @@ fn exemplars_are_the_exported_ids_of_the_latest_span_per_bucket_in_both_orders()
     }
 }
 
+/// A span closed while another dispatcher is the default (its last handle dropped there):
+/// its ids are read at close through the dispatcher the layer belongs to, not the current
+/// default. (Never entered, so that they are read at close: tracing-opentelemetry outside.)
+#[test]
+fn a_span_closed_under_another_default_dispatcher_keeps_its_exemplar() {
+    let other = Dispatch::new(tracing_subscriber::registry());
+    let (text, spans) = run(Order::OtelOutside, Sampler::AlwaysOn, |mock| {
+        let span = tracing::info_span!("rpc", n = 0, method = "a");
+        mock.increment(Duration::from_millis(MILLIS[0]));
+        tracing::dispatcher::with_default(&other, || drop(span));
+    });
+    let exported = ids_by_n(&spans);
+    assert_eq!(exported.len(), 1);
+    assert_eq!(served(&text), expected(1, &exported), "{text}");
+}
+
 #[test]
 fn spans_never_entered_carry_exemplars_when_tracing_opentelemetry_is_outside() {
     let (text, spans) = run(Order::OtelOutside, Sampler::AlwaysOn, |mock| {

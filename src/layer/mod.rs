@@ -207,7 +207,10 @@ impl SpanMetricsLayer {
         crate::Exemplars::new(self.shared.exemplars.clone())
     }
 
-    /// Whether `dispatch` is the one this layer is part of.
+    /// Whether `dispatch` is the one this layer is part of. Answering "no" for its own would
+    /// only cost the fallback (the dispatch remembered at registration, upgraded): speed, not
+    /// results; answering "yes" for another is what
+    /// `a_span_closed_under_another_default_dispatcher_keeps_its_exemplar` guards against.
     #[cfg(feature = "exemplars")]
     fn is_own(&self, dispatch: &tracing_core::Dispatch) -> bool {
         dispatch
