@@ -459,3 +459,33 @@ fn a_layers_debug_output_says_where_it_records() {
     assert!(own.contains("recorder: Explicit(..)"), "{own}");
     assert!(!own.contains("recorder: Global"), "{own}");
 }
+
+/// The layer's own accessors describe the configuration it runs: its families, its histograms
+/// with their buckets, and the fields no callsite met so far declares.
+#[test]
+fn the_layer_describes_the_configuration_it_runs() {
+    let layer = SpanMetrics::builder()
+        .metric(
+            Metric::histogram("rpc.latency")
+                .spans(Spans::named("rpc"))
+                .buckets(tracing_spanmetrics::Buckets::explicit([0.1, 1.0]))
+                .label("methd"),
+        )
+        .metric(Metric::counter("rpc.calls").spans(Spans::named("rpc")))
+        .build()
+        .unwrap();
+    assert_eq!(layer.metric_names(), vec!["rpc.latency", "rpc.calls"]);
+    assert_eq!(
+        layer.histograms(),
+        vec![tracing_spanmetrics::HistogramInfo {
+            name: "rpc.latency".into(),
+            exported_name: "rpc_latency_seconds".into(),
+            buckets: vec![0.1, 1.0],
+        }]
+    );
+    // No callsite met yet: every field read is unseen.
+    assert_eq!(
+        layer.unseen_fields(),
+        vec![("rpc.latency".to_owned(), "methd".to_owned())]
+    );
+}
