@@ -321,7 +321,9 @@ impl SpanMetricsLayer {
         c.model.families.iter().map(|f| f.name.clone()).collect()
     }
 
-    /// Whether lookups should look for the compact grade of state first.
+    /// Whether lookups should look for the compact grade of state first. Only the order of
+    /// the two lookups: a wrong answer costs a missed lookup, never a state (speed, not
+    /// results).
     #[inline(always)]
     fn compact_first(&self) -> bool {
         !self.full_states.load(Ordering::Relaxed)
