@@ -200,6 +200,32 @@ fn counter_of(limit: usize) -> SpanMetricsBuilder {
     )
 }
 
+/// Runs `program` under a layer counting `jobs.total` (at most `limit` label sets) on a first
+/// recorder; `program` is handed a function that reloads the same rules onto a second one.
+/// Returns the first recorder and the second.
+fn with_a_move_to_another_recorder(
+    limit: usize,
+    program: impl FnOnce(&dyn Fn()),
+) -> (Arc<TestRecorder>, Arc<TestRecorder>) {
+    let (first, second) = (
+        Arc::new(TestRecorder::default()),
+        Arc::new(TestRecorder::default()),
+    );
+    let layer = counter_of(limit)
+        .with_recorder(first.clone())
+        .build()
+        .unwrap();
+    let reload = layer.reload_handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let move_to_second = || {
+        reload
+            .reload(counter_of(limit).with_recorder(second.clone()))
+            .unwrap()
+    };
+    dispatcher::with_default(&dispatch, || program(&move_to_second));
+    (first, second)
+}
+
 #[test]
 fn a_reload_without_a_recorder_keeps_the_layers_own() {
     let recorder = Arc::new(TestRecorder::default());
@@ -223,21 +249,9 @@ fn a_reload_without_a_recorder_keeps_the_layers_own() {
 
 #[test]
 fn a_reload_that_names_a_recorder_moves_to_it() {
-    let (first, second) = (
-        Arc::new(TestRecorder::default()),
-        Arc::new(TestRecorder::default()),
-    );
-    let layer = counter_of(100)
-        .with_recorder(first.clone())
-        .build()
-        .unwrap();
-    let reload = layer.reload_handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    dispatcher::with_default(&dispatch, || {
+    let (first, second) = with_a_move_to_another_recorder(100, |move_to_second| {
         drop(tracing::info_span!("job", id = 1));
-        reload
-            .reload(counter_of(100).with_recorder(second.clone()))
-            .unwrap();
+        move_to_second();
         drop(tracing::info_span!("job", id = 1));
     });
     assert_eq!(
@@ -346,20 +360,11 @@ fn the_cardinality_limit_holds_when_a_reload_changes_the_label_keys() {
 /// while the first recorder's count is not carried over to it.
 #[test]
 fn a_reload_that_moves_to_another_recorder_counts_admissions_afresh() {
-    let (first, second) = (
-        Arc::new(TestRecorder::default()),
-        Arc::new(TestRecorder::default()),
-    );
-    let layer = counter_of(2).with_recorder(first.clone()).build().unwrap();
-    let reload = layer.reload_handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    dispatcher::with_default(&dispatch, || {
+    let (first, second) = with_a_move_to_another_recorder(2, |move_to_second| {
         for id in 1..=3 {
             drop(tracing::info_span!("job", id));
         }
-        reload
-            .reload(counter_of(2).with_recorder(second.clone()))
-            .unwrap();
+        move_to_second();
         for id in 3..=5 {
             drop(tracing::info_span!("job", id));
         }
@@ -412,20 +417,11 @@ fn the_cardinality_limit_holds_across_reloads_on_the_facade_recorder() {
 /// without the reload.
 #[test]
 fn a_span_open_across_a_move_to_another_recorder_counts_against_the_first() {
-    let (first, second) = (
-        Arc::new(TestRecorder::default()),
-        Arc::new(TestRecorder::default()),
-    );
-    let layer = counter_of(2).with_recorder(first.clone()).build().unwrap();
-    let reload = layer.reload_handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    dispatcher::with_default(&dispatch, || {
+    let (first, second) = with_a_move_to_another_recorder(2, |move_to_second| {
         drop(tracing::info_span!("job", id = 1));
         drop(tracing::info_span!("job", id = 2));
         let open = tracing::info_span!("job", id = 3);
-        reload
-            .reload(counter_of(2).with_recorder(second.clone()))
-            .unwrap();
+        move_to_second();
         drop(tracing::info_span!("job", id = 10));
         drop(tracing::info_span!("job", id = 11));
         drop(open);
