@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::TestRecorder;
 use tracing::field::Empty;
-use tracing_spanmetrics::{Label, Metric, SpanMetrics, Spans};
+use tracing_spanmetrics::{Label, Metric, SpanMetrics, SpanMetricsBuilder, Spans};
 use tracing_subscriber::prelude::*;
 
 #[test]
@@ -35,30 +35,38 @@ fn the_recorder_replaced_while_spans_are_open() {
     });
 }
 
+/// Runs `on_first`, then `on_second`, under one layer built from `builder`, each with its own
+/// recorder current in the `metrics` facade; returns both recorders.
+fn on_two_recorders(
+    builder: SpanMetricsBuilder,
+    on_first: impl FnOnce(),
+    on_second: impl FnOnce(),
+) -> (TestRecorder, TestRecorder) {
+    let subscriber = tracing_subscriber::registry().with(builder.build().unwrap());
+    let (first, second) = (TestRecorder::default(), TestRecorder::default());
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&first, on_first);
+        metrics::with_local_recorder(&second, on_second);
+    });
+    (first, second)
+}
+
 /// The cardinality limit counts per recorder: when the facade's recorder is replaced, the new
 /// one admits label sets from none (it has none of the first one's series).
 #[test]
 fn each_recorder_the_facade_switches_to_counts_its_own_admissions() {
-    let layer = SpanMetrics::builder()
-        .metric(
-            Metric::counter("jobs.total")
-                .spans(Spans::named("job"))
-                .label("id")
-                .cardinality_limit(2),
-        )
-        .build()
-        .unwrap();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    let (first, second) = (TestRecorder::default(), TestRecorder::default());
+    let builder = SpanMetrics::builder().metric(
+        Metric::counter("jobs.total")
+            .spans(Spans::named("job"))
+            .label("id")
+            .cardinality_limit(2),
+    );
     let jobs = |ids: std::ops::RangeInclusive<u64>| {
         for id in ids {
             drop(tracing::info_span!("job", id));
         }
     };
-    tracing::subscriber::with_default(subscriber, || {
-        metrics::with_local_recorder(&first, || jobs(1..=3));
-        metrics::with_local_recorder(&second, || jobs(4..=6));
-    });
+    let (first, second) = on_two_recorders(builder, || jobs(1..=3), || jobs(4..=6));
     let overflow = [("otel_metric_overflow", "true")];
     let (a, b) = (first.snapshot(), second.snapshot());
     assert_eq!(a.counter("jobs.total", &[("id", "1")]), Some(1));
@@ -75,26 +83,21 @@ fn each_recorder_the_facade_switches_to_counts_its_own_admissions() {
 /// the facade's recorder was replaced.
 #[test]
 fn truncations_count_on_the_recorder_current_when_they_happen() {
-    let layer = SpanMetrics::builder()
+    let builder = SpanMetrics::builder()
         .metric(
             Metric::counter("jobs.total")
                 .spans(Spans::named("job"))
                 .label("id"),
         )
-        .max_label_len(8)
-        .build()
-        .unwrap();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    let (first, second) = (TestRecorder::default(), TestRecorder::default());
-    tracing::subscriber::with_default(subscriber, || {
-        metrics::with_local_recorder(&first, || {
-            drop(tracing::info_span!("job", id = "abcdefgh-"));
-        });
-        metrics::with_local_recorder(&second, || {
+        .max_label_len(8);
+    let (first, second) = on_two_recorders(
+        builder,
+        || drop(tracing::info_span!("job", id = "abcdefgh-")),
+        || {
             drop(tracing::info_span!("job", id = "ijklmnop-"));
             drop(tracing::info_span!("job", id = "qrstuvwx-"));
-        });
-    });
+        },
+    );
     let truncated = tracing_spanmetrics::TRUNCATED_METRIC;
     assert_eq!(first.snapshot().counter(truncated, &[]), Some(1));
     assert_eq!(second.snapshot().counter(truncated, &[]), Some(2));
