@@ -650,9 +650,12 @@ mod tests {
         crate::values::test_callsite!(EVENT, ["message", "status"])
     }
 
+    fn model(builder: &crate::SpanMetricsBuilder) -> Arc<Ruleset> {
+        Arc::new(crate::ruleset::compile(builder, None).unwrap())
+    }
+
     fn plan(builder: crate::SpanMetricsBuilder) -> EventPlan {
-        let model = Arc::new(crate::ruleset::compile(&builder, None).unwrap());
-        EventPlan::compile(&model, event_site())
+        EventPlan::compile(&model(&builder), event_site())
     }
 
     #[test]
@@ -693,7 +696,7 @@ mod tests {
         let builder = crate::SpanMetrics::builder()
             .metric(Metric::counter("c").labels(["f63", "f64"]))
             .metric(Metric::counter("e").events(EventMatch::message("hello")));
-        let model = Arc::new(crate::ruleset::compile(&builder, None).unwrap());
+        let model = model(&builder);
         let p = SpanPlan::compile(&model, span);
         assert_eq!(p.slot_names, vec!["f63"]);
         assert_eq!(p.slot_fields, 1 << 63);
