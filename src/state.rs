@@ -87,7 +87,7 @@ use crate::config::{OTEL_STATUS, OTEL_STATUS_DESCRIPTION};
 use crate::plan::{COMPACT_LINKS, SpanPlan, ThreadPlan};
 #[cfg(test)]
 use crate::values::COMPACT_TEXT;
-use crate::values::{CompactValues, FieldValues, Value, Values};
+use crate::values::{CompactValues, FieldValues, Value, Values, ones};
 
 /// Inline number of links (fields the configuration inherits). A configuration that inherits
 /// more fields costs each span with state one more allocation (as more than `SLOTS_INLINE`
@@ -903,15 +903,6 @@ fn finish(steps: &mut [Step], step: Step) {
     for s in steps.iter_mut().filter(|s| **s == step) {
         *s = Step::Done;
     }
-}
-
-/// The indices of the bits set in `m`, lowest first.
-fn ones(mut m: u64) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        let i = m.trailing_zeros() as usize;
-        m &= m.checked_sub(1)?;
-        Some(i)
-    })
 }
 
 /// Walks up from `from` for every field whose lookup searches above it, to the first ancestor

@@ -27,6 +27,16 @@ pub(crate) const COMPACT_SLOTS: usize = 3;
 /// of the callsite get the full grade (see `SpanPlan::compact`).
 pub(crate) const COMPACT_TEXT: usize = 48;
 
+/// The indices of the bits set in `m`, lowest first: the fields of a bit set of field indices,
+/// the texts of a bit set of message texts.
+pub(crate) fn ones(mut m: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = m.trailing_zeros() as usize;
+        m &= m.checked_sub(1)?;
+        Some(i)
+    })
+}
+
 /// One captured value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Raw {

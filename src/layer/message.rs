@@ -10,7 +10,7 @@ use std::fmt::{self, Write as _};
 
 use tracing_core::field::{Field, Visit};
 
-use crate::values::{SlotVisitor, Value};
+use crate::values::{SlotVisitor, Value, ones};
 
 /// Which of `texts` the message equals (a bit set by position; at most 64 texts), and whether
 /// its text was longer than the bound.
@@ -89,10 +89,7 @@ impl fmt::Write for Compare<'_> {
                     self.alive = 0;
                 }
             } else {
-                let mut alive = self.alive;
-                while alive != 0 {
-                    let i = alive.trailing_zeros() as usize;
-                    alive &= alive - 1;
+                for i in ones(self.alive) {
                     if self.texts[i].as_bytes().get(self.at..end) != Some(s.as_bytes()) {
                         self.alive &= !(1 << i);
                     }
