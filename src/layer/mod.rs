@@ -365,6 +365,37 @@ impl SpanMetricsLayer {
         Some(f(core, extras))
     }
 
+    /// A span is entered, with busy time measured by some plan: its busy interval opens.
+    /// Out of line, so that `on_enter` stays a single load for layers that time no busy span.
+    #[inline(never)]
+    fn busy_enter<S>(&self, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(span) = ctx.span(id) else { return };
+        let now = self.clock.raw();
+        self.with_extras(&span, |core, x| {
+            if core.plan.needs_busy {
+                x.busy.open(now)
+            }
+        });
+    }
+
+    /// A span is exited, with busy time measured by some plan: its busy interval closes.
+    #[inline(never)]
+    fn busy_exit<S>(&self, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let now = self.clock.raw();
+        let Some(span) = ctx.span(id) else { return };
+        self.with_extras(&span, |core, x| {
+            if core.plan.needs_busy {
+                x.busy.close(now, &self.clock)
+            }
+        });
+    }
+
     /// Opening-time work for a new span's state (not yet stored, so no lock is held); returns
     /// the in-flight gauges it incremented, to be decremented at close.
     fn open<S>(
@@ -797,29 +828,16 @@ where
                 self.capture_at_enter(&span);
             }
         }
-        if !self.shared.busy_possible.load(Ordering::Relaxed) {
-            return;
+        // Most layers time no busy span: they pay this one load.
+        if self.shared.busy_possible.load(Ordering::Relaxed) {
+            self.busy_enter(id, &ctx);
         }
-        let Some(span) = ctx.span(id) else { return };
-        let now = self.clock.raw();
-        self.with_extras(&span, |core, x| {
-            if core.plan.needs_busy {
-                x.busy.open(now)
-            }
-        });
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        if !self.shared.busy_possible.load(Ordering::Relaxed) {
-            return;
+        if self.shared.busy_possible.load(Ordering::Relaxed) {
+            self.busy_exit(id, &ctx);
         }
-        let now = self.clock.raw();
-        let Some(span) = ctx.span(id) else { return };
-        self.with_extras(&span, |core, x| {
-            if core.plan.needs_busy {
-                x.busy.close(now, &self.clock)
-            }
-        });
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
